@@ -1,0 +1,1 @@
+"""textrnn's Typer command line: one sub-app per task over typed library functions."""

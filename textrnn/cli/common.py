@@ -1,0 +1,182 @@
+"""Options and helpers shared by every command.
+
+Commands stay a few lines: parse options, call one library function, print.
+`command` turns `UserError` into one line on stderr and exit code 2, and any
+other exception into one line and exit code 1 (a traceback with `--debug`).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from textrnn.errors import UserError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+STATE = {"debug": False}
+
+
+def quiet_tensorflow() -> None:
+    """Keep TensorFlow's C++ and absl chatter off the terminal (before it is imported)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "0")
+    logging.getLogger("absl").setLevel(logging.ERROR)
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its C++ start-up banner (oneDNN, CUDA probes) kept off stderr.
+
+    absl writes those lines before any log level applies, so stderr is pointed
+    at /dev/null for the import only; Python errors still surface afterwards.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    if not os.path.exists("/proc/driver/nvidia") and "CUDA_VISIBLE_DEVICES" not in os.environ:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # no NVIDIA driver: skip the failing CUDA probe
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow as tf
+        import tensorflow_text  # noqa: F401 - registers its ops
+
+        tf.config.list_logical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+    tf.get_logger().setLevel(logging.ERROR)
+
+
+def echo_error(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+
+
+def command(function: F) -> F:
+    """Run a CLI command with textrnn's error contract (exit 0 / 1 / 2, one line)."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            import_tensorflow_quietly()
+            return function(*args, **kwargs)
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except UserError as error:
+            if STATE["debug"]:
+                traceback.print_exc()
+            echo_error(str(error))
+            raise typer.Exit(error.exit_code) from None
+        except KeyboardInterrupt:
+            echo_error("interrupted")
+            raise typer.Exit(130) from None
+        except Exception as error:  # noqa: BLE001 - the contract: one line, exit 1
+            if STATE["debug"]:
+                traceback.print_exc()
+            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            echo_error(
+                f"internal error: {type(error).__name__}: {first} (rerun with --debug for the traceback)"
+            )
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, ensure_ascii=False))
+
+
+def read_inputs(texts: list[str] | None, encoding: str = "utf-8") -> list[str]:
+    """Texts from arguments, else lines on stdin (decoded with `encoding`, errors name the line)."""
+    if texts:
+        return list(texts)
+    if sys.stdin is None or sys.stdin.isatty():
+        raise UserError("no input: pass texts as arguments or lines on stdin")
+    raw = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode()
+    lines = raw.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    out = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            out.append(line.rstrip(b"\r").decode(encoding))
+        except UnicodeDecodeError:
+            raise UserError(f"stdin, line {number}: not valid {encoding} text; pass --encoding") from None
+        except LookupError:
+            raise UserError(f"unknown encoding {encoding!r} (--encoding)") from None
+    return out
+
+
+# Options used by several commands ---------------------------------------------
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", help="TOML recipe; flags override its values.")
+]
+TrainOption = Annotated[str | None, typer.Option("--train", help="Training data: a file or a data set name.")]
+ValidOption = Annotated[
+    str | None, typer.Option("--valid", help="Validation data; default: a seeded split of --train.")
+]
+EpochsOption = Annotated[int | None, typer.Option("--epochs", min=1, help="Epochs to train.")]
+BatchSizeOption = Annotated[
+    int | None, typer.Option("--batch-size", min=1, help="Global batch size (split across replicas).")
+]
+LearningRateOption = Annotated[float | None, typer.Option("--learning-rate", help="Peak learning rate.")]
+StrategyOption = Annotated[
+    str | None,
+    typer.Option("--strategy", help="auto | cpu | mirrored | multiworker | tpu (tf.distribute)."),
+]
+TPUOption = Annotated[str | None, typer.Option("--tpu", help="TPU name or address for --strategy tpu.")]
+SeedOption = Annotated[int | None, typer.Option("--seed", help="Random seed; a CPU run is repeatable.")]
+MixedPrecisionOption = Annotated[
+    str | None,
+    typer.Option("--mixed-precision", help="mixed_float16 (GPU) | mixed_bfloat16 (TPU, CPU)."),
+]
+StaticShapesOption = Annotated[
+    bool | None,
+    typer.Option("--static-shapes/--dynamic-shapes", help="Fixed padded shapes (TPU / XLA)."),
+]
+RestartOption = Annotated[
+    bool, typer.Option("--restart", help="Start over instead of resuming from --run-dir.")
+]
+EncodingOption = Annotated[
+    str | None, typer.Option("--encoding", help="Text encoding of input files (e.g. latin-1).")
+]
+JSONOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+ModelOption = Annotated[
+    Path, typer.Option("--model", help="A run directory or a SavedModel export (version or base dir).")
+]
+RunDirRequired = Annotated[Path, typer.Option("--run-dir", help="The training run directory.")]
+
+
+def training_overrides(
+    epochs: int | None,
+    batch_size: int | None,
+    learning_rate: float | None,
+    strategy: str | None,
+    tpu: str | None,
+    seed: int | None,
+    mixed_precision: str | None,
+    static_shapes: bool | None,
+) -> dict[str, Any]:
+    return {
+        "training.epochs": epochs,
+        "training.batch_size": batch_size,
+        "training.learning_rate": learning_rate,
+        "training.strategy": strategy,
+        "training.tpu": tpu,
+        "training.seed": seed,
+        "training.mixed_precision": mixed_precision,
+        "training.static_shapes": static_shapes,
+    }

@@ -1,0 +1,42 @@
+"""The `textrnn` command."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from textrnn import __version__
+from textrnn.cli import common
+
+common.quiet_tensorflow()
+
+from textrnn.cli import sentiment  # noqa: E402 - after quieting TensorFlow
+
+app = typer.Typer(
+    help="Recurrent-network text models: sentiment analysis, language modeling, translation.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(sentiment.app, name="sentiment")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"textrnn {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """textrnn: one LSTM/GRU stack, three tasks, string-in SavedModels."""
+    common.STATE["debug"] = debug
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,125 @@
+"""`textrnn sentiment`: train, evaluate, predict, export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from textrnn.cli import common
+from textrnn.cli.common import command
+
+app = typer.Typer(help="Text classification (sentiment analysis).", no_args_is_help=True)
+
+TextColumn = Annotated[str | None, typer.Option("--text-column", help="Column holding the text.")]
+LabelColumn = Annotated[str | None, typer.Option("--label-column", help="Column holding the label.")]
+
+
+@app.command()
+@command
+def train(
+    config: common.ConfigOption = None,
+    train: common.TrainOption = None,
+    valid: common.ValidOption = None,
+    text_column: TextColumn = None,
+    label_column: LabelColumn = None,
+    encoding: common.EncodingOption = None,
+    tokenizer: Annotated[str | None, typer.Option("--tokenizer", help="word | subword | char")] = None,
+    max_length: Annotated[int | None, typer.Option("--max-length", min=1, help="Tokens kept per text.")] = None,
+    epochs: common.EpochsOption = None,
+    batch_size: common.BatchSizeOption = None,
+    learning_rate: common.LearningRateOption = None,
+    run_dir: Annotated[Path, typer.Option("--run-dir", help="Where the run lives.")] = Path("runs/sentiment"),
+    strategy: common.StrategyOption = None,
+    tpu: common.TPUOption = None,
+    seed: common.SeedOption = None,
+    mixed_precision: common.MixedPrecisionOption = None,
+    static_shapes: common.StaticShapesOption = None,
+    restart: common.RestartOption = False,
+) -> None:
+    """Train a classifier; rerunning the same command resumes from --run-dir."""
+    from textrnn import sentiment, training
+    from textrnn.config import load_config
+
+    overrides = {
+        "data.train": train,
+        "data.valid": valid,
+        "data.text_column": text_column,
+        "data.label_column": label_column,
+        "data.encoding": encoding,
+        "data.max_length": max_length,
+        "tokenizer.kind": tokenizer,
+        **common.training_overrides(
+            epochs, batch_size, learning_rate, strategy, tpu, seed, mixed_precision, static_shapes
+        ),
+    }
+    resolved = load_config(sentiment.Config, config, overrides)
+    training.train(sentiment, resolved, run_dir, restart=restart, echo=typer.echo)
+
+
+@app.command()
+@command
+def evaluate(
+    run_dir: common.RunDirRequired,
+    data: Annotated[str, typer.Option("--data", help="Labelled data to evaluate on.")],
+    text_column: TextColumn = None,
+    label_column: LabelColumn = None,
+    encoding: common.EncodingOption = None,
+    json_output: common.JSONOption = False,
+) -> None:
+    """Accuracy, macro-F1, per-class precision / recall and the confusion matrix."""
+    from textrnn import sentiment
+
+    metrics = sentiment.evaluate(run_dir, data, text_column, label_column, encoding)
+    if json_output:
+        common.print_json(metrics)
+        return
+    typer.echo(f"examples: {metrics['examples']}   accuracy: {metrics['accuracy']:.4f}   macro-F1: {metrics['macro_f1']:.4f}")
+    for name, values in metrics["per_class"].items():
+        typer.echo(f"  {name:>12}  precision {values['precision']:.4f}  recall {values['recall']:.4f}  "
+                   f"f1 {values['f1']:.4f}  support {values['support']}")
+    matrix = metrics["confusion_matrix"]
+    typer.echo("confusion matrix (rows: truth, columns: predicted): " + ", ".join(matrix["labels"]))
+    for name, row in zip(matrix["labels"], matrix["rows_truth_columns_predicted"]):
+        typer.echo(f"  {name:>12}  " + "  ".join(f"{v:6d}" for v in row))
+    if metrics["skipped_unknown_label"]:
+        typer.echo(f"skipped {metrics['skipped_unknown_label']} row(s) with labels unseen in training: "
+                   + ", ".join(f"{k!r} ({v})" for k, v in metrics["unknown_labels"].items()))
+
+
+@app.command()
+@command
+def predict(
+    model: common.ModelOption,
+    texts: Annotated[list[str] | None, typer.Argument(help="Texts to classify; default: lines on stdin.")] = None,
+    encoding: common.EncodingOption = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Texts per model call.")] = 256,
+    json_output: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """Label and probability for each text (batched)."""
+    from textrnn import export, sentiment
+
+    inputs = common.read_inputs(texts, encoding or "utf-8")
+    serving = export.load_serving(model, expected_task="sentiment")
+    results = sentiment.predict(serving.signatures["serving_default"], inputs, batch_size)
+    for text, result in zip(inputs, results):
+        if json_output:
+            common.print_json({"text": text, **result})
+        else:
+            typer.echo(f"{result['label']}\t{result['probability']:.4f}\t{text}")
+
+
+@app.command("export")
+@command
+def export_command(
+    run_dir: common.RunDirRequired,
+    out: Annotated[Path, typer.Option("--out", help="Export base directory; the next version is written.")] = Path(
+        "saved_models/sentiment"
+    ),
+) -> None:
+    """Write a SavedModel (raw strings in) to the next numeric version under --out."""
+    from textrnn import export
+
+    path = export.export_run(run_dir, out)
+    typer.echo(f"exported {path}")

@@ -1,0 +1,209 @@
+"""Corpora in, `tf.data` pipelines out.
+
+Files are loaded with Hugging Face `datasets` (`csv`, `json`, `parquet` and
+`text` builders), which also loads a hub data set by name when a network is
+there. Before a text file reaches the builder its bytes are checked against
+`--encoding`, so a stray Latin-1 byte is reported with its file and line
+instead of a decoder traceback.
+
+Pipelines follow what was measured on 2-core machines: tokenize once up
+front (the same in-graph tokenizer as serving), cache the ids, bucket batches
+by length, and keep tf.data's autotuner off with a small private thread pool
+so the input pipeline does not steal the cores that train.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from textrnn.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+TABLE_SUFFIXES = {".tsv": "csv", ".csv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+TEXT_SUFFIXES = {".txt", ".text", ".train", ".dev", ".test", ".valid", ""}
+
+
+def is_file_reference(source: str) -> bool:
+    """True when `source` names a local file rather than a hub data set."""
+    path = Path(source)
+    return path.exists() or path.suffix.lower() in TABLE_SUFFIXES or path.suffix.lower() in {".txt"} or source.startswith((".", "/", "~"))
+
+
+def check_encoding(path: str | os.PathLike, encoding: str, option: str) -> None:
+    """Raise `DataError` naming file and line if `path` is not valid `encoding` text."""
+    try:
+        "".encode(encoding)
+    except LookupError:
+        raise DataError(f"unknown encoding {encoding!r} (--encoding)") from None
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                line.decode(encoding)
+            except UnicodeDecodeError as error:
+                raise DataError(
+                    f"{path}, line {number}: not valid {encoding} text (byte 0x{line[error.start]:02x} "
+                    f"at column {error.start + 1}) in {option}; pass --encoding (e.g. --encoding latin-1)"
+                ) from None
+
+
+def read_lines(path: str | os.PathLike, encoding: str = "utf-8", option: str = "--data") -> list[str]:
+    """All lines of a text file, without line ends; errors name the file and line."""
+    path = _existing_file(path, option)
+    check_encoding(path, encoding, option)
+    with open(path, encoding=encoding, newline="") as handle:
+        return [line.rstrip("\r\n") for line in handle]
+
+
+def read_text(path: str | os.PathLike, encoding: str = "utf-8", option: str = "--data") -> str:
+    """A whole text file; rejects binary files and bad encodings with a clear message."""
+    path = _existing_file(path, option)
+    raw = path.read_bytes()
+    if b"\x00" in raw[:65536]:
+        raise DataError(f"{path} looks like a binary file, not text ({option})")
+    check_encoding(path, encoding, option)
+    return raw.decode(encoding)
+
+
+def _existing_file(path: str | os.PathLike, option: str) -> Path:
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise DataError(f"file not found: {path} ({option})")
+    if not path.is_file():
+        raise DataError(f"not a file: {path} ({option})")
+    return path
+
+
+def load_table(source: str, encoding: str = "utf-8", option: str = "--train", split: str = "train") -> Any:
+    """Load a table of rows as a `datasets.Dataset`.
+
+    `source` is a `.tsv` / `.csv` / `.jsonl` / `.json` / `.parquet` file, a
+    text file (one row a line, in a `text` column), or a hub data set name
+    `NAME[@SPLIT]` (needs a network; nothing in textrnn's tests downloads).
+    """
+    import datasets
+
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+    if not is_file_reference(source):
+        name, _, wanted_split = source.partition("@")
+        try:
+            return datasets.load_dataset(name, split=wanted_split or split)
+        except Exception as error:  # noqa: BLE001 - the hub raises many kinds
+            raise DataError(
+                f"could not load data set {name!r} ({option}): {type(error).__name__}: "
+                f"{str(error).splitlines()[0] if str(error) else ''} (no such file either)"
+            ) from None
+    path = _existing_file(source, option)
+    suffix = path.suffix.lower()
+    if path.stat().st_size == 0:
+        raise DataError(f"{path} is empty ({option})")
+    builder = TABLE_SUFFIXES.get(suffix, "text")
+    kwargs: dict[str, Any] = {}
+    if builder != "parquet":
+        check_encoding(path, encoding, option)
+        kwargs["encoding"] = encoding
+    if builder == "csv":
+        # Text is data: no quote processing, no "NA" -> NaN guessing.
+        kwargs.update(delimiter="\t" if suffix == ".tsv" else ",", keep_default_na=False, na_filter=False)
+        if suffix == ".tsv":
+            kwargs["quoting"] = 3  # csv.QUOTE_NONE
+    try:
+        table = datasets.load_dataset(builder, data_files=str(path), split="train", **kwargs)
+    except Exception as error:  # noqa: BLE001 - pandas / pyarrow raise many kinds
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise DataError(f"{path}: could not parse as {builder} ({option}): {message}") from None
+    if table.num_rows == 0:
+        raise DataError(f"{path} has no rows ({option})")
+    return table
+
+
+def require_columns(table: Any, columns: dict[str, str], source: str) -> None:
+    """Raise `DataError` listing the columns found when a configured one is missing."""
+    for option, column in columns.items():
+        if column not in table.column_names:
+            raise DataError(
+                f"{source}: no column {column!r} ({option}); columns found: "
+                f"{', '.join(table.column_names)}"
+            )
+
+
+def pipeline_options(deterministic: bool = True) -> tf.data.Options:
+    """tf.data options measured to keep 2 cores busy training, not tuning."""
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    options.threading.private_threadpool_size = 1
+    options.deterministic = deterministic
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return options
+
+
+def bucket_boundaries(max_length: int) -> list[int]:
+    """Length buckets: fine for short texts, coarser for long ones, up to `max_length`."""
+    boundaries, length = [], 8
+    while length < max_length:
+        boundaries.append(length)
+        length = length + 8 if length < 64 else int(length * 1.5)
+    return boundaries
+
+
+def ragged_rows(ids: tf.RaggedTensor, targets: Any) -> tf.data.Dataset:
+    """Dataset of (dense int32 row, target) from a RaggedTensor, cached."""
+    values = tf.cast(ids.flat_values, tf.int32)
+    splits = ids.row_splits
+    targets = tf.convert_to_tensor(targets)
+
+    def row(index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        return values[splits[index] : splits[index + 1]], targets[index]
+
+    return tf.data.Dataset.range(int(ids.nrows())).map(row).cache()
+
+
+def batched_sequences(
+    ids: tf.RaggedTensor,
+    targets: np.ndarray | tf.Tensor,
+    batch_size: int,
+    max_length: int,
+    shuffle: bool,
+    seed: int,
+    static_shapes: bool = False,
+    shuffle_buffer: int = 100000,
+) -> tf.data.Dataset:
+    """(token ids, per-example targets) -> padded batches of (int32 ids, targets).
+
+    With `static_shapes` every batch is `(batch_size, max_length)` and the
+    remainder is dropped (TPU / XLA); otherwise batches are bucketed by
+    length so padding stays small.
+    """
+    dataset = ragged_rows(ids, targets)
+    if shuffle:
+        dataset = dataset.shuffle(min(shuffle_buffer, int(ids.nrows())), seed=seed, reshuffle_each_iteration=True)
+    if static_shapes:
+        dataset = dataset.padded_batch(
+            batch_size, padded_shapes=([max_length], []), drop_remainder=True
+        )
+    else:
+        boundaries = bucket_boundaries(max_length)
+        dataset = dataset.bucket_by_sequence_length(
+            element_length_func=lambda x, y: tf.shape(x)[0],
+            bucket_boundaries=boundaries,
+            bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
+            padded_shapes=([None], []),
+        )
+    return dataset.prefetch(2).with_options(pipeline_options())
+
+
+def padding_fraction(dataset: tf.data.Dataset) -> float:
+    """Fraction of token positions in `dataset`'s batches that are padding."""
+    padded = real = 0
+    for batch in dataset:
+        ids = batch[0]
+        padded += int(tf.size(ids))
+        real += int(tf.math.count_nonzero(ids))
+    return 1.0 - real / padded if padded else 0.0

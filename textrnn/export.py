@@ -1,0 +1,174 @@
+"""SavedModel export: versioned, atomic, string in / string out.
+
+`export_run(run_dir, out)` writes `out/<N>/` where N is one more than the
+highest numeric version present (TensorFlow Serving's layout); the export is
+written to a temporary sibling directory and renamed into place, so an
+interrupted export never leaves a half-written version, and an existing
+version is never overwritten.
+
+`load_serving(path)` opens what a `--model` option points at: an export
+version directory, an export base directory (highest version), or a run
+directory (the same signatures built in-process).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from textrnn.errors import ModelPathError, RunDirError
+
+TASKS = ("sentiment", "language_model", "translation")
+TASK_ALIASES = {"lm": "language_model", "language_model": "language_model", "sentiment": "sentiment", "translation": "translation"}
+MANIFEST = "textrnn.json"  # in assets.extra: task and settings, for clients that want them
+
+
+def task_module(task: str):
+    name = TASK_ALIASES.get(task)
+    if name is None:
+        raise ModelPathError(f"unknown task {task!r}")
+    return importlib.import_module(f"textrnn.{name}")
+
+
+def numeric_versions(base: Path) -> list[int]:
+    if not base.is_dir():
+        return []
+    return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and re.fullmatch(r"\d+", p.name))
+
+
+def is_saved_model(path: Path) -> bool:
+    return (path / "saved_model.pb").is_file()
+
+
+def run_task(run_dir: Path) -> str:
+    config_path = run_dir / "config.json"
+    try:
+        return json.loads(config_path.read_text(encoding="utf-8"))["task"]
+    except FileNotFoundError:
+        raise RunDirError(f"{run_dir}: missing config.json; is this a textrnn run directory?") from None
+    except (ValueError, KeyError) as error:
+        raise RunDirError(f"{config_path}: corrupt ({error}); retrain with --restart") from None
+
+
+def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
+    """Export the run in `run_dir` to the next numeric version under `out`."""
+    import keras
+    import tensorflow as tf
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunDirError(f"run directory not found: {run_dir} (--run-dir)")
+    task = run_task(run_dir)
+    module = task_module(task)
+    base = Path(out) if out else Path("saved_models") / ("lm" if task == "language_model" else task)
+    base.mkdir(parents=True, exist_ok=True)
+    loaded = module.load_run(run_dir)
+    signatures, tracked, manifest = module.export_parts(*loaded)
+
+    archive = keras.export.ExportArchive()
+    for resource in tracked:
+        archive.track(resource)
+    for name, function in signatures.items():
+        archive.add_endpoint(name, function)
+    tmp = base / f".tmp-export-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    try:
+        archive.write_out(str(tmp), verbose=False)
+        extra = tmp / "assets.extra"
+        extra.mkdir(exist_ok=True)
+        (extra / MANIFEST).write_text(json.dumps({"task": task, **manifest}, indent=2) + "\n")
+        warmup = getattr(module, "warmup_requests", None)
+        if warmup is not None:
+            write_warmup_requests(extra / "tf_serving_warmup_requests", warmup(*loaded))
+        # Claim the next version; never overwrite (a concurrent export takes the one after).
+        while True:
+            version = (numeric_versions(base) or [0])[-1] + 1
+            target = base / str(version)
+            try:
+                os.rename(tmp, target)
+                return target
+            except OSError:
+                if not target.exists():
+                    raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    del tf
+
+
+def write_warmup_requests(path: Path, requests: list[tuple[str, dict[str, Any]]]) -> None:
+    """TensorFlow Serving warm-up records (PredictionLog in a TFRecord file), if the API is installed."""
+    try:
+        import tensorflow as tf
+        from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+    except ImportError:
+        return
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for signature, inputs in requests:
+            request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(signature_name=signature))
+            for key, value in inputs.items():
+                request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+            log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+            writer.write(log.SerializeToString())
+
+
+@dataclass
+class Serving:
+    """Serving functions behind a `--model` path, whichever kind it is."""
+
+    task: str
+    path: Path
+    signatures: dict[str, Any]
+    source: str  # "export" or "run"
+    manifest: dict[str, Any]
+    keep_alive: Any = None  # the loaded object that owns the functions
+
+
+def resolve_model_path(path: str | os.PathLike) -> tuple[str, Path]:
+    path = Path(path)
+    if not path.exists():
+        raise ModelPathError(f"model not found: {path} (--model takes a run directory or an export)")
+    if is_saved_model(path):
+        return "export", path
+    versions = numeric_versions(path)
+    if versions and is_saved_model(path / str(versions[-1])):
+        return "export", path / str(versions[-1])
+    if (path / "config.json").exists():
+        return "run", path
+    raise ModelPathError(
+        f"{path} is neither a run directory (no config.json) nor a SavedModel export (no saved_model.pb)"
+    )
+
+
+def load_serving(path: str | os.PathLike, expected_task: str | None = None) -> Serving:
+    import tensorflow as tf
+
+    kind, resolved = resolve_model_path(path)
+    if kind == "export":
+        try:
+            loaded = tf.saved_model.load(str(resolved))
+        except Exception as error:  # noqa: BLE001 - TF raises many kinds for a bad SavedModel
+            raise ModelPathError(f"{resolved}: cannot load SavedModel ({type(error).__name__}: "
+                                 f"{str(error).splitlines()[0] if str(error) else ''})") from None
+        manifest = {}
+        with contextlib.suppress(OSError, ValueError):
+            manifest = json.loads((resolved / "assets.extra" / MANIFEST).read_text())
+        task = manifest.get("task", expected_task or "")
+        serving = Serving(task, resolved, dict(loaded.signatures), "export", manifest, loaded)
+    else:
+        task = run_task(resolved)
+        module = task_module(task)
+        loaded = module.load_run(resolved)
+        signatures, _, manifest = module.export_parts(*loaded)
+        serving = Serving(task, resolved, signatures, "run", {"task": task, **manifest}, loaded)
+    if expected_task and serving.task and TASK_ALIASES.get(serving.task) != TASK_ALIASES.get(expected_task):
+        raise ModelPathError(f"{path} holds a {serving.task!r} model, not a {expected_task!r} one")
+    return serving
