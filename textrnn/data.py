@@ -146,10 +146,11 @@ def pipeline_options(deterministic: bool = True) -> tf.data.Options:
 
 def bucket_boundaries(max_length: int) -> list[int]:
     """Length buckets: fine for short texts, coarser for long ones, up to `max_length`."""
-    boundaries, length = [], 8
+    boundaries, length = [], 2
     while length < max_length:
         boundaries.append(length)
-        length = length + 8 if length < 64 else int(length * 1.5)
+        step = 2 if length < 16 else 4 if length < 32 else 8 if length < 64 else length // 4
+        length += step
     return boundaries
 
 

@@ -259,9 +259,13 @@ def load_datasets(config: SentimentConfig, run_dir: str | os.PathLike) -> traini
 
 
 def build_model(
-    config: SentimentConfig, tokenizer: Tokenizer, num_classes: int = 2, total_steps: int | None = None
+    config: SentimentConfig,
+    tokenizer: Tokenizer,
+    num_classes: int = 2,
+    total_steps: int | None = None,
+    compile: bool = True,
 ) -> keras.Model:
-    """Embedding -> RNNStack -> pooling -> dropout -> dense; compiled."""
+    """Embedding -> RNNStack -> pooling -> dropout -> dense; compiled unless `compile=False`."""
     model_config, stack = config.model, config.model.stack
     token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")  # (batch, time)
     x = keras.layers.Embedding(
@@ -285,6 +289,8 @@ def build_model(
     x = keras.layers.Dropout(model_config.dropout, name="dropout")(x)
     logits = keras.layers.Dense(num_classes, dtype="float32", name="logits")(x)  # (batch, classes)
     model = keras.Model(token_ids, logits, name="sentiment")
+    if not compile:
+        return model
     model.compile(
         optimizer=training_lib.make_optimizer(config.training, total_steps),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -301,7 +307,7 @@ def load_run(run_dir: str | os.PathLike) -> tuple[SentimentConfig, Tokenizer, La
         raise RunDirError(f"{run_dir} holds a {config.task!r} run, not a sentiment one")
     tokenizer = Tokenizer.load(run_dir)
     labels = Labels.load(run_dir)
-    model = build_model(config, tokenizer, num_classes=len(labels.values))
+    model = build_model(config, tokenizer, num_classes=len(labels.values), compile=False)
     training_lib.load_weights(model, run_dir)
     return config, tokenizer, labels, model
 

@@ -25,6 +25,7 @@ import logging
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,10 @@ from textrnn.errors import ConfigError, RunDirError, UserError
 from textrnn.fileio import atomic_path, atomic_write_text, ensure_writable_directory
 
 logger = logging.getLogger(__name__)
+
+# Keras warns about both on every run; neither is actionable for textrnn users.
+warnings.filterwarnings("ignore", message="Your input ran out of data")
+warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
 
 CONFIG_FILE = "config.json"
 STATE_FILE = "state.json"

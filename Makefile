@@ -1,0 +1,44 @@
+# textrnn: the only commands a newcomer needs.
+#   make demo   set up .venv, train the bundled recipes, export them, show their output
+#   make test   set up .venv with the dev extras and run the tests
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: install demo test test-all test-slow lint format bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev,plot,serving]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m textrnn.demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" -q
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow -q
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check textrnn tests bench
+	$(BIN)/ruff format --check textrnn tests bench
+
+format: $(STAMP)
+	$(BIN)/ruff format textrnn tests bench
+	$(BIN)/ruff check --fix textrnn tests bench
+
+bench: $(STAMP)
+	$(BIN)/python bench/train_throughput.py
+
+clean:
+	rm -rf runs saved_models/*/ .pytest_cache

@@ -1,0 +1,3 @@
+from textrnn.cli.main import main
+
+main()
