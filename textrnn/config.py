@@ -137,6 +137,7 @@ class SentimentDataConfig:
 @dataclass(frozen=True)
 class SentimentModelConfig:
     embedding_dim: int = 128
+    token_dropout: float = 0.0  # replace tokens by [UNK] at this rate while training
     embedding_dropout: float = 0.0
     stack: StackConfig = field(default_factory=StackConfig)
     pooling: str = "final"  # final | max | mean
@@ -148,6 +149,7 @@ class SentimentModelConfig:
         _choice("model.pooling", self.pooling, ("final", "max", "mean"))
         _fraction("model.dropout", self.dropout)
         _fraction("model.embedding_dropout", self.embedding_dropout)
+        _fraction("model.token_dropout", self.token_dropout)
         _choice("model.class_weight", self.class_weight, ("none", "balanced"))
 
 
@@ -204,11 +206,32 @@ def from_dict(cls: type[T], values: dict[str, Any], where: str = "") -> T:
         )
     kwargs = {}
     for name, value in values.items():
+        default = _field_default(known[name])
+        if dataclasses.is_dataclass(default) and isinstance(value, dict):
+            # A partial table overrides the field's own default, not the class defaults
+            # (e.g. translation's bidirectional GRU encoder keeps `bidirectional = true`).
+            value = _deep_merge(dataclasses.asdict(default), value)
         kwargs[name] = _coerce(hints[name], value, f"{where}.{name}" if where else name)
     try:
         return cls(**kwargs)
     except TypeError as error:  # pragma: no cover - dataclass signature mismatch
         raise ConfigError(str(error)) from None
+
+
+def _field_default(f: dataclasses.Field) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None if f.default is dataclasses.MISSING else f.default
+
+
+def _deep_merge(base: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in values.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def _coerce(hint: Any, value: Any, where: str) -> Any:
@@ -290,3 +313,147 @@ def _at_least(name: str, value: int, minimum: int) -> None:
 def _fraction(name: str, value: float) -> None:
     if not 0.0 <= value < 1.0:
         raise ConfigError(f"{name} must be in [0, 1), got {value}")
+
+
+# ----------------------------------------------------------------------------- language model
+
+
+@dataclass(frozen=True)
+class LanguageModelDataConfig:
+    train: str = ""
+    valid: str = ""  # empty: hold out the last `validation_split` of the training text
+    encoding: str = "utf-8"
+    layout: str = "continuous"  # continuous (one stream, e.g. a book) | lines (one sentence a line + [EOS])
+    validation_split: float = 0.05
+    seq_len: int = 100  # tokens per training window (truncated-BPTT length)
+    carry_state: bool = False  # continuous only: each batch row continues the previous batch's row
+
+    def __post_init__(self) -> None:
+        _choice("data.layout", self.layout, ("continuous", "lines"))
+        _at_least("data.seq_len", self.seq_len, 1)
+        if not 0.0 < self.validation_split < 1.0:
+            raise ConfigError("data.validation_split must be in (0, 1)")
+        if self.carry_state and self.layout != "continuous":
+            raise ConfigError("data.carry_state needs data.layout = \"continuous\"")
+
+
+@dataclass(frozen=True)
+class LanguageModelModelConfig:
+    embedding_dim: int = 128
+    embedding_dropout: float = 0.0  # on the embedded inputs
+    stack: StackConfig = field(default_factory=StackConfig)
+    output_dropout: float = 0.0  # on the last layer's outputs, before the softmax
+    tie_embeddings: bool = False  # output projection = embedding matrix (transposed)
+
+    def __post_init__(self) -> None:
+        _at_least("model.embedding_dim", self.embedding_dim, 1)
+        _fraction("model.embedding_dropout", self.embedding_dropout)
+        _fraction("model.output_dropout", self.output_dropout)
+        if self.stack.bidirectional:
+            raise ConfigError("model.stack.bidirectional must be false for a language model")
+
+
+@dataclass(frozen=True)
+class LanguageModelConfig:
+    """Language modeling and generation (many-to-many, then one-to-many)."""
+
+    task: str = "language_model"
+    data: LanguageModelDataConfig = field(default_factory=LanguageModelDataConfig)
+    tokenizer: TokenizerConfig = field(default_factory=lambda: TokenizerConfig(kind="char", lowercase=False, normalization=""))
+    model: LanguageModelModelConfig = field(default_factory=LanguageModelModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+
+
+# ----------------------------------------------------------------------------- translation
+
+
+@dataclass(frozen=True)
+class TranslationDataConfig:
+    source: str = ""  # source-language text file, one sentence a line
+    target: str = ""  # target-language text file, aligned line by line with `source`
+    train: str = ""  # or one table (.tsv/.csv/.jsonl/.parquet, or a data set name) of pairs
+    source_column: str = "source"  # columns of `train` / `valid` tables
+    target_column: str = "target"
+    valid_source: str = ""  # validation files; empty: hold out `validation_split` of training
+    valid_target: str = ""
+    valid: str = ""  # or one validation table
+    encoding: str = "utf-8"
+    validation_split: float = 0.05
+    source_max_length: int = 64  # source tokens kept (longer sentences are truncated)
+    target_max_length: int = 64  # target tokens kept, [BOS] / [EOS] included
+
+    def __post_init__(self) -> None:
+        _at_least("data.source_max_length", self.source_max_length, 1)
+        _at_least("data.target_max_length", self.target_max_length, 3)
+        if not 0.0 < self.validation_split < 1.0:
+            raise ConfigError("data.validation_split must be in (0, 1)")
+
+
+@dataclass(frozen=True)
+class TranslationTokenizerConfig(TokenizerConfig):
+    """Tokenizer settings for both languages; `joint` learns one shared vocabulary."""
+
+    kind: str = "subword"
+    lowercase: bool = False
+    vocabulary_size: int = 8000  # per language (or for the joint vocabulary)
+    joint: bool = False
+
+
+@dataclass(frozen=True)
+class TranslationModelConfig:
+    embedding_dim: int = 256  # source and target embeddings
+    embedding_dropout: float = 0.1
+    encoder: StackConfig = field(
+        default_factory=lambda: StackConfig(cell="gru", units=256, bidirectional=True)
+    )
+    decoder: StackConfig = field(default_factory=lambda: StackConfig(cell="gru", units=256))
+    bridge: str = "dense"  # dense | zeros: decoder initial states from the encoder's final ones
+    attention: str = "general"  # additive (Bahdanau) | dot | general (Luong)
+    attention_units: int = 0  # additive only: hidden size; 0 = decoder units
+    attentional_dim: int = 0  # size of tanh(W [context; state]); 0 = decoder units
+    input_feeding: bool = True  # feed the previous attentional vector with the next input
+    dropout: float = 0.2  # on the attentional vector
+    label_smoothing: float = 0.1
+    tie_embeddings: bool = False  # decoder output layer reuses the target embeddings
+
+    def __post_init__(self) -> None:
+        _at_least("model.embedding_dim", self.embedding_dim, 1)
+        _fraction("model.embedding_dropout", self.embedding_dropout)
+        _choice("model.bridge", self.bridge, ("dense", "zeros"))
+        _choice("model.attention", self.attention, ("additive", "dot", "general"))
+        _at_least("model.attention_units", self.attention_units, 0)
+        _at_least("model.attentional_dim", self.attentional_dim, 0)
+        _fraction("model.dropout", self.dropout)
+        _fraction("model.label_smoothing", self.label_smoothing)
+        if self.decoder.bidirectional:
+            raise ConfigError("model.decoder.bidirectional must be false (a decoder reads left to right)")
+
+
+@dataclass(frozen=True)
+class DecodingConfig:
+    beam_size: int = 5  # 1 = greedy
+    length_penalty: float = 0.6  # GNMT alpha: score = log P / ((5 + length) / 6) ** alpha
+    max_length_ratio: float = 1.5  # output tokens <= ratio * source tokens + max_length_offset
+    max_length_offset: int = 10
+
+    def __post_init__(self) -> None:
+        _at_least("decoding.beam_size", self.beam_size, 1)
+        if self.length_penalty < 0:
+            raise ConfigError(f"decoding.length_penalty must be >= 0, got {self.length_penalty}")
+        if not self.max_length_ratio > 0:
+            raise ConfigError(f"decoding.max_length_ratio must be > 0, got {self.max_length_ratio}")
+        _at_least("decoding.max_length_offset", self.max_length_offset, 0)
+
+
+@dataclass(frozen=True)
+class TranslationConfig:
+    """Sequence to sequence translation with attention (encoder-decoder)."""
+
+    task: str = "translation"
+    data: TranslationDataConfig = field(default_factory=TranslationDataConfig)
+    tokenizer: TranslationTokenizerConfig = field(default_factory=TranslationTokenizerConfig)
+    model: TranslationModelConfig = field(default_factory=TranslationModelConfig)
+    decoding: DecodingConfig = field(default_factory=DecodingConfig)
+    training: TrainingConfig = field(
+        default_factory=lambda: TrainingConfig(jit_compile="false", clipnorm=1.0)
+    )

@@ -26,8 +26,8 @@ from textrnn import training as training_lib
 from textrnn.config import SentimentConfig
 from textrnn.errors import DataError, RunDirError
 from textrnn.fileio import atomic_write_text
-from textrnn.rnn_stack import MaskedPooling, RNNStack
-from textrnn.tokenizers import Tokenizer, build_tokenizer, count_unknown
+from textrnn.rnn_stack import MaskedPooling, RNNStack, TokenDropout
+from textrnn.tokenizers import UNK_ID, Tokenizer, build_tokenizer, count_unknown
 
 logger = logging.getLogger(__name__)
 
@@ -268,9 +268,12 @@ def build_model(
     """Embedding -> RNNStack -> pooling -> dropout -> dense; compiled unless `compile=False`."""
     model_config, stack = config.model, config.model.stack
     token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")  # (batch, time)
+    x = token_ids
+    if model_config.token_dropout:
+        x = TokenDropout(model_config.token_dropout, unknown_id=UNK_ID, name="token_dropout")(x)
     x = keras.layers.Embedding(
         tokenizer.vocabulary_size, model_config.embedding_dim, mask_zero=True, name="embedding"
-    )(token_ids)  # (batch, time, embedding_dim)
+    )(x)  # (batch, time, embedding_dim)
     if model_config.embedding_dropout:
         x = keras.layers.SpatialDropout1D(model_config.embedding_dropout, name="embedding_dropout")(x)
     final = model_config.pooling == "final"
