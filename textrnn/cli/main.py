@@ -12,6 +12,8 @@ from textrnn.cli import common
 common.quiet_tensorflow()
 
 from textrnn.cli import sentiment  # noqa: E402 - after quieting TensorFlow
+from textrnn.cli import lm  # noqa: E402
+from textrnn.cli import serve as serve_cli  # noqa: E402
 
 app = typer.Typer(
     help="Recurrent-network text models: sentiment analysis, language modeling, translation.",
@@ -19,6 +21,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(sentiment.app, name="sentiment")
+app.add_typer(lm.app, name="lm")
+app.command("generate")(lm.generate)
+app.command("serve")(serve_cli.serve)
 
 
 def _version(value: bool) -> None:

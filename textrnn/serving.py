@@ -1,0 +1,1498 @@
+"""A TensorFlow-Serving-compatible model server: REST and gRPC, batching, hot versions.
+
+`textrnn serve` serves every SavedModel under a base path laid out as
+TensorFlow Serving expects (`<base>/<model>/<version>/saved_model.pb`; a base
+path that is itself one model's directory serves that model alone). Clients
+written for TensorFlow Serving work unchanged:
+
+- REST: `GET /v1/models/{name}[/versions/{v}]` (status),
+  `GET .../metadata` (signature definitions),
+  `POST /v1/models/{name}[/versions/{v}]:predict` with `signature_name` and
+  either `instances` (row format, answered with `predictions`) or `inputs`
+  (columnar format, answered with `outputs`), and `:classify` with
+  `examples` (answered with `result`); errors are `{"error": "..."}` with
+  TensorFlow Serving's status codes (400 bad request, 404 unknown model or
+  version, 413 body too large, 504 deadline exceeded).
+- gRPC: `PredictionService` (`Predict`, `Classify`, `GetModelMetadata`) and
+  `ModelService.GetModelStatus`, from the `tensorflow-serving-api` protos.
+
+Design, for low per-request overhead: each loaded version keeps its
+signatures as ready concrete functions with their input specs resolved once;
+a request is decoded straight into NumPy arrays checked against those specs,
+and the model is called once (or once per merged batch with
+`enable_batching`, where concurrent compatible requests are concatenated,
+run as one call and split again, like TensorFlow Serving's batching). A
+poller thread loads new versions (and warm-up requests from
+`assets.extra/tf_serving_warmup_requests`) in the background and publishes
+a version only once it answers; removed versions are unloaded. The server
+never reads outside the base path and binds to 127.0.0.1 unless told.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import concurrent.futures
+import json
+import logging
+import re
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SIGNATURE = "serving_default"
+WARMUP_FILE = "tf_serving_warmup_requests"
+MAX_WARMUP_RECORDS = 1000  # TensorFlow Serving's limit
+MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}")
+VERSION = re.compile(r"\d{1,18}")
+# TensorFlow Serving's REST paths (case-insensitive, as its handler matches them).
+PREDICT_PATH = re.compile(r"/v1/models/([^/:]+)(?:/versions/([^/:]+))?:(predict|classify|regress)", re.I)
+STATUS_PATH = re.compile(r"/v1/models(?:/([^/:]+))?(?:/versions/([^/:]+))?(/metadata)?", re.I)
+METRICS_PATH = "/monitoring/prometheus/metrics"
+
+# gRPC status code name -> HTTP status, as TensorFlow Serving's http_server.cc maps them.
+HTTP_STATUS = {
+    "INVALID_ARGUMENT": 400,
+    "FAILED_PRECONDITION": 400,
+    "OUT_OF_RANGE": 400,
+    "NOT_FOUND": 404,
+    "DEADLINE_EXCEEDED": 504,
+    "RESOURCE_EXHAUSTED": 429,
+    "UNIMPLEMENTED": 501,
+    "UNAVAILABLE": 503,
+    "INTERNAL": 500,
+    "UNKNOWN": 500,
+}
+
+
+class ServingError(Exception):
+    """A request failed; `code` is a gRPC status name, `http_status` its REST status."""
+
+    def __init__(self, code: str, message: str, http_status: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.http_status = http_status or HTTP_STATUS.get(code, 500)
+
+
+def invalid(message: str) -> ServingError:
+    return ServingError("INVALID_ARGUMENT", message)
+
+
+def first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    # TensorFlow errors carry a multi-line graph trace after the message.
+    line = text.splitlines()[0] if text else type(error).__name__
+    return line[:500]
+
+
+@dataclass
+class ServerOptions:
+    """Everything `textrnn serve` can set; defaults follow TensorFlow Serving where it has one."""
+
+    model_base_path: Path = Path("saved_models")
+    model_name: str | None = None  # when the base path is one model's directory; default: its name
+    host: str = "127.0.0.1"
+    rest_port: int = 8501  # 0: any free port; -1: no REST server
+    grpc_port: int = 8500  # 0: any free port; -1: no gRPC server
+    enable_batching: bool = False
+    max_batch_size: int = 32
+    batch_timeout_micros: int = 1000
+    num_batch_threads: int = 2
+    max_body_bytes: int = 16 * 1024 * 1024
+    max_instances: int = 10_000
+    request_timeout_ms: int = 30_000
+    poll_seconds: float = 1.0  # 0 disables polling for new versions
+    num_workers: int = 8  # concurrent model calls without batching
+
+    def __post_init__(self) -> None:
+        for name, minimum in (
+            ("max_batch_size", 1), ("num_batch_threads", 1), ("max_body_bytes", 1),
+            ("max_instances", 1), ("request_timeout_ms", 1), ("num_workers", 1),
+            ("batch_timeout_micros", 0),
+        ):
+            if getattr(self, name) < minimum:
+                option = "--" + name.replace("_", "-")
+                raise ValueError(f"{option} must be >= {minimum}, got {getattr(self, name)}")
+        for name in ("rest_port", "grpc_port"):
+            if not -1 <= getattr(self, name) <= 65535:
+                raise ValueError(f"--{name.replace('_', '-')} must be a port (0 = any free port, -1 = off)")
+        if self.poll_seconds < 0:
+            raise ValueError("--poll-seconds must be >= 0")
+        if self.model_name is not None and not valid_model_name(self.model_name):
+            raise ValueError(f"--model-name {self.model_name!r} may only hold letters, digits, '_', '.', '-'")
+
+
+def valid_model_name(name: str) -> bool:
+    return bool(MODEL_NAME.fullmatch(name)) and ".." not in name
+
+
+# ----------------------------------------------------------------------------- signatures
+
+
+@dataclass(frozen=True)
+class TensorSpecInfo:
+    """A signature input or output, resolved once at load."""
+
+    name: str
+    dtype: Any  # tf.DType
+    shape: tuple[int | None, ...] | None  # None: unknown rank
+
+    @property
+    def is_string(self) -> bool:
+        return self.dtype.name == "string"
+
+    @property
+    def batched(self) -> bool:
+        return bool(self.shape) and self.shape[0] is None
+
+    def describe(self) -> str:
+        dims = "?" if self.shape is None else "[" + ", ".join("-1" if d is None else str(d) for d in self.shape) + "]"
+        return f"{self.dtype.name} {dims}"
+
+
+class Signature:
+    """One serving signature of a loaded version: a concrete function plus its specs."""
+
+    def __init__(self, name: str, function: Any) -> None:
+        import tensorflow as tf
+
+        self.name = name
+        self.function = function
+        _, keyword_specs = function.structured_input_signature
+        self.inputs = {
+            key: TensorSpecInfo(key, spec.dtype, None if spec.shape.rank is None else tuple(spec.shape.as_list()))
+            for key, spec in sorted(keyword_specs.items())
+        }
+        outputs = function.structured_outputs
+        if not isinstance(outputs, dict):
+            outputs = {"output_0": outputs}
+        self.outputs = {
+            key: TensorSpecInfo(key, spec.dtype, None if spec.shape.rank is None else tuple(spec.shape.as_list()))
+            for key, spec in sorted(outputs.items())
+        }
+        # Merging requests needs every input and output to be batch-major.
+        self.batchable = bool(self.inputs) and all(s.batched for s in self.inputs.values()) and all(
+            s.batched for s in self.outputs.values()
+        )
+        self._constant = tf.constant
+        self._invalid_argument = tf.errors.InvalidArgumentError
+        self._op_error = tf.errors.OpError
+
+    def check(self, arrays: dict[str, np.ndarray]) -> int:
+        """Validate names, dtypes and shapes; return the batch size (rows)."""
+        if arrays.keys() != self.inputs.keys():
+            missing = sorted(self.inputs.keys() - arrays.keys())
+            unknown = sorted(arrays.keys() - self.inputs.keys())
+            parts = []
+            if missing:
+                parts.append("missing input(s) " + ", ".join(repr(m) for m in missing))
+            if unknown:
+                parts.append("unknown input(s) " + ", ".join(repr(u) for u in unknown))
+            raise invalid(
+                f"{'; '.join(parts)} for signature {self.name!r}; it takes "
+                + ", ".join(f"{k!r} ({s.describe()})" for k, s in self.inputs.items())
+            )
+        rows = None
+        for key, array in arrays.items():
+            spec = self.inputs[key]
+            if spec.shape is not None:
+                if array.ndim != len(spec.shape) or any(
+                    want is not None and want != got for want, got in zip(spec.shape, array.shape, strict=True)
+                ):
+                    raise invalid(
+                        f"input {key!r} of signature {self.name!r} expects shape {spec.describe()}, "
+                        f"got {list(array.shape)}"
+                    )
+            if array.ndim and rows is None:
+                rows = array.shape[0]
+        return 1 if rows is None else rows
+
+    def run(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Call the model once; TensorFlow's argument errors become INVALID_ARGUMENT."""
+        try:
+            tensors = {key: self._constant(value, dtype=self.inputs[key].dtype) for key, value in arrays.items()}
+            result = self.function(**tensors)
+        except self._invalid_argument as error:
+            raise invalid(f"signature {self.name!r}: {first_line(error)}") from None
+        except (TypeError, ValueError) as error:
+            raise invalid(f"signature {self.name!r}: {first_line(error)}") from None
+        except self._op_error as error:
+            raise ServingError("INTERNAL", f"signature {self.name!r}: {first_line(error)}") from None
+        if not isinstance(result, dict):
+            result = {"output_0": result}
+        return {key: value.numpy() for key, value in result.items()}
+
+
+# ----------------------------------------------------------------------------- batching
+
+
+class _Task:
+    __slots__ = ("arrays", "rows", "key", "done", "result", "error", "cancelled")
+
+    def __init__(self, arrays: dict[str, np.ndarray], rows: int, key: tuple) -> None:
+        self.arrays = arrays
+        self.rows = rows
+        self.key = key
+        self.done = threading.Event()
+        self.result: dict[str, np.ndarray] | None = None
+        self.error: BaseException | None = None
+        self.cancelled = False
+
+
+class Batcher:
+    """Merges concurrent requests for one signature into one model call.
+
+    A request waits at most `timeout` seconds for others; a batch runs when it
+    holds `max_batch_size` rows or the oldest request's wait is over. Only
+    requests whose inputs share inner shapes are merged. If a merged call
+    fails, each request is rerun alone, so one bad request fails alone.
+    """
+
+    def __init__(self, signature: Signature, max_batch_size: int, timeout: float, threads: int,
+                 stats: Stats) -> None:
+        self.signature = signature
+        self.max_batch_size = max_batch_size
+        self.timeout = timeout
+        self.stats = stats
+        self._queue: deque[_Task] = deque()
+        self._rows = 0
+        self._condition = threading.Condition()
+        self._stopped = False
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"batch-{signature.name}-{i}", daemon=True)
+            for i in range(threads)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, arrays: dict[str, np.ndarray], rows: int) -> _Task:
+        key = tuple((name, array.shape[1:]) for name, array in arrays.items())
+        task = _Task(arrays, rows, key)
+        with self._condition:
+            if self._stopped:
+                raise ServingError("UNAVAILABLE", "this model version is being unloaded; retry")
+            self._queue.append(task)
+            self._rows += rows
+            self._condition.notify()
+        return task
+
+    def stop(self) -> None:
+        with self._condition:
+            self._stopped = True
+            self._condition.notify_all()
+        for task in self._queue:
+            task.error = ServingError("UNAVAILABLE", "this model version was unloaded; retry")
+            task.done.set()
+
+    def _take(self) -> list[_Task] | None:
+        with self._condition:
+            while not self._queue and not self._stopped:
+                self._condition.wait()
+            if self._stopped:
+                return None
+            if self.timeout > 0:
+                deadline = time.monotonic() + self.timeout
+                while self._rows < self.max_batch_size and not self._stopped:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._condition.wait(remaining)
+                if self._stopped or not self._queue:
+                    return [] if not self._stopped else None
+            first = self._queue.popleft()
+            batch, rows, kept = [first], first.rows, deque()
+            while self._queue and rows < self.max_batch_size:
+                task = self._queue.popleft()
+                if task.key == first.key and rows + task.rows <= self.max_batch_size:
+                    batch.append(task)
+                    rows += task.rows
+                else:
+                    kept.append(task)
+            kept.extend(self._queue)
+            self._queue = kept
+            self._rows -= rows
+            return batch
+
+    def _loop(self) -> None:
+        while True:
+            batch = self._take()
+            if batch is None:
+                return
+            batch = [task for task in batch if not task.cancelled]
+            if batch:
+                self._run(batch)
+
+    def _run(self, batch: list[_Task]) -> None:
+        if len(batch) > 1:
+            try:
+                merged = {
+                    name: np.concatenate([task.arrays[name] for task in batch]) for name in batch[0].arrays
+                }
+                outputs = self.signature.run(merged)
+                self.stats.add(model_calls=1, batched_rows=sum(t.rows for t in batch), merged_requests=len(batch))
+                total = sum(task.rows for task in batch)
+                if all(value.ndim and value.shape[0] == total for value in outputs.values()):
+                    start = 0
+                    for task in batch:
+                        end = start + task.rows
+                        task.result = {name: value[start:end] for name, value in outputs.items()}
+                        start = end
+                        task.done.set()
+                    return
+            except ServingError:
+                pass  # rerun one by one below, so only the bad request fails
+            except Exception:  # noqa: BLE001 - never let the batch thread die
+                logger.exception("merged batch failed; rerunning its requests one by one")
+        for task in batch:
+            try:
+                task.result = self.signature.run(task.arrays)
+                self.stats.add(model_calls=1, batched_rows=task.rows, merged_requests=1)
+            except BaseException as error:  # noqa: BLE001 - handed to the waiting request
+                task.error = error
+            task.done.set()
+
+
+# ----------------------------------------------------------------------------- versions and models
+
+
+class Servable:
+    """One loaded model version: its signatures, signature definitions and batchers."""
+
+    def __init__(self, name: str, version: int, path: Path) -> None:
+        import tensorflow as tf
+
+        self.name = name
+        self.version = version
+        self.path = path
+        self.loaded = tf.saved_model.load(str(path))  # keeps the functions' variables alive
+        self.signatures = {key: Signature(key, fn) for key, fn in self.loaded.signatures.items()}
+        self.signature_def_map = read_signature_defs(path)
+        self.batchers: dict[str, Batcher] = {}
+        self._batcher_lock = threading.Lock()
+
+    def signature(self, name: str) -> Signature:
+        name = name or DEFAULT_SIGNATURE
+        signature = self.signatures.get(name)
+        if signature is None:
+            raise invalid(
+                f'Serving signature name: "{name}" not found in signature def; this model has '
+                + ", ".join(sorted(self.signatures))
+            )
+        return signature
+
+    def batcher(self, signature: Signature, options: ServerOptions, stats: Stats) -> Batcher:
+        batcher = self.batchers.get(signature.name)
+        if batcher is None:
+            with self._batcher_lock:
+                batcher = self.batchers.get(signature.name)
+                if batcher is None:
+                    batcher = Batcher(signature, options.max_batch_size, options.batch_timeout_micros / 1e6,
+                                      options.num_batch_threads, stats)
+                    self.batchers[signature.name] = batcher
+        return batcher
+
+    def unload(self) -> None:
+        with self._batcher_lock:
+            for batcher in self.batchers.values():
+                batcher.stop()
+            self.batchers.clear()
+
+
+def read_signature_defs(path: Path) -> Any:
+    """The SignatureDefMap stored in `saved_model.pb` (what GetModelMetadata returns)."""
+    from tensorflow.core.protobuf import saved_model_pb2
+    from tensorflow_serving.apis import get_model_metadata_pb2
+
+    saved = saved_model_pb2.SavedModel.FromString((path / "saved_model.pb").read_bytes())
+    result = get_model_metadata_pb2.SignatureDefMap()
+    if saved.meta_graphs:
+        for key, value in saved.meta_graphs[0].signature_def.items():
+            result.signature_def[key].CopyFrom(value)
+    return result
+
+
+@dataclass
+class VersionState:
+    """A version's state as TensorFlow Serving reports it."""
+
+    state: str  # AVAILABLE | END (failed or unloaded)
+    error_code: str = "OK"
+    error_message: str = ""
+    mtime: float = 0.0  # of the version directory when the load failed: retry when it changes
+
+
+class Registry:
+    """The models under the base path, their loaded versions, and the poller that keeps them current."""
+
+    def __init__(self, options: ServerOptions, executor: Executor) -> None:
+        self.options = options
+        self.executor = executor
+        self.base = Path(options.model_base_path)
+        self._models: dict[str, dict[int, Servable]] = {}
+        self._states: dict[str, dict[int, VersionState]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
+
+    # Discovery -----------------------------------------------------------------
+
+    def discover(self) -> dict[str, Path]:
+        """Model name -> model directory; the base path itself when it holds versions."""
+        if not self.base.is_dir():
+            raise FileNotFoundError(f"model base path not found: {self.base} (--model-base-path)")
+        if self._versions_on_disk(self.base):
+            name = self.options.model_name or self.base.resolve().name
+            if not valid_model_name(name):
+                name = "default"
+            return {name: self.base}
+        models = {}
+        for child in sorted(self.base.iterdir()):
+            if child.is_dir() and valid_model_name(child.name) and self._inside_base(child):
+                models[child.name] = child
+        return models
+
+    def _inside_base(self, path: Path) -> bool:
+        try:
+            path.resolve().relative_to(self.base.resolve())
+        except ValueError:
+            logger.warning("skipping %s: it resolves outside the model base path", path)
+            return False
+        return True
+
+    def _versions_on_disk(self, model_dir: Path) -> dict[int, Path]:
+        versions = {}
+        try:
+            children = list(model_dir.iterdir())
+        except OSError:
+            return {}
+        for child in children:
+            if VERSION.fullmatch(child.name) and (child / "saved_model.pb").is_file():
+                versions[int(child.name)] = child
+        return versions
+
+    # Loading ---------------------------------------------------------------------
+
+    def poll(self) -> list[str]:
+        """Load new versions and unload removed ones; return one line per change."""
+        changes = []
+        models = self.discover()
+        for name, model_dir in models.items():
+            on_disk = {v: p for v, p in self._versions_on_disk(model_dir).items() if self._inside_base(p)}
+            loaded = self._models.get(name, {})
+            states = self._states.setdefault(name, {})
+            for version in sorted(set(on_disk) - set(loaded)):
+                path = on_disk[version]
+                state = states.get(version)
+                mtime = _mtime(path)
+                if state is not None and state.state == "END" and state.error_code != "OK" and state.mtime == mtime:
+                    continue  # failed before and unchanged since
+                try:
+                    servable = Servable(name, version, path)
+                    replayed = replay_warmup(servable, self.executor)
+                except Exception as error:  # noqa: BLE001 - a bad version must not stop the server
+                    message = f"{type(error).__name__}: {first_line(error)}"
+                    states[version] = VersionState("END", "UNKNOWN", f"failed to load: {message}", mtime)
+                    changes.append(f"model {name} version {version}: failed to load ({message})")
+                    continue
+                with self._lock:
+                    self._models.setdefault(name, {})[version] = servable
+                    states[version] = VersionState("AVAILABLE")
+                warm = f", {replayed} warm-up request(s) replayed" if replayed else ""
+                changes.append(f"model {name} version {version}: loaded from {path}{warm}")
+            for version in sorted(set(loaded) - set(on_disk)):
+                with self._lock:
+                    servable = self._models[name].pop(version)
+                    states[version] = VersionState("END")
+                servable.unload()
+                changes.append(f"model {name} version {version}: unloaded (removed from disk)")
+            for version in [v for v, s in states.items() if s.state == "END" and v not in on_disk and s.error_code != "OK"]:
+                del states[version]
+        for name in set(self._models) - set(models):
+            with self._lock:
+                gone = self._models.pop(name)
+                self._states.pop(name, None)
+            for servable in gone.values():
+                servable.unload()
+            changes.append(f"model {name}: unloaded (directory removed)")
+        return changes
+
+    def start_polling(self, echo: Any = None) -> None:
+        if self.options.poll_seconds <= 0:
+            return
+
+        def loop() -> None:
+            while not self._stop.wait(self.options.poll_seconds):
+                try:
+                    for line in self.poll():
+                        (echo or logger.info)(line)
+                except Exception as error:  # noqa: BLE001 - keep polling
+                    logger.warning("polling %s failed: %s", self.base, first_line(error))
+
+        self._poller = threading.Thread(target=loop, name="version-poller", daemon=True)
+        self._poller.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._poller is not None:
+            self._poller.join(timeout=5)
+        for versions in list(self._models.values()):
+            for servable in versions.values():
+                servable.unload()
+
+    # Lookup ----------------------------------------------------------------------
+
+    def model_names(self) -> list[str]:
+        return sorted(self._models)
+
+    def summary(self) -> str:
+        return "; ".join(
+            f"{name} (version{'s' if len(v) > 1 else ''} {', '.join(str(n) for n in sorted(v))})"
+            for name, v in sorted(self._models.items())
+        ) or "none yet"
+
+    def get(self, name: str, version: int | str | None = None) -> Servable:
+        """The servable for `name` at `version` (default: the highest); NOT_FOUND otherwise."""
+        check_name(name)
+        number = parse_version(version)
+        versions = self._models.get(name)
+        if number is None:
+            if versions:
+                return versions[max(versions)]
+            raise ServingError("NOT_FOUND", f"Servable not found for request: Latest({name})")
+        servable = versions.get(number) if versions else None
+        if servable is None:
+            raise ServingError("NOT_FOUND", f"Servable not found for request: Specific({name}, {number})")
+        return servable
+
+    def status(self, name: str, version: int | str | None = None) -> list[tuple[int, VersionState]]:
+        check_name(name)
+        number = parse_version(version)
+        states = self._states.get(name)
+        if not states:
+            raise ServingError("NOT_FOUND", f"Could not find any versions of model {name}")
+        if number is not None:
+            if number not in states:
+                raise ServingError("NOT_FOUND", f"Could not find version {number} of model {name}")
+            return [(number, states[number])]
+        return sorted(states.items(), reverse=True)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def check_name(name: str) -> None:
+    if not valid_model_name(name):
+        shown = name if len(name) <= 80 else name[:80] + "..."
+        raise invalid(
+            f"invalid model name {shown!r}: use letters, digits, '_', '.', '-' (no path separators or '..')"
+        )
+
+
+def parse_version(version: int | str | None) -> int | None:
+    if version is None or version == "":
+        return None
+    if isinstance(version, int):
+        return version
+    if not VERSION.fullmatch(version):
+        raise invalid(f"Failed to convert version: {version[:40]} to numeric.")
+    return int(version)
+
+
+# ----------------------------------------------------------------------------- execution
+
+
+@dataclass
+class Stats:
+    """Counters behind /monitoring/prometheus/metrics (and the benchmark)."""
+
+    requests: int = 0
+    errors: int = 0
+    model_calls: int = 0
+    batched_rows: int = 0
+    merged_requests: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for key, value in counts.items():
+                setattr(self, key, getattr(self, key) + value)
+
+    def prometheus(self) -> str:
+        lines = []
+        for key in ("requests", "errors", "model_calls", "batched_rows", "merged_requests"):
+            lines += [f"# TYPE textrnn_serving_{key}_total counter", f"textrnn_serving_{key}_total {getattr(self, key)}"]
+        return "\n".join(lines) + "\n"
+
+
+class Executor:
+    """Runs model calls with a deadline, merged by `Batcher`s when batching is on."""
+
+    def __init__(self, options: ServerOptions, stats: Stats) -> None:
+        self.options = options
+        self.stats = stats
+        self.timeout = options.request_timeout_ms / 1000
+        self._pool = concurrent.futures.ThreadPoolExecutor(options.num_workers, thread_name_prefix="model")
+
+    def run(self, servable: Servable, signature: Signature, arrays: dict[str, np.ndarray], rows: int,
+            timeout: float | None = None) -> dict[str, np.ndarray]:
+        timeout = self.timeout if timeout is None else min(timeout, self.timeout)
+        if self.options.enable_batching and signature.batchable and rows <= self.options.max_batch_size and (
+            all(a.shape[0] == rows for a in arrays.values())
+        ):
+            task = servable.batcher(signature, self.options, self.stats).submit(arrays, rows)
+            if not task.done.wait(timeout):
+                task.cancelled = True
+                raise self._deadline(timeout)
+            if task.error is not None:
+                raise task.error
+            return task.result  # type: ignore[return-value]
+        future = self._pool.submit(self._call, signature, arrays, rows)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise self._deadline(timeout) from None
+
+    def _call(self, signature: Signature, arrays: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
+        result = signature.run(arrays)
+        self.stats.add(model_calls=1, batched_rows=rows, merged_requests=1)
+        return result
+
+    def _deadline(self, timeout: float) -> ServingError:
+        return ServingError(
+            "DEADLINE_EXCEEDED", f"Deadline exceeded: the request took longer than {timeout * 1000:.0f} ms"
+        )
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def replay_warmup(servable: Servable, executor: Executor | None = None) -> int:
+    """Run the version's `assets.extra/tf_serving_warmup_requests` (PredictionLog records); return the count.
+
+    Like TensorFlow Serving, a warm-up request that fails fails the load.
+    """
+    path = servable.path / "assets.extra" / WARMUP_FILE
+    if not path.is_file():
+        return 0
+    try:
+        import tensorflow as tf
+        from tensorflow_serving.apis import prediction_log_pb2
+    except ImportError:
+        logger.warning("%s: tensorflow-serving-api is not installed; skipping warm-up", path)
+        return 0
+    count = 0
+    for record in tf.data.TFRecordDataset(str(path)).take(MAX_WARMUP_RECORDS + 1):
+        count += 1
+        if count > MAX_WARMUP_RECORDS:
+            raise ValueError(f"{path}: more than {MAX_WARMUP_RECORDS} warm-up records")
+        log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+        kind = log.WhichOneof("log_type")
+        if kind == "predict_log":
+            request = log.predict_log.request
+            signature = servable.signature(request.model_spec.signature_name)
+            arrays = {key: tensor_proto_to_array(value, signature, key) for key, value in request.inputs.items()}
+            signature.check(arrays)
+            signature.run(arrays)
+        elif kind == "classify_log":
+            request = log.classify_log.request
+            classify(servable, request.model_spec.signature_name, serialized_examples(request.input))
+        else:
+            raise ValueError(f"{path}: warm-up record {count} is a {kind}, which textrnn does not replay")
+    return count
+
+
+# ----------------------------------------------------------------------------- JSON <-> arrays
+
+
+def _string_leaf(value: Any, where: str) -> bytes:
+    if type(value) is str:
+        return value.encode("utf-8")
+    if type(value) is dict and len(value) == 1 and "b64" in value:
+        try:
+            return base64.b64decode(value["b64"], validate=True)
+        except (binascii.Error, TypeError, ValueError):
+            raise invalid(f"{where}: 'b64' value is not valid base64") from None
+    raise invalid(f"{where} expects strings, got {type(value).__name__} {_short(value)}")
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value)[:60]
+    return text
+
+
+def _string_array(value: Any, where: str) -> np.ndarray:
+    if type(value) is list and all(type(v) is str for v in value):  # the common case: a batch of texts
+        array = np.empty(len(value), dtype=object)
+        array[:] = [v.encode("utf-8") for v in value]
+        return array
+    leaves: list[bytes] = []
+    shape = _walk(value, leaves, where)
+    array = np.empty(len(leaves), dtype=object)
+    array[:] = leaves
+    return array.reshape(shape)
+
+
+def _walk(value: Any, leaves: list[bytes], where: str, depth: int = 0) -> tuple[int, ...]:
+    if type(value) is not list:
+        leaves.append(_string_leaf(value, where))
+        return ()
+    if depth > 32:
+        raise invalid(f"{where}: nested too deeply")
+    shapes = {_walk(item, leaves, where, depth + 1) for item in value}
+    if len(shapes) > 1:
+        raise invalid(f"{where}: ragged nested lists; every row must have the same length")
+    return (len(value), *(shapes.pop() if shapes else ()))
+
+
+def _numeric_array(value: Any, dtype: Any, where: str) -> np.ndarray:
+    try:
+        raw = np.asarray(value)
+    except (ValueError, TypeError):
+        raise invalid(f"{where}: ragged nested lists; every row must have the same length") from None
+    kind = raw.dtype.kind
+    target = np.dtype(dtype.as_numpy_dtype)
+    if kind in "OUSV":
+        raise invalid(f"{where} expects {dtype.name} values, got {_short(value) if kind != 'O' else 'mixed or non-numeric values'}")
+    if target.kind == "b":
+        if kind != "b":
+            raise invalid(f"{where} expects booleans (true / false), got {raw.dtype.name} values")
+        return raw
+    if target.kind in "iu" and kind == "f":
+        if not np.all(np.isfinite(raw)) or not np.all(raw == np.floor(raw)):
+            raise invalid(f"{where} expects integers ({dtype.name}), got non-integral numbers")
+    if target.kind in "iu":
+        info = np.iinfo(target)
+        if raw.size and (raw.min() < info.min or raw.max() > info.max):
+            raise invalid(f"{where}: value out of range for {dtype.name}")
+    return raw.astype(target, copy=False)
+
+
+def json_to_array(value: Any, spec: TensorSpecInfo, where: str) -> np.ndarray:
+    if spec.is_string:
+        return _string_array(value, where)
+    if type(value) is dict:
+        raise invalid(f"{where} expects {spec.dtype.name} values, got an object")
+    return _numeric_array(value, spec.dtype, where)
+
+
+def rows_to_arrays(instances: Any, signature: Signature) -> tuple[dict[str, np.ndarray], int]:
+    """TensorFlow Serving's row format: a list with one value (or one object of named inputs) per row."""
+    if type(instances) is not list:
+        raise invalid("'instances' must be a list with one entry per example")
+    if not instances:
+        raise invalid("empty batch: 'instances' has no elements")
+    specs = signature.inputs
+    names = list(specs)
+    named = type(instances[0]) is dict and not (len(instances[0]) == 1 and "b64" in instances[0] and "b64" not in specs)
+    if not named:
+        if len(names) != 1:
+            raise invalid(
+                f"signature {signature.name!r} takes {len(names)} inputs ({', '.join(names)}); "
+                "give each instance as an object of named inputs"
+            )
+        spec = specs[names[0]]
+        return {names[0]: json_to_array(instances, spec, f"input {names[0]!r}")}, len(instances)
+    arrays = {}
+    for position, instance in enumerate(instances):
+        if type(instance) is not dict:
+            raise invalid(f"instance {position} is not an object; mix of named and unnamed instances")
+        if instance.keys() != specs.keys():
+            missing = sorted(specs.keys() - instance.keys())
+            unknown = sorted(instance.keys() - specs.keys())
+            what = "; ".join(
+                p for p in (
+                    "missing input(s) " + ", ".join(map(repr, missing)) if missing else "",
+                    "unknown input(s) " + ", ".join(map(repr, unknown)) if unknown else "",
+                ) if p
+            )
+            raise invalid(
+                f"instance {position}: {what} for signature {signature.name!r}; it takes "
+                + ", ".join(f"{k!r} ({s.describe()})" for k, s in specs.items())
+            )
+    for name, spec in specs.items():
+        values = [instance[name] for instance in instances]
+        if spec.shape == ():  # a scalar knob given per instance: all must agree
+            first = values[0]
+            if any(v != first for v in values[1:]):
+                raise invalid(f"input {name!r} is a scalar; give the same value in every instance or use 'inputs'")
+            arrays[name] = json_to_array(first, spec, f"input {name!r}")
+        else:
+            arrays[name] = json_to_array(values, spec, f"input {name!r}")
+    return arrays, len(instances)
+
+
+def columns_to_arrays(inputs: Any, signature: Signature) -> dict[str, np.ndarray]:
+    """TensorFlow Serving's columnar format: one value (single input) or an object of named inputs."""
+    specs = signature.inputs
+    if type(inputs) is dict and not (len(inputs) == 1 and "b64" in inputs and "b64" not in specs):
+        return {
+            name: json_to_array(value, specs[name], f"input {name!r}") if name in specs else np.zeros(0)
+            for name, value in inputs.items()
+        }
+    if len(specs) != 1:
+        raise invalid(
+            f"signature {signature.name!r} takes {len(specs)} inputs ({', '.join(specs)}); give 'inputs' as an object"
+        )
+    name = next(iter(specs))
+    return {name: json_to_array(inputs, specs[name], f"input {name!r}")}
+
+
+def array_to_json(array: np.ndarray, name: str) -> Any:
+    """An output tensor as JSON: strings decoded as UTF-8 (base64 objects for `*_bytes` or non-UTF-8)."""
+    if array.dtype == object or array.dtype.kind == "S":
+        flat = array.reshape(-1).tolist()
+        if name.endswith("_bytes"):
+            values = [{"b64": base64.b64encode(v).decode("ascii")} for v in flat]
+        else:
+            values = []
+            for v in flat:
+                try:
+                    values.append(v.decode("utf-8"))
+                except UnicodeDecodeError:
+                    values.append({"b64": base64.b64encode(v).decode("ascii")})
+        if array.ndim == 0:
+            return values[0]
+        if array.ndim == 1:
+            return values
+        nested = np.empty(len(values), dtype=object)
+        nested[:] = values
+        return nested.reshape(array.shape).tolist()
+    if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+        return np.where(np.isfinite(array), array, np.nan).tolist()
+    return array.tolist()
+
+
+def predictions_json(outputs: dict[str, np.ndarray], rows: int) -> list[Any]:
+    """Row format answer: one value per row (single output) or one object per row."""
+    for name, value in outputs.items():
+        if value.ndim == 0 or value.shape[0] != rows:
+            raise invalid(
+                f"output {name!r} has shape {list(value.shape)}, not one row per instance; "
+                "use the columnar format ('inputs') for this signature"
+            )
+    converted = {name: array_to_json(value, name) for name, value in outputs.items()}
+    if len(converted) == 1:
+        return next(iter(converted.values()))
+    names = list(converted)
+    columns = [converted[n] for n in names]
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+
+
+def outputs_json(outputs: dict[str, np.ndarray]) -> Any:
+    converted = {name: array_to_json(value, name) for name, value in outputs.items()}
+    return next(iter(converted.values())) if len(converted) == 1 else converted
+
+
+# ----------------------------------------------------------------------------- classify
+
+
+def example_from_json(features: Any, where: str) -> Any:
+    import tensorflow as tf
+
+    if type(features) is not dict:
+        raise invalid(f"{where} must be an object of feature name -> value(s)")
+    example = tf.train.Example()
+    for key, value in features.items():
+        values = value if type(value) is list else [value]
+        feature = example.features.feature[key]
+        if all(type(v) is int for v in values):
+            feature.int64_list.value.extend(values)
+        elif all(type(v) in (int, float) for v in values):
+            feature.float_list.value.extend(values)
+        else:
+            feature.bytes_list.value.extend(_string_leaf(v, f"{where}, feature {key!r}") for v in values)
+    return example
+
+
+def serialized_examples(proto_input: Any) -> list[bytes]:
+    """Serialized tf.Examples from a tensorflow_serving `Input` proto (context merged in)."""
+    kind = proto_input.WhichOneof("kind")
+    if kind == "example_list":
+        return [example.SerializeToString() for example in proto_input.example_list.examples]
+    if kind == "example_list_with_context":
+        context = proto_input.example_list_with_context.context
+        out = []
+        for example in proto_input.example_list_with_context.examples:
+            merged = type(example)()
+            merged.CopyFrom(context)
+            merged.MergeFrom(example)
+            out.append(merged.SerializeToString())
+        return out
+    raise invalid("classification input holds no examples")
+
+
+def classify_signature(servable: Servable, name: str) -> Signature:
+    if not name:
+        # TensorFlow Serving defaults to serving_default; textrnn's classifiers export "classify".
+        default = servable.signatures.get(DEFAULT_SIGNATURE)
+        if default is None or set(default.outputs) & {"classes", "scores"} == set():
+            name = "classify" if "classify" in servable.signatures else DEFAULT_SIGNATURE
+    signature = servable.signature(name)
+    string_inputs = [s for s in signature.inputs.values() if s.is_string and s.shape == (None,)]
+    if len(signature.inputs) != 1 or not string_inputs or not set(signature.outputs) & {"classes", "scores"}:
+        raise ServingError(
+            "FAILED_PRECONDITION",
+            f"signature {signature.name!r} is not a classification signature "
+            "(one serialized tf.Example input; 'classes' and / or 'scores' outputs)",
+        )
+    return signature
+
+
+def classify(servable: Servable, signature_name: str, examples: list[bytes],
+             executor: Executor | None = None) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Run a classification signature on serialized tf.Examples; return (classes, scores)."""
+    signature = classify_signature(servable, signature_name)
+    if not examples:
+        raise invalid("empty batch: no examples to classify")
+    array = np.empty(len(examples), dtype=object)
+    array[:] = examples
+    arrays = {next(iter(signature.inputs)): array}
+    outputs = executor.run(servable, signature, arrays, len(examples)) if executor else signature.run(arrays)
+    return outputs.get("classes"), outputs.get("scores")
+
+
+# ----------------------------------------------------------------------------- REST
+
+
+class RESTFrontEnd:
+    """TensorFlow Serving's REST API over a `Registry` (transport-independent)."""
+
+    def __init__(self, registry: Registry, executor: Executor, options: ServerOptions, stats: Stats) -> None:
+        self.registry = registry
+        self.executor = executor
+        self.options = options
+        self.stats = stats
+
+    def handle(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
+        """(HTTP status, JSON-able answer or text) for one request; never raises."""
+        self.stats.add(requests=1)
+        try:
+            return 200, self._route(method, path.split("?", 1)[0], body)
+        except ServingError as error:
+            self.stats.add(errors=1)
+            return error.http_status, {"error": error.message}
+        except Exception as error:  # noqa: BLE001 - the server must survive any request
+            self.stats.add(errors=1)
+            logger.exception("internal error on %s %s", method, path[:200])
+            return 500, {"error": f"internal error: {type(error).__name__}: {first_line(error)}"}
+
+    def _route(self, method: str, path: str, body: bytes) -> Any:
+        from urllib.parse import unquote
+
+        if method == "POST":
+            match = PREDICT_PATH.fullmatch(path)
+            if match:
+                name, version, verb = unquote(match[1]), match[2], match[3].lower()
+                request = parse_json_body(body)
+                if verb == "predict":
+                    return self.predict(name, version, request)
+                if verb == "classify":
+                    return self.classify(name, version, request)
+                raise ServingError("UNIMPLEMENTED", "textrnn exports have no regression signatures; use :predict")
+        elif method == "GET":
+            if path == METRICS_PATH:
+                return self.stats.prometheus()
+            match = STATUS_PATH.fullmatch(path)
+            if match:
+                if match[1] is None:
+                    raise invalid("Missing model name in request.")
+                name, version = unquote(match[1]), match[2]
+                return self.metadata(name, version) if match[3] else self.status(name, version)
+        if not path.lower().startswith("/v1/"):
+            raise ServingError("NOT_FOUND", f"no such endpoint: {method} {path[:200]} (the API is under /v1/models)")
+        raise invalid(f"Malformed request: {method} {path[:200]}")
+
+    def status(self, name: str, version: str | None) -> dict[str, Any]:
+        return {
+            "model_version_status": [
+                {
+                    "version": str(number),
+                    "state": state.state,
+                    "status": {"error_code": state.error_code, "error_message": state.error_message},
+                }
+                for number, state in self.registry.status(name, version)
+            ]
+        }
+
+    def metadata(self, name: str, version: str | None) -> dict[str, Any]:
+        from google.protobuf import json_format
+
+        servable = self.registry.get(name, version)
+        return {
+            "model_spec": {"name": servable.name, "signature_name": "", "version": str(servable.version)},
+            "metadata": {
+                "signature_def": json_format.MessageToDict(
+                    servable.signature_def_map,
+                    preserving_proto_field_name=True,
+                    always_print_fields_with_no_presence=True,
+                )
+            },
+        }
+
+    def predict(self, name: str, version: str | None, request: dict[str, Any]) -> dict[str, Any]:
+        signature_name = request.get("signature_name", DEFAULT_SIGNATURE)
+        if type(signature_name) is not str:
+            raise invalid("'signature_name' must be a string")
+        has_rows, has_columns = "instances" in request, "inputs" in request
+        if has_rows == has_columns:
+            raise invalid(
+                "the request must hold exactly one of 'instances' (row format) or 'inputs' (columnar format)"
+            )
+        servable = self.registry.get(name, version)
+        signature = servable.signature(signature_name)
+        if has_rows:
+            if type(request["instances"]) is list and len(request["instances"]) > self.options.max_instances:
+                raise self._too_many(len(request["instances"]))
+            arrays, _ = rows_to_arrays(request["instances"], signature)
+        else:
+            arrays = columns_to_arrays(request["inputs"], signature)
+        rows = signature.check(arrays)
+        if any(a.ndim and a.shape[0] == 0 for a in arrays.values()):
+            raise invalid("empty batch: the inputs hold no examples")
+        if rows > self.options.max_instances:
+            raise self._too_many(rows)
+        outputs = self.executor.run(servable, signature, arrays, rows)
+        if has_rows:
+            return {"predictions": predictions_json(outputs, rows)}
+        return {"outputs": outputs_json(outputs)}
+
+    def classify(self, name: str, version: str | None, request: dict[str, Any]) -> dict[str, Any]:
+        signature_name = request.get("signature_name", "")
+        if type(signature_name) is not str:
+            raise invalid("'signature_name' must be a string")
+        examples = request.get("examples")
+        if type(examples) is not list:
+            raise invalid("a classify request needs 'examples': a list of feature objects")
+        if len(examples) > self.options.max_instances:
+            raise self._too_many(len(examples))
+        context = request.get("context", {})
+        if type(context) is not dict:
+            raise invalid("'context' must be an object of feature name -> value(s)")
+        servable = self.registry.get(name, version)
+        serialized = []
+        for position, example in enumerate(examples):
+            if type(example) is dict and set(example) & set(context):
+                raise invalid(f"example {position} repeats context feature(s) {sorted(set(example) & set(context))}")
+            merged = {**context, **example} if type(example) is dict else example
+            serialized.append(example_from_json(merged, f"example {position}").SerializeToString())
+        classes, scores = classify(servable, signature_name, serialized, self.executor)
+        return {"result": classification_json(classes, scores, len(serialized))}
+
+    def _too_many(self, count: int) -> ServingError:
+        return invalid(f"too many instances: {count} > {self.options.max_instances} (the server's --max-instances)")
+
+
+def classification_json(classes: np.ndarray | None, scores: np.ndarray | None, rows: int) -> list[list[list[Any]]]:
+    result = []
+    for row in range(rows):
+        labels = [c.decode("utf-8", "replace") for c in classes[row]] if classes is not None else None
+        values = scores[row].tolist() if scores is not None else None
+        width = len(labels) if labels is not None else len(values)  # type: ignore[arg-type]
+        result.append([
+            [labels[i] if labels is not None else str(i), values[i] if values is not None else 0.0]
+            for i in range(width)
+        ])
+    return result
+
+
+def parse_json_body(body: bytes) -> dict[str, Any]:
+    try:
+        request = json.loads(body)
+    except RecursionError:
+        raise invalid("JSON body nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as error:
+        raise invalid(f"JSON Parse error: {first_line(error)}") from None
+    if type(request) is not dict:
+        raise invalid("the request body must be a JSON object")
+    return request
+
+
+class _RESTHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 keep-alive transport for `RESTFrontEnd`; one write per answer (no Nagle stalls)."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "textrnn-serve"
+    timeout = 120  # idle keep-alive connections are closed after this many seconds
+    server: _RESTServer
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - BaseHTTPRequestHandler's name
+        logger.debug("%s " + format, self.address_string(), *args)
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self._answer(*self.server.front.handle("GET", self.path, b""))
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = self._read_body()
+        if body is not None:
+            self._answer(*self.server.front.handle("POST", self.path, body))
+
+    def _other(self) -> None:
+        self._answer(405, {"error": f"method {self.command} not allowed; use GET or POST"})
+
+    do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _other  # noqa: N815
+
+    def _read_body(self) -> bytes | None:
+        limit = self.server.front.options.max_body_bytes
+        if self.headers.get("Transfer-Encoding", "").lower() not in ("", "identity"):
+            self.close_connection = True
+            self._answer(411, {"error": "chunked request bodies are not supported; send Content-Length"})
+            return None
+        length_header = self.headers.get("Content-Length")
+        try:
+            length = int(length_header) if length_header is not None else -1
+        except ValueError:
+            length = -2
+        if length < 0:
+            self.close_connection = True
+            if length == -1:
+                self._answer(411, {"error": "a POST needs a Content-Length header"})
+            else:
+                self._answer(400, {"error": "invalid Content-Length header"})
+            return None
+        if length > limit:
+            self.server.front.stats.add(requests=1, errors=1)
+            # Drain a moderately oversized body so the client can read the answer, then close.
+            remaining = length if length <= limit + 8 * 1024 * 1024 else 0
+            while remaining > 0:
+                chunk = self.rfile.read(min(remaining, 65536))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
+            self.close_connection = True
+            self._answer(413, {"error": f"request body of {length} bytes exceeds the limit of {limit} bytes "
+                                        "(the server's --max-body-bytes)"})
+            return None
+        body = self.rfile.read(length)
+        if len(body) != length:
+            self.close_connection = True
+            return None
+        return body
+
+    def _answer(self, status: int, payload: Any) -> None:
+        if isinstance(payload, str):
+            body, kind = payload.encode("utf-8"), "text/plain; version=0.0.4"
+        else:
+            body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+            kind = "application/json"
+        try:
+            reason = HTTPStatus(status).phrase
+        except ValueError:
+            reason = "Error"
+        head = (
+            f"HTTP/1.1 {status} {reason}\r\nContent-Type: {kind}\r\nContent-Length: {len(body)}\r\n"
+            + ("Connection: close\r\n" if self.close_connection else "")
+            + "\r\n"
+        )
+        try:
+            self.wfile.write(head.encode("latin-1") + body)
+        except OSError:
+            self.close_connection = True
+
+
+class _RESTServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], front: RESTFrontEnd) -> None:
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self.front = front
+        super().__init__(address, _RESTHandler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        logger.debug("connection from %s ended with an error", client_address, exc_info=True)
+
+
+# ----------------------------------------------------------------------------- gRPC
+
+
+def tensor_proto_to_array(proto: Any, signature: Signature, name: str) -> np.ndarray:
+    import tensorflow as tf
+
+    spec = signature.inputs.get(name)
+    if spec is not None and proto.dtype != spec.dtype.as_datatype_enum:
+        got = tf.dtypes.as_dtype(proto.dtype).name if proto.dtype else "an unset dtype"
+        raise invalid(f"input {name!r} of signature {signature.name!r} expects {spec.dtype.name}, got {got}")
+    try:
+        return tf.make_ndarray(proto)
+    except Exception as error:  # noqa: BLE001 - a malformed TensorProto
+        raise invalid(f"input {name!r}: malformed TensorProto ({first_line(error)})") from None
+
+
+def _grpc_services(registry: Registry, executor: Executor, options: ServerOptions, stats: Stats) -> list[Any]:
+    """PredictionService and ModelService servicers (built lazily: grpc is an optional extra)."""
+    import grpc
+    import tensorflow as tf
+    from tensorflow_serving.apis import (
+        classification_pb2,
+        get_model_metadata_pb2,
+        get_model_status_pb2,
+        model_service_pb2_grpc,
+        predict_pb2,
+        prediction_service_pb2_grpc,
+        status_pb2,
+    )
+
+    codes = {code.name: code for code in grpc.StatusCode}
+    error_codes = status_pb2.StatusProto.DESCRIPTOR.fields_by_name["error_code"].enum_type.values_by_name
+    states = get_model_status_pb2.ModelVersionStatus.State
+
+    def guarded(method: Any) -> Any:
+        def wrapper(self: Any, request: Any, context: Any) -> Any:
+            stats.add(requests=1)
+            try:
+                return method(self, request, context)
+            except ServingError as error:
+                stats.add(errors=1)
+                context.abort(codes.get(error.code, grpc.StatusCode.UNKNOWN), error.message)
+            except Exception as error:  # noqa: BLE001 - the server must survive any request
+                if isinstance(error, grpc.RpcError) or type(error).__name__ == "_AbortError":
+                    raise
+                stats.add(errors=1)
+                logger.exception("internal error in %s", method.__name__)
+                context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(error).__name__}: {first_line(error)}")
+
+        wrapper.__name__ = method.__name__
+        return wrapper
+
+    def lookup(model_spec: Any) -> Servable:
+        if model_spec.WhichOneof("version_choice") == "version_label":
+            raise ServingError("UNIMPLEMENTED", "version labels are not supported; ask for a version number")
+        version = model_spec.version.value if model_spec.HasField("version") else None
+        return registry.get(model_spec.name, version)
+
+    def deadline(context: Any) -> float | None:
+        remaining = context.time_remaining()
+        return remaining if remaining is not None and remaining < 1e9 else None
+
+    class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+        @guarded
+        def Predict(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC method name
+            servable = lookup(request.model_spec)
+            signature = servable.signature(request.model_spec.signature_name)
+            arrays = {key: tensor_proto_to_array(value, signature, key) for key, value in request.inputs.items()}
+            rows = signature.check(arrays)
+            if any(a.ndim and a.shape[0] == 0 for a in arrays.values()):
+                raise invalid("empty batch: the inputs hold no examples")
+            if rows > options.max_instances:
+                raise invalid(f"too many instances: {rows} > {options.max_instances} (the server's --max-instances)")
+            wanted = set(request.output_filter)
+            unknown = wanted - set(signature.outputs)
+            if unknown:
+                raise invalid(f"output tensor alias not found in signature: {sorted(unknown)[0]}")
+            outputs = executor.run(servable, signature, arrays, rows, deadline(context))
+            response = predict_pb2.PredictResponse()
+            response.model_spec.name = servable.name
+            response.model_spec.version.value = servable.version
+            response.model_spec.signature_name = signature.name
+            for key, value in outputs.items():
+                if not wanted or key in wanted:
+                    response.outputs[key].CopyFrom(tf.make_tensor_proto(value))
+            return response
+
+        @guarded
+        def Classify(self, request: Any, context: Any) -> Any:  # noqa: N802
+            servable = lookup(request.model_spec)
+            examples = serialized_examples(request.input)
+            if len(examples) > options.max_instances:
+                raise invalid(f"too many instances: {len(examples)} > {options.max_instances}")
+            classes, scores = classify(servable, request.model_spec.signature_name, examples, executor)
+            response = classification_pb2.ClassificationResponse()
+            response.model_spec.name = servable.name
+            response.model_spec.version.value = servable.version
+            response.model_spec.signature_name = classify_signature(servable, request.model_spec.signature_name).name
+            for row in classification_json(classes, scores, len(examples)):
+                classifications = response.result.classifications.add()
+                for label, score in row:
+                    classifications.classes.add(label=label, score=score)
+            return response
+
+        @guarded
+        def Regress(self, request: Any, context: Any) -> Any:  # noqa: N802
+            raise ServingError("UNIMPLEMENTED", "textrnn exports have no regression signatures; use Predict")
+
+        @guarded
+        def MultiInference(self, request: Any, context: Any) -> Any:  # noqa: N802
+            raise ServingError("UNIMPLEMENTED", "MultiInference is not supported; use Predict")
+
+        @guarded
+        def GetModelMetadata(self, request: Any, context: Any) -> Any:  # noqa: N802
+            servable = lookup(request.model_spec)
+            fields = list(request.metadata_field)
+            if fields != ["signature_def"]:
+                raise invalid("metadata_field must be ['signature_def'], the only metadata TensorFlow Serving has")
+            response = get_model_metadata_pb2.GetModelMetadataResponse()
+            response.model_spec.name = servable.name
+            response.model_spec.version.value = servable.version
+            response.metadata["signature_def"].Pack(servable.signature_def_map)
+            return response
+
+    class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+        @guarded
+        def GetModelStatus(self, request: Any, context: Any) -> Any:  # noqa: N802
+            spec = request.model_spec
+            version = spec.version.value if spec.HasField("version") else None
+            response = get_model_status_pb2.GetModelStatusResponse()
+            for number, state in registry.status(spec.name, version):
+                response.model_version_status.add(
+                    version=number,
+                    state=states.Value(state.state),
+                    status=status_pb2.StatusProto(
+                        error_code=error_codes[state.error_code].number, error_message=state.error_message
+                    ),
+                )
+            return response
+
+        @guarded
+        def HandleReloadConfigRequest(self, request: Any, context: Any) -> Any:  # noqa: N802
+            raise ServingError("UNIMPLEMENTED", "textrnn serve polls --model-base-path instead of taking configs")
+
+    return [
+        (prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server, PredictionService()),
+        (model_service_pb2_grpc.add_ModelServiceServicer_to_server, ModelService()),
+    ]
+
+
+# ----------------------------------------------------------------------------- the server
+
+
+class Server:
+    """The REST and gRPC front ends over one registry; `start()` loads models and binds ports."""
+
+    def __init__(self, options: ServerOptions, echo: Any = None) -> None:
+        self.options = options
+        self.echo = echo or logger.info
+        self.stats = Stats()
+        self.executor = Executor(options, self.stats)
+        self.registry = Registry(options, self.executor)
+        self.rest_port: int | None = None
+        self.grpc_port: int | None = None
+        self._http: _RESTServer | None = None
+        self._http_thread: threading.Thread | None = None
+        self._grpc: Any = None
+        self._stopped = threading.Event()
+
+    def start(self) -> Server:
+        for line in self.registry.poll():
+            self.echo(line)
+        options = self.options
+        if options.rest_port >= 0:
+            front = RESTFrontEnd(self.registry, self.executor, options, self.stats)
+            try:
+                self._http = _RESTServer((options.host, options.rest_port), front)
+            except OSError as error:
+                raise OSError(f"cannot listen on {options.host}:{options.rest_port} (--rest-port): {error.strerror}") from None
+            self.rest_port = self._http.server_address[1]
+            self._http_thread = threading.Thread(target=self._http.serve_forever, name="rest", daemon=True)
+            self._http_thread.start()
+        if options.grpc_port >= 0:
+            self._start_grpc()
+        self.registry.start_polling(self.echo)
+        return self
+
+    def _start_grpc(self) -> None:
+        try:
+            import grpc
+        except ImportError:
+            raise OSError("gRPC needs the serving extra: pip install 'textrnn[serving]' (or pass --grpc-port -1)") from None
+        options = self.options
+        limit = options.max_body_bytes
+        self._grpc = grpc.server(
+            concurrent.futures.ThreadPoolExecutor(max_workers=max(8, options.num_workers), thread_name_prefix="grpc"),
+            options=[
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_send_message_length", 256 * 1024 * 1024),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        for add, servicer in _grpc_services(self.registry, self.executor, options, self.stats):
+            add(servicer, self._grpc)
+        host = f"[{options.host}]" if ":" in options.host else options.host
+        try:
+            port = self._grpc.add_insecure_port(f"{host}:{options.grpc_port}")
+        except RuntimeError as error:
+            port, detail = 0, first_line(error)
+        else:
+            detail = "address in use or not available"
+        if not port:
+            raise OSError(f"cannot listen on {options.host}:{options.grpc_port} (--grpc-port): {detail}")
+        self.grpc_port = port
+        self._grpc.start()
+
+    def describe(self) -> str:
+        parts = []
+        if self.rest_port is not None:
+            parts.append(f"REST http://{self._host()}:{self.rest_port}/v1/models")
+        if self.grpc_port is not None:
+            parts.append(f"gRPC {self._host()}:{self.grpc_port}")
+        batching = (
+            f"batching on (max {self.options.max_batch_size}, timeout {self.options.batch_timeout_micros} us)"
+            if self.options.enable_batching else "batching off"
+        )
+        return f"serving {self.registry.summary()} on {', '.join(parts) or 'no ports'}; {batching}"
+
+    def _host(self) -> str:
+        return f"[{self.options.host}]" if ":" in self.options.host else self.options.host
+
+    def stop(self) -> None:
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+        if self._grpc is not None:
+            self._grpc.stop(grace=1).wait(2)
+        self.registry.stop()
+        self.executor.shutdown()
+
+    def wait(self) -> None:
+        """Block until `stop()` (e.g. from a signal handler)."""
+        while not self._stopped.wait(0.5):
+            pass
+
+
+def serve(options: ServerOptions, echo: Any = print) -> None:
+    """Run the server until SIGINT / SIGTERM."""
+    import signal
+
+    server = Server(options, echo)
+    server.start()
+    echo(server.describe())
+
+    def stop(signum: int, frame: Any) -> None:
+        threading.Thread(target=server.stop, daemon=True).start()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        server.stop()
+
+
+__all__ = [
+    "ServerOptions", "Server", "ServingError", "Registry", "Servable", "Signature", "serve",
+    "replay_warmup", "rows_to_arrays", "columns_to_arrays", "array_to_json",
+]
