@@ -111,6 +111,12 @@ class SentimentRun:
     config: Any
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # textrnn.training silences these two Keras warnings; pytest resets filters per test.
+    for message in ("Your input ran out of data", "Skipping variable loading for optimizer"):
+        config.addinivalue_line("filterwarnings", f"ignore:{message}:UserWarning")
+
+
 # ----------------------------------------------------------------------------- data
 
 
@@ -133,6 +139,14 @@ def sentiment_run(tmp_path_factory: pytest.TempPathFactory) -> SentimentRun:
     extra = {"model.stack.bidirectional": True, "model.pooling": "max"}
     train_tiny(run_dir, train, valid, **extra)
     return SentimentRun(run_dir, train, valid, tiny_config(train, valid, **extra))
+
+
+@pytest.fixture(scope="session")
+def sentiment_serve(sentiment_run: SentimentRun):
+    """`serving_default` of `sentiment_run`, built in-process once."""
+    from textrnn import export
+
+    return export.load_serving(sentiment_run.run_dir, expected_task="sentiment").signatures["serving_default"]
 
 
 @pytest.fixture(scope="session")
