@@ -77,6 +77,7 @@ class TrainingConfig:
     optimizer: str = "adam"  # adam | adamw | sgd | rmsprop
     weight_decay: float = 0.0  # adamw only
     clipnorm: float = 0.0  # 0 disables gradient clipping
+    ema: float = 0.0  # exponential moving average of weights (e.g. 0.999) for validation and export; 0 disables
     lr_schedule: str = "constant"  # constant | cosine | linear
     warmup_steps: int = 0
     early_stopping_patience: int = 0  # epochs without improvement; 0 disables
@@ -105,6 +106,8 @@ class TrainingConfig:
             ("", "mixed_float16", "mixed_bfloat16", "float32"),
         )
         _choice("training.jit_compile", self.jit_compile, ("auto", "true", "false"))
+        if not 0.0 <= self.ema < 1.0:
+            raise ConfigError(f"training.ema must be in [0, 1), got {self.ema}")
         for name in ("clipnorm", "weight_decay"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"training.{name} must be >= 0")

@@ -72,6 +72,7 @@ class TaskData:
     monitor: str = "val_loss"
     monitor_mode: str = "min"
     report: list[str] = field(default_factory=list)  # lines to print before training
+    callbacks: list[Any] = field(default_factory=list)  # task-specific Keras callbacks
 
 
 # ----------------------------------------------------------------------------- strategy
@@ -137,6 +138,8 @@ def make_optimizer(training: TrainingConfig, total_steps: int | None = None) -> 
     kwargs: dict[str, Any] = {"learning_rate": learning_rate}
     if training.clipnorm:
         kwargs["clipnorm"] = training.clipnorm
+    if training.ema:
+        kwargs.update(use_ema=True, ema_momentum=training.ema)
     if training.optimizer == "adam":
         return keras.optimizers.Adam(**kwargs)
     if training.optimizer == "adamw":
@@ -338,6 +341,9 @@ def train(
             delete_checkpoint=False,
             double_checkpoint=True,
         ),
+        # With EMA, validation and the checkpoints below see the averaged weights
+        # (BackupAndRestore, above, keeps the raw ones plus the optimizer's averages).
+        *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if training.ema else []),
         keras.callbacks.ModelCheckpoint(
             str(checkpoints / "best.weights.h5"),
             monitor=data.monitor,
@@ -349,6 +355,7 @@ def train(
         keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False, profile_batch=0),
         EpochLog(echo, training.epochs),
     ]
+    callbacks[1:1] = data.callbacks  # before BackupAndRestore and the checkpoints
     if training.early_stopping_patience:
         callbacks.append(
             keras.callbacks.EarlyStopping(
