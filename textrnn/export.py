@@ -60,7 +60,6 @@ def run_task(run_dir: Path) -> str:
 def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
     """Export the run in `run_dir` to the next numeric version under `out`."""
     import keras
-    import tensorflow as tf
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -101,7 +100,6 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    del tf
 
 
 def write_warmup_requests(path: Path, requests: list[tuple[str, dict[str, Any]]]) -> None:

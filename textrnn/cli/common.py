@@ -30,7 +30,6 @@ def quiet_tensorflow() -> None:
     """Keep TensorFlow's C++ and absl chatter off the terminal (before it is imported)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "0")
     logging.getLogger("absl").setLevel(logging.ERROR)
 
 
