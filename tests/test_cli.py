@@ -1,0 +1,228 @@
+"""The `textrnn` CLI through typer's CliRunner: commands, output formats, exit codes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import sentiment_rows, write_tsv
+from textrnn.cli import common
+from textrnn.cli.main import app
+
+TINY_RECIPE = """
+[data]
+max_length = 16
+[tokenizer]
+vocabulary_size = 50
+[model]
+embedding_dim = 8
+dropout = 0.0
+[model.stack]
+units = 4
+[training]
+epochs = 1
+batch_size = 2
+seed = 7
+"""
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _no_debug(monkeypatch):
+    monkeypatch.setitem(common.STATE, "debug", False)
+
+
+def _invoke(runner, args, **kwargs):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False, **kwargs)
+
+
+def _assert_user_error(result, *needles):
+    """Exit code 2, one line on stderr naming what to fix, no traceback."""
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.output
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+# ----------------------------------------------------------------------------- help
+
+
+def test_help_lists_commands(runner):
+    result = _invoke(runner, ["--help"])
+    assert result.exit_code == 0 and "sentiment" in result.stdout
+    result = _invoke(runner, ["sentiment", "--help"])
+    assert result.exit_code == 0
+    for name in ("train", "evaluate", "predict", "export"):
+        assert name in result.stdout
+    result = _invoke(runner, ["sentiment", "train", "--help"])
+    for option in ("--config", "--train", "--valid", "--text-column", "--label-column", "--epochs",
+                   "--batch-size", "--run-dir", "--strategy", "--seed", "--restart", "--encoding"):
+        assert option in result.stdout, option
+    assert _invoke(runner, ["--version"]).stdout.startswith("textrnn ")
+
+
+# ----------------------------------------------------------------------------- train
+
+
+def test_train_then_rerun_resumes(runner, tmp_path):
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(TINY_RECIPE)
+    train = write_tsv(tmp_path / "train.tsv", sentiment_rows(24), header=("sentence", "label"))
+    run_dir = tmp_path / "run"
+    args = ["sentiment", "train", "--config", recipe, "--train", train, "--text-column", "sentence",
+            "--run-dir", run_dir, "--strategy", "cpu", "--epochs", "1"]
+    result = _invoke(runner, args)
+    assert result.exit_code == 0, result.output
+    assert "epoch 1/1" in result.stdout and "val_accuracy" in result.stdout
+    assert (run_dir / "model.weights.h5").is_file()
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["data"]["text_column"] == "sentence" and saved["model"]["stack"]["units"] == 4
+
+    again = _invoke(runner, args)
+    assert again.exit_code == 0, again.output
+    assert "nothing to do" in again.stdout
+
+    changed = _invoke(runner, [*args, "--max-length", "8"])
+    _assert_user_error(changed, "--restart")
+
+
+@pytest.mark.parametrize(
+    ("setup", "needles"),
+    [
+        (lambda d: d / "missing.tsv", ["not found", "--train"]),
+        (lambda d: _empty(d), ["empty"]),
+        (lambda d: write_tsv(d / "t.tsv", sentiment_rows(6), header=("text", "stars")), ["columns found: text, stars"]),
+        (lambda d: _latin1(d), ["line 2", "--encoding"]),
+    ],
+)
+def test_train_bad_input_exits_2_with_one_line(runner, tmp_path, setup, needles):
+    path = setup(tmp_path)
+    result = _invoke(runner, ["sentiment", "train", "--train", path, "--run-dir", tmp_path / "run"])
+    _assert_user_error(result, *needles)
+
+
+def _empty(directory):
+    path = directory / "empty.tsv"
+    path.write_text("")
+    return path
+
+
+def _latin1(directory):
+    path = directory / "latin.tsv"
+    path.write_bytes("text\tlabel\ncafé\t1\n".encode("latin-1"))
+    return path
+
+
+def test_train_bad_config_exits_2(runner, tmp_path):
+    recipe = tmp_path / "bad.toml"
+    recipe.write_text("[training]\nepoch = 3\n")
+    _assert_user_error(_invoke(runner, ["sentiment", "train", "--config", recipe]), "'epoch'")
+    _assert_user_error(_invoke(runner, ["sentiment", "train", "--strategy", "gpu"]), "training.strategy")
+    usage = _invoke(runner, ["sentiment", "train", "--epochs", "many"])
+    assert usage.exit_code == 2 and "Traceback" not in usage.output
+
+
+# ----------------------------------------------------------------------------- evaluate
+
+
+def test_evaluate_json_is_one_object(runner, sentiment_run, tmp_path):
+    data = write_tsv(tmp_path / "eval.tsv", sentiment_rows(6, seed=9) + [("odd", "neutral")])
+    result = _invoke(runner, ["sentiment", "evaluate", "--run-dir", sentiment_run.run_dir, "--data", data, "--json"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1
+    metrics = json.loads(lines[0])
+    assert {"accuracy", "macro_f1", "per_class", "confusion_matrix"} <= set(metrics)
+    assert metrics["examples"] == 6 and metrics["skipped_unknown_label"] == 1
+
+    text = _invoke(runner, ["sentiment", "evaluate", "--run-dir", sentiment_run.run_dir, "--data", data])
+    assert text.exit_code == 0
+    assert "accuracy" in text.stdout and "confusion matrix" in text.stdout and "'neutral' (1)" in text.stdout
+
+
+def test_evaluate_bad_input(runner, sentiment_run, tmp_path):
+    data = write_tsv(tmp_path / "eval.tsv", sentiment_rows(4))
+    _assert_user_error(
+        _invoke(runner, ["sentiment", "evaluate", "--run-dir", tmp_path / "nope", "--data", data]),
+        "not found", "--run-dir",
+    )
+    _assert_user_error(
+        _invoke(runner, ["sentiment", "evaluate", "--run-dir", sentiment_run.run_dir, "--data", data,
+                         "--label-column", "stars"]),
+        "columns found: text, label",
+    )
+    missing = _invoke(runner, ["sentiment", "evaluate", "--run-dir", sentiment_run.run_dir])
+    assert missing.exit_code == 2 and "--data" in missing.output
+
+
+def test_internal_error_exits_1_and_debug_shows_the_traceback(runner, sentiment_run, tmp_path, monkeypatch):
+    from textrnn import sentiment
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr(sentiment, "evaluate", boom)
+    args = ["sentiment", "evaluate", "--run-dir", sentiment_run.run_dir, "--data", sentiment_run.valid]
+    result = _invoke(runner, args)
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: internal error: RuntimeError: boom (rerun with --debug for the traceback)"
+    ]
+    debug = _invoke(runner, ["--debug", *args])
+    assert debug.exit_code == 1 and "Traceback" in debug.stderr
+
+
+# ----------------------------------------------------------------------------- predict
+
+
+def test_predict_arguments_and_stdin(runner, sentiment_run, sentiment_export):
+    result = _invoke(runner, ["sentiment", "predict", "--model", sentiment_run.run_dir, "a good film", ""])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2
+    label, probability, text = lines[0].split("\t")
+    assert label in ("0", "1") and 0.5 <= float(probability) <= 1.0 and text == "a good film"
+
+    stdin = "a good film\n\n   \nbad acting\r\nlast line without newline"
+    result = _invoke(runner, ["sentiment", "predict", "--model", sentiment_export, "--json", "--batch-size", "2"],
+                     input=stdin)
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [row["text"] for row in rows] == ["a good film", "", "   ", "bad acting", "last line without newline"]
+    for row in rows:
+        assert row["label"] in ("0", "1") and set(row["probabilities"]) == {"0", "1"}
+
+
+def test_predict_bad_input(runner, sentiment_run, tmp_path):
+    _assert_user_error(
+        _invoke(runner, ["sentiment", "predict", "--model", sentiment_run.run_dir], input=b"fine\n\xff\xfe\n"),
+        "line 2", "--encoding",
+    )
+    latin = _invoke(runner, ["sentiment", "predict", "--model", sentiment_run.run_dir, "--encoding", "latin-1"],
+                    input="café\n".encode("latin-1"))
+    assert latin.exit_code == 0 and "café" in latin.stdout
+    _assert_user_error(_invoke(runner, ["sentiment", "predict", "--model", tmp_path / "nope", "x"]), "not found")
+    (tmp_path / "empty").mkdir()
+    _assert_user_error(_invoke(runner, ["sentiment", "predict", "--model", tmp_path / "empty", "x"]), "neither")
+
+
+# ----------------------------------------------------------------------------- export
+
+
+def test_export_writes_the_next_version(runner, sentiment_run, tmp_path):
+    out = tmp_path / "exports"
+    (out / "3").mkdir(parents=True)
+    result = _invoke(runner, ["sentiment", "export", "--run-dir", sentiment_run.run_dir, "--out", out])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"exported {out / '4'}"
+    assert (out / "4" / "saved_model.pb").is_file() and not any((out / "3").iterdir())
+    _assert_user_error(_invoke(runner, ["sentiment", "export", "--run-dir", tmp_path / "nope", "--out", out]),
+                       "not found")
