@@ -1,0 +1,206 @@
+"""Fast CPU LSTM / GRU: same numbers, same weights, same behaviour as Keras's layers."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from textrnn.fast_rnn import FastGRU, FastLSTM, gru_sequence, lstm_sequence
+from textrnn.rnn_stack import RNNStack, resolve_implementation, warn_if_cudnn_disabled
+
+BATCH, TIME, FEATURES, UNITS = 3, 6, 5, 4
+PAIRS = {"lstm": (keras.layers.LSTM, FastLSTM), "gru": (keras.layers.GRU, FastGRU)}
+
+
+def _data(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(BATCH, TIME, FEATURES)).astype("float32")
+    mask = np.ones((BATCH, TIME), bool)
+    mask[1, 4:] = False  # right padding
+    mask[2, :2] = False  # left padding and a hole: any mask must match Keras
+    mask[2, 4] = False
+    return x, mask
+
+
+def _random_weights(layer, seed: int = 1) -> None:
+    rng = np.random.default_rng(seed)
+    for variable in layer.weights:
+        variable.assign(rng.normal(scale=0.5, size=variable.shape))
+
+
+def _outputs_and_gradients(layer, x, mask, initial_state):
+    x = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        tape.watch(initial_state)
+        result = layer(x, mask=mask, initial_state=initial_state)
+        result = result if isinstance(result, (list, tuple)) else [result]
+        weights = np.linspace(-1.0, 1.0, result[0].shape[-1]).astype("float32")
+        loss = tf.reduce_sum(result[0] * weights) + sum(tf.reduce_sum(s * s) for s in result[1:])
+    gradients = tape.gradient(loss, [x] + list(initial_state) + layer.trainable_weights)
+    return [r.numpy() for r in result], [g.numpy() for g in gradients]
+
+
+def _assert_close(expected, actual, tolerance=1e-5):
+    assert len(expected) == len(actual)
+    for e, a in zip(expected, actual):
+        np.testing.assert_allclose(a, e, atol=tolerance, rtol=tolerance)
+
+
+@pytest.mark.parametrize(
+    "cell, go_backwards, masked, zero_output, return_sequences",
+    list(itertools.product(("lstm", "gru"), (False, True), (False, True), (False, True), (False, True))),
+)
+def test_layer_matches_keras(cell, go_backwards, masked, zero_output, return_sequences):
+    keras_class, fast_class = PAIRS[cell]
+    x, mask = _data()
+    settings = dict(units=UNITS, return_sequences=return_sequences, return_state=True, go_backwards=go_backwards)
+    reference, fast = keras_class(**settings), fast_class(**settings)
+    reference.build(x.shape)
+    fast.build(x.shape)
+    _random_weights(reference)
+    fast.set_weights(reference.get_weights())
+    reference.zero_output_for_mask = fast.zero_output_for_mask = zero_output
+    rng = np.random.default_rng(2)
+    initial = [tf.constant(rng.normal(size=(BATCH, UNITS)).astype("float32")) for _ in range(2 if cell == "lstm" else 1)]
+    expected = _outputs_and_gradients(reference, x, mask if masked else None, initial)
+    actual = _outputs_and_gradients(fast, x, mask if masked else None, initial)
+    _assert_close(expected[0], actual[0])
+    _assert_close(expected[1], actual[1])
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_stack_matches_keras_bidirectional_states_and_swaps_weights(cell, tmp_path):
+    x, mask = _data(3)
+    settings = dict(cell=cell, num_layers=2, units=UNITS, bidirectional=True, return_state=True)
+    reference = RNNStack(implementation="keras", **settings)
+    fast = RNNStack(implementation="fast", **settings)
+    reference.build(x.shape)
+    fast.build(x.shape)
+    assert isinstance(fast.recurrent_layers[0].forward_layer, PAIRS[cell][1])
+    assert [w.path.split("/", 1)[1] for w in fast.weights] == [w.path.split("/", 1)[1] for w in reference.weights]
+    _random_weights(reference)
+    fast.set_weights(reference.get_weights())
+    rng = np.random.default_rng(4)
+    initial = [tf.constant(rng.normal(size=(BATCH, UNITS)).astype("float32")) for _ in range(fast.states_per_layer * 2)]
+    expected = _outputs_and_gradients(reference, x, mask, initial)
+    actual = _outputs_and_gradients(fast, x, mask, initial)
+    _assert_close(expected[0], actual[0])
+    _assert_close(expected[1], actual[1])
+
+    # Checkpoints swap both ways through a model's weights file.
+    def model(implementation):
+        inputs = keras.Input((TIME, FEATURES))
+        outputs = RNNStack(implementation=implementation, name="stack", **settings)(inputs)
+        return keras.Model(inputs, outputs)
+
+    keras_model, fast_model = model("keras"), model("fast")
+    keras_model.get_layer("stack").set_weights(reference.get_weights())
+    keras_model.save_weights(tmp_path / "keras.weights.h5")
+    fast_model.load_weights(tmp_path / "keras.weights.h5")
+    _assert_close([o.numpy() for o in keras_model(x)], [o.numpy() for o in fast_model(x)])
+    fast_model.save_weights(tmp_path / "fast.weights.h5")
+    model("keras").load_weights(tmp_path / "fast.weights.h5")
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_finite_difference_gradient_float64(cell):
+    rng = np.random.default_rng(5)
+    steps, batch, features, units = 4, 2, 3, 3
+    gates = 4 if cell == "lstm" else 3
+    mask = tf.constant(np.array([[True, True], [True, True], [True, False], [False, False]]))  # (T, B)
+    arguments = [
+        rng.normal(size=(steps, batch, features)),
+        rng.normal(size=(batch, units)),
+        *([rng.normal(size=(batch, units))] if cell == "lstm" else []),
+        rng.normal(scale=0.5, size=(features, gates * units)),
+        rng.normal(scale=0.5, size=(units, gates * units)),
+        rng.normal(scale=0.5, size=(gates * units,) if cell == "lstm" else (2, gates * units)),
+    ]
+    arguments = [tf.constant(a, tf.float64) for a in arguments]
+    probe = tf.constant(rng.normal(size=(steps, batch, units)), tf.float64)
+
+    def loss(*a):
+        if cell == "lstm":
+            outputs, h, c = lstm_sequence(a[0], a[1], a[2], mask, *a[3:])
+            return tf.reduce_sum(outputs * probe) + tf.reduce_sum(h * c)
+        outputs, h = gru_sequence(a[0], a[1], mask, *a[2:])
+        return tf.reduce_sum(outputs * probe) + tf.reduce_sum(h * h)
+
+    theoretical, numerical = tf.test.compute_gradient(loss, arguments, delta=1e-6)
+    for t, n in zip(theoretical, numerical):
+        np.testing.assert_allclose(t, n, atol=1e-6, rtol=1e-6)
+
+
+def test_step_by_step_in_while_loop_matches_full_sequence():
+    """Decoders call the stack one step at a time with initial_state / return_state."""
+    x, _ = _data(6)
+    stack = RNNStack(cell="lstm", num_layers=2, units=UNITS, return_state=True, implementation="fast")
+    full = stack(x)
+
+    @tf.function
+    def loop(x):
+        states = [tf.zeros((BATCH, UNITS))] * 4
+        outputs = tf.TensorArray(tf.float32, size=TIME)
+
+        def body(t, outputs, *states):
+            result = stack(x[:, t : t + 1], initial_state=list(states))
+            return (t + 1, outputs.write(t, result[0][:, 0]), *result[1:])
+
+        _, outputs, *states = tf.while_loop(lambda t, *_: t < TIME, body, (0, outputs, *states))
+        return tf.transpose(outputs.stack(), (1, 0, 2)), states
+
+    outputs, states = loop(tf.constant(x))
+    _assert_close([full[0].numpy()] + [s.numpy() for s in full[1:]], [outputs.numpy()] + [s.numpy() for s in states])
+
+
+def test_trains_under_distribution_strategy_and_exports(tmp_path):
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    with strategy.scope():
+        inputs = keras.Input((None,), dtype="int32")
+        x = keras.layers.Embedding(10, 4, mask_zero=True)(inputs)
+        x = RNNStack(cell="gru", num_layers=2, units=UNITS, implementation="fast")(x)
+        model = keras.Model(inputs, keras.layers.Dense(10)(x))
+        model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    tokens = np.random.default_rng(7).integers(1, 10, size=(8, 6)).astype("int32")
+    tokens[:, 4:] = 0
+    data = tf.data.Dataset.from_tensor_slices((tokens, tokens)).batch(4)
+    history = model.fit(data, epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+
+    module = tf.Module()
+    module.model = model
+    module.serve = tf.function(lambda t: model(t, training=False), input_signature=[tf.TensorSpec((None, None), tf.int32)])
+    tf.saved_model.save(module, str(tmp_path / "export"))
+    loaded = tf.saved_model.load(str(tmp_path / "export"))
+    np.testing.assert_allclose(loaded.serve(tf.constant(tokens)).numpy(), model(tokens).numpy(), atol=1e-5)
+
+
+def test_implementation_choice_config_and_fallbacks(caplog):
+    assert resolve_implementation("keras", "lstm") == "keras"
+    assert resolve_implementation("fast", "rnn") == "keras"
+    expected = "keras" if tf.config.list_logical_devices("GPU") else "fast"
+    assert resolve_implementation("auto", "gru") == expected
+    with pytest.raises(ValueError, match="implementation"):
+        RNNStack(implementation="cudnn")
+    stack = RNNStack(cell="gru", units=UNITS, implementation="fast")
+    assert RNNStack.from_config(stack.get_config()).implementation == "fast"
+
+    # A configuration the fast loop does not cover falls back to Keras's loop, same numbers.
+    x, mask = _data(8)
+    reference = keras.layers.LSTM(UNITS, activation="relu", return_sequences=True)
+    fast = FastLSTM(UNITS, activation="relu", return_sequences=True)
+    reference.build(x.shape)
+    fast.build(x.shape)
+    fast.set_weights(reference.get_weights())
+    assert not fast.fast_path_supported()
+    np.testing.assert_allclose(fast(x, mask=mask).numpy(), reference(x, mask=mask).numpy(), atol=1e-6)
+
+    with caplog.at_level(logging.WARNING, logger="textrnn.rnn_stack"):
+        warn_if_cudnn_disabled(keras.layers.GRU(UNITS, recurrent_dropout=0.1, name="slow_gru"))
+    assert "slow_gru: recurrent_dropout=0.1 disables the cuDNN kernel" in caplog.text

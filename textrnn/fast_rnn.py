@@ -1,0 +1,422 @@
+"""Fast CPU LSTM / GRU layers: hoisted input projection, hand-written backward, XLA.
+
+`FastLSTM` and `FastGRU` are `keras.layers.LSTM` / `keras.layers.GRU` with a
+different inner loop. They own exactly the same variables (`kernel`,
+`recurrent_kernel`, `bias`; GRU `reset_after=True` with its 2-row bias) under
+the same names, so weights and checkpoints move freely between them and the
+stock layers, and `Bidirectional`, masking, `initial_state`, `return_state`,
+`stateful` and `go_backwards` behave exactly as Keras's.
+
+Why it is faster on CPU (see the issue-7 notes in `bench/`):
+
+- the input projection `X @ K + b` is one large product for every step
+  (efficient), so the recurrent loop only multiplies `h @ R` per step, with
+  the gates fused in one product;
+- the backward pass is written by hand (`tf.custom_gradient`): a reverse loop
+  doing only the gate derivatives and `dz_t @ R^T` per step, then the weight
+  gradients as three large products after the loop
+  (`dR = H_prev^T dZ`, `dK = X^T dZ`, `dX = dZ K^T`) and one reduction for the
+  bias, instead of TensorFlow's per-step automatic gradient;
+- forward and backward loops are each compiled with XLA (`jit_compile`).
+
+Masking follows Keras's `backend.rnn` exactly: on a masked step the states are
+carried unchanged and the output repeats the previous output (zeros before the
+first real step), or is zero with `zero_output_for_mask=True` (what
+`Bidirectional` sets when returning sequences).
+
+The fast loop is used when the configuration allows it (tanh / sigmoid, bias,
+no recurrent dropout while training, no unroll, float32 / float64); anything
+else falls back to the stock Keras loop, so results never change, only speed.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+_FAST_DTYPES = ("float32", "float64")
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _flat_matmul(x, w):
+    """(T, B, D) @ (D, N) -> (T, B, N) as one large product."""
+    shape = tf.shape(x)
+    out = tf.matmul(tf.reshape(x, (-1, x.shape[-1])), w)
+    return tf.reshape(out, tf.concat([shape[:2], [w.shape[-1]]], 0))
+
+
+def _flat_inner(a, b):
+    """Sum over time and batch of a^T b: (T, B, M), (T, B, N) -> (M, N)."""
+    return tf.matmul(tf.reshape(a, (-1, a.shape[-1])), tf.reshape(b, (-1, b.shape[-1])), transpose_a=True)
+
+
+def _shift_in(first, sequence):
+    """Prepend `first` (B, U) to `sequence` (T, B, U) and drop its last step: the previous states."""
+    return tf.concat([first[None], sequence[:-1]], axis=0)
+
+
+# ----------------------------------------------------------------------------- LSTM
+
+
+def _lstm_forward(x, h0, c0, mask, kernel, recurrent_kernel, bias, zero_output):
+    """Time-major LSTM. x (T, B, D); mask (T, B, 1) bool or None.
+
+    Returns outputs (T, B, U), final h, final c and what backward needs:
+    activated gates (T, B, 4U) and the states H, C (T, B, U).
+    """
+    steps = tf.shape(x)[0]
+    units = recurrent_kernel.shape[0]
+    dtype = x.dtype
+    projected = _flat_matmul(x, kernel) + bias  # (T, B, 4U)
+    gates_ta = tf.TensorArray(dtype, size=steps, element_shape=h0.shape[:1] + (4 * units,))
+    h_ta = tf.TensorArray(dtype, size=steps, element_shape=h0.shape)
+    c_ta = tf.TensorArray(dtype, size=steps, element_shape=h0.shape)
+    out_ta = tf.TensorArray(dtype, size=steps, element_shape=h0.shape)
+
+    def body(t, h, c, previous_output, gates_ta, h_ta, c_ta, out_ta):
+        z = projected[t] + tf.matmul(h, recurrent_kernel)  # (B, 4U)
+        i, f, g, o = tf.split(z, 4, axis=-1)
+        i, f, g, o = tf.sigmoid(i), tf.sigmoid(f), tf.tanh(g), tf.sigmoid(o)
+        c_new = f * c + i * g
+        h_new = o * tf.tanh(c_new)
+        if mask is None:
+            output = h_new
+        else:
+            m = mask[t]  # (B, 1)
+            h_new = tf.where(m, h_new, h)
+            c_new = tf.where(m, c_new, c)
+            output = tf.where(m, h_new, tf.zeros_like(h_new) if zero_output else previous_output)
+        gates_ta = gates_ta.write(t, tf.concat([i, f, g, o], axis=-1))
+        return (t + 1, h_new, c_new, output, gates_ta, h_ta.write(t, h_new), c_ta.write(t, c_new),
+                out_ta.write(t, output))
+
+    _, h, c, _, gates_ta, h_ta, c_ta, out_ta = tf.while_loop(
+        lambda t, *_: t < steps,
+        body,
+        (tf.constant(0), h0, c0, tf.zeros_like(h0), gates_ta, h_ta, c_ta, out_ta),
+        maximum_iterations=steps,
+    )
+    return out_ta.stack(), h, c, gates_ta.stack(), h_ta.stack(), c_ta.stack()
+
+
+def _lstm_backward(x, h0, c0, mask, kernel, recurrent_kernel, gates, states_h, states_c,
+                   d_outputs, d_h, d_c, zero_output):
+    steps = tf.shape(x)[0]
+    dtype = x.dtype
+    c_previous = _shift_in(c0, states_c)  # (T, B, U)
+    recurrent_t = tf.transpose(recurrent_kernel)  # (4U, U)
+    dz_ta = tf.TensorArray(dtype, size=steps, element_shape=gates.shape[1:])
+
+    def body(k, d_h, d_c, d_carry, dz_ta):
+        t = steps - 1 - k
+        i, f, g, o = tf.split(gates[t], 4, axis=-1)
+        c_prev = c_previous[t]
+        c_new = f * c_prev + i * g  # recomputed: the stored state may be the carried one
+        tanh_c = tf.tanh(c_new)
+        d_out = d_outputs[t]
+        if mask is None:
+            d_hn = d_h + d_out
+            d_cn = d_c
+        else:
+            m = mask[t]
+            zero = tf.zeros_like(d_h)
+            if not zero_output:
+                d_out = d_out + d_carry
+                d_carry = tf.where(m, zero, d_out)
+            d_hn = tf.where(m, d_h + d_out, zero)
+            d_cn = tf.where(m, d_c, zero)
+            d_h_pass = tf.where(m, zero, d_h)
+            d_c_pass = tf.where(m, zero, d_c)
+        d_cn = d_cn + d_hn * o * (1.0 - tanh_c * tanh_c)
+        dz = tf.concat(
+            [
+                d_cn * g * i * (1.0 - i),
+                d_cn * c_prev * f * (1.0 - f),
+                d_cn * i * (1.0 - g * g),
+                d_hn * tanh_c * o * (1.0 - o),
+            ],
+            axis=-1,
+        )  # (B, 4U)
+        d_h_prev = tf.matmul(dz, recurrent_t)
+        d_c_prev = d_cn * f
+        if mask is not None:
+            d_h_prev += d_h_pass
+            d_c_prev += d_c_pass
+        return k + 1, d_h_prev, d_c_prev, d_carry, dz_ta.write(t, dz)
+
+    _, d_h0, d_c0, _, dz_ta = tf.while_loop(
+        lambda k, *_: k < steps,
+        body,
+        (tf.constant(0), d_h, d_c, tf.zeros_like(d_h), dz_ta),
+        maximum_iterations=steps,
+    )
+    dz = dz_ta.stack()  # (T, B, 4U)
+    d_recurrent = _flat_inner(_shift_in(h0, states_h), dz)  # (U, 4U)
+    d_kernel = _flat_inner(x, dz)  # (D, 4U)
+    d_bias = tf.reduce_sum(dz, axis=(0, 1))
+    d_x = _flat_matmul(dz, tf.transpose(kernel))  # (T, B, D)
+    return d_x, d_h0, d_c0, d_kernel, d_recurrent, d_bias
+
+
+# ----------------------------------------------------------------------------- GRU (reset_after)
+
+
+def _gru_forward(x, h0, mask, kernel, recurrent_kernel, bias, zero_output):
+    """Time-major GRU with reset_after=True; bias (2, 3U): input and recurrent rows."""
+    steps = tf.shape(x)[0]
+    units = recurrent_kernel.shape[0]
+    dtype = x.dtype
+    projected = _flat_matmul(x, kernel) + bias[0]  # (T, B, 3U)
+    recurrent_bias = bias[1]
+    saved_ta = tf.TensorArray(dtype, size=steps, element_shape=h0.shape[:1] + (4 * units,))
+    h_ta = tf.TensorArray(dtype, size=steps, element_shape=h0.shape)
+    out_ta = tf.TensorArray(dtype, size=steps, element_shape=h0.shape)
+
+    def body(t, h, previous_output, saved_ta, h_ta, out_ta):
+        inner = tf.matmul(h, recurrent_kernel) + recurrent_bias  # (B, 3U)
+        x_z, x_r, x_h = tf.split(projected[t], 3, axis=-1)
+        r_z, r_r, r_h = tf.split(inner, 3, axis=-1)
+        z = tf.sigmoid(x_z + r_z)
+        r = tf.sigmoid(x_r + r_r)
+        hh = tf.tanh(x_h + r * r_h)
+        h_new = z * h + (1.0 - z) * hh
+        if mask is None:
+            output = h_new
+        else:
+            m = mask[t]
+            h_new = tf.where(m, h_new, h)
+            output = tf.where(m, h_new, tf.zeros_like(h_new) if zero_output else previous_output)
+        saved_ta = saved_ta.write(t, tf.concat([z, r, hh, r_h], axis=-1))
+        return t + 1, h_new, output, saved_ta, h_ta.write(t, h_new), out_ta.write(t, output)
+
+    _, h, _, saved_ta, h_ta, out_ta = tf.while_loop(
+        lambda t, *_: t < steps,
+        body,
+        (tf.constant(0), h0, tf.zeros_like(h0), saved_ta, h_ta, out_ta),
+        maximum_iterations=steps,
+    )
+    return out_ta.stack(), h, saved_ta.stack(), h_ta.stack()
+
+
+def _gru_backward(x, h0, mask, kernel, recurrent_kernel, saved, states_h, d_outputs, d_h, zero_output):
+    steps = tf.shape(x)[0]
+    dtype = x.dtype
+    units = recurrent_kernel.shape[0]
+    h_previous = _shift_in(h0, states_h)  # (T, B, U)
+    recurrent_t = tf.transpose(recurrent_kernel)  # (3U, U)
+    dgx_ta = tf.TensorArray(dtype, size=steps, element_shape=saved.shape[1:2] + (3 * units,))
+
+    def body(k, d_h, d_carry, dgx_ta):
+        t = steps - 1 - k
+        z, r, hh, r_h = tf.split(saved[t], 4, axis=-1)
+        h_prev = h_previous[t]
+        d_out = d_outputs[t]
+        if mask is None:
+            d_hn = d_h + d_out
+        else:
+            m = mask[t]
+            zero = tf.zeros_like(d_h)
+            if not zero_output:
+                d_out = d_out + d_carry
+                d_carry = tf.where(m, zero, d_out)
+            d_hn = tf.where(m, d_h + d_out, zero)
+            d_h_pass = tf.where(m, zero, d_h)
+        d_a_h = d_hn * (1.0 - z) * (1.0 - hh * hh)
+        d_a_z = d_hn * (h_prev - hh) * z * (1.0 - z)
+        d_a_r = d_a_h * r_h * r * (1.0 - r)
+        d_gx = tf.concat([d_a_z, d_a_r, d_a_h], axis=-1)  # (B, 3U)
+        d_gr = tf.concat([d_a_z, d_a_r, d_a_h * r], axis=-1)
+        d_h_prev = tf.matmul(d_gr, recurrent_t) + d_hn * z
+        if mask is not None:
+            d_h_prev += d_h_pass
+        return k + 1, d_h_prev, d_carry, dgx_ta.write(t, d_gx)
+
+    _, d_h0, _, dgx_ta = tf.while_loop(
+        lambda k, *_: k < steps,
+        body,
+        (tf.constant(0), d_h, tf.zeros_like(d_h), dgx_ta),
+        maximum_iterations=steps,
+    )
+    d_gx = dgx_ta.stack()  # (T, B, 3U)
+    r = saved[..., units : 2 * units]
+    d_gr = tf.concat([d_gx[..., : 2 * units], d_gx[..., 2 * units :] * r], axis=-1)
+    d_recurrent = _flat_inner(h_previous, d_gr)  # (U, 3U)
+    d_kernel = _flat_inner(x, d_gx)  # (D, 3U)
+    d_bias = tf.stack([tf.reduce_sum(d_gx, axis=(0, 1)), tf.reduce_sum(d_gr, axis=(0, 1))])
+    d_x = _flat_matmul(d_gx, tf.transpose(kernel))
+    return d_x, d_h0, d_kernel, d_recurrent, d_bias
+
+
+# ----------------------------------------------------------------------------- compiled entry points
+
+_compiled: dict = {}
+
+
+def _jit(function, key):
+    """`function` compiled with XLA, one `tf.function` per static configuration."""
+    if key not in _compiled:
+        _compiled[key] = tf.function(function, jit_compile=True, autograph=False)
+    return _compiled[key]
+
+
+def lstm_sequence(x, h0, c0, mask, kernel, recurrent_kernel, bias, zero_output=False):
+    """Run an LSTM over time-major `x` (T, B, D) with a hand-written gradient.
+
+    Args:
+        x: (T, B, D) inputs, already in iteration order.
+        h0, c0: (B, U) initial states.
+        mask: (T, B) bool or None.
+        kernel, recurrent_kernel, bias: Keras layout, gates i, f, c, o.
+        zero_output: output zeros (not the previous output) on masked steps.
+
+    Returns:
+        outputs (T, B, U), final h, final c.
+    """
+    has_mask = mask is not None
+    forward = _jit(lambda *a: _lstm_forward(*a[:3], a[3] if has_mask else None, *a[4:], zero_output),
+                   ("lstm_fwd", has_mask, zero_output))
+    backward = _jit(lambda *a: _lstm_backward(*a[:3], a[3] if has_mask else None, *a[4:], zero_output),
+                    ("lstm_bwd", has_mask, zero_output))
+    mask_arg = mask[..., None] if has_mask else tf.zeros((), tf.bool)
+
+    @tf.custom_gradient
+    def run(x, h0, c0, kernel, recurrent_kernel, bias):
+        # stop_gradient: the tape must not trace through the compiled loop (its
+        # TensorLists cannot leave XLA); `grad` below is the gradient.
+        x, h0, c0, kernel, recurrent_kernel, bias = _no_tape(x, h0, c0, kernel, recurrent_kernel, bias)
+        outputs, h, c, gates, states_h, states_c = forward(x, h0, c0, mask_arg, kernel, recurrent_kernel, bias)
+
+        def grad(d_outputs, d_h, d_c):
+            d_outputs = _zeros_if_none(d_outputs, outputs)
+            d_h, d_c = _zeros_if_none(d_h, h), _zeros_if_none(d_c, c)
+            return backward(x, h0, c0, mask_arg, kernel, recurrent_kernel, gates, states_h, states_c,
+                            d_outputs, d_h, d_c)
+
+        return (outputs, h, c), grad
+
+    return run(x, h0, c0, kernel, recurrent_kernel, bias)
+
+
+def gru_sequence(x, h0, mask, kernel, recurrent_kernel, bias, zero_output=False):
+    """Run a GRU (reset_after=True) over time-major `x` (T, B, D); see `lstm_sequence`.
+
+    Returns:
+        outputs (T, B, U), final h.
+    """
+    has_mask = mask is not None
+    forward = _jit(lambda *a: _gru_forward(*a[:2], a[2] if has_mask else None, *a[3:], zero_output),
+                   ("gru_fwd", has_mask, zero_output))
+    backward = _jit(lambda *a: _gru_backward(*a[:2], a[2] if has_mask else None, *a[3:], zero_output),
+                    ("gru_bwd", has_mask, zero_output))
+    mask_arg = mask[..., None] if has_mask else tf.zeros((), tf.bool)
+
+    @tf.custom_gradient
+    def run(x, h0, kernel, recurrent_kernel, bias):
+        x, h0, kernel, recurrent_kernel, bias = _no_tape(x, h0, kernel, recurrent_kernel, bias)
+        outputs, h, saved, states_h = forward(x, h0, mask_arg, kernel, recurrent_kernel, bias)
+
+        def grad(d_outputs, d_h):
+            d_outputs = _zeros_if_none(d_outputs, outputs)
+            d_h = _zeros_if_none(d_h, h)
+            return backward(x, h0, mask_arg, kernel, recurrent_kernel, saved, states_h, d_outputs, d_h)
+
+        return (outputs, h), grad
+
+    return run(x, h0, kernel, recurrent_kernel, bias)
+
+
+def _no_tape(*tensors):
+    return [tf.stop_gradient(t) for t in tensors]
+
+
+def _zeros_if_none(gradient, like):
+    return tf.zeros_like(like) if gradient is None else gradient
+
+
+# ----------------------------------------------------------------------------- layers
+
+
+def _is_tensor_value(variable):
+    return variable.value if hasattr(variable, "value") else variable
+
+
+class _FastLoopMixin:
+    """Shared inner-loop dispatch for `FastLSTM` / `FastGRU`."""
+
+    def fast_path_supported(self, training=False) -> bool:
+        """True when the fast loop computes exactly what the stock loop would."""
+        cell = self.cell
+        return (
+            cell.activation is keras.activations.tanh
+            and cell.recurrent_activation is keras.activations.sigmoid
+            and cell.use_bias
+            and not self.unroll
+            and not (training and cell.recurrent_dropout)
+            and self.compute_dtype in _FAST_DTYPES
+            and getattr(cell, "reset_after", True)
+        )
+
+    def inner_loop(self, sequences, initial_state, mask, training=False):
+        if not self.fast_path_supported(training):
+            return super().inner_loop(sequences, initial_state, mask, training=training)
+        if isinstance(mask, (list, tuple)):
+            mask = mask[0]
+        if training and self.dropout:
+            dp_mask = self.cell.get_dropout_mask(sequences[:, 0, :])  # (B, D), as Keras's cuDNN path
+            sequences = sequences * ops.expand_dims(dp_mask, axis=1)
+        x = tf.transpose(sequences, (1, 0, 2))  # (T, B, D)
+        if mask is not None:
+            mask = tf.transpose(tf.cast(mask, tf.bool))  # (T, B)
+        if self.go_backwards:
+            x = tf.reverse(x, [0])
+            if mask is not None:
+                mask = tf.reverse(mask, [0])
+        cell = self.cell
+        weights = [tf.cast(_is_tensor_value(w), x.dtype) for w in (cell.kernel, cell.recurrent_kernel, cell.bias)]
+        states = [tf.cast(s, x.dtype) for s in initial_state]
+        outputs, *final_states = self._run_sequence(x, states, mask, *weights)
+        last_output = outputs[-1]  # (B, U)
+        return last_output, tf.transpose(outputs, (1, 0, 2)), final_states
+
+
+@keras.saving.register_keras_serializable(package="textrnn")
+class FastLSTM(_FastLoopMixin, keras.layers.LSTM):
+    """`keras.layers.LSTM` with the fast CPU inner loop (same weights, same results).
+
+    Args:
+        **kwargs: exactly `keras.layers.LSTM`'s arguments.
+
+    Example:
+
+    >>> FastLSTM(8, return_sequences=True)(keras.ops.ones((2, 5, 4))).shape
+    (2, 5, 8)
+    """
+
+    def _run_sequence(self, x, states, mask, kernel, recurrent_kernel, bias):
+        outputs, h, c = lstm_sequence(x, states[0], states[1], mask, kernel, recurrent_kernel, bias,
+                                      zero_output=self.zero_output_for_mask)
+        return outputs, h, c
+
+
+@keras.saving.register_keras_serializable(package="textrnn")
+class FastGRU(_FastLoopMixin, keras.layers.GRU):
+    """`keras.layers.GRU` with the fast CPU inner loop (same weights, same results).
+
+    Only `reset_after=True` (the Keras and cuDNN default) takes the fast loop.
+
+    Args:
+        **kwargs: exactly `keras.layers.GRU`'s arguments.
+
+    Example:
+
+    >>> FastGRU(8)(keras.ops.ones((2, 5, 4))).shape
+    (2, 8)
+    """
+
+    def _run_sequence(self, x, states, mask, kernel, recurrent_kernel, bias):
+        outputs, h = gru_sequence(x, states[0], mask, kernel, recurrent_kernel, bias,
+                                  zero_output=self.zero_output_for_mask)
+        return outputs, h
