@@ -1,0 +1,152 @@
+"""`textrnn lm`: train, evaluate, export; and the root `textrnn generate` command."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from textrnn.cli import common
+from textrnn.cli.common import command
+
+app = typer.Typer(help="Language models: character, word or subword; perplexity; export.", no_args_is_help=True)
+
+
+@app.command()
+@command
+def train(
+    config: common.ConfigOption = None,
+    train: common.TrainOption = None,
+    valid: Annotated[
+        str | None, typer.Option("--valid", help="Validation text; default: the end of --train.")
+    ] = None,
+    encoding: common.EncodingOption = None,
+    tokenizer: Annotated[str | None, typer.Option("--tokenizer", help="char | word | subword")] = None,
+    layout: Annotated[
+        str | None, typer.Option("--layout", help="continuous (one stream) | lines (one sentence a line).")
+    ] = None,
+    seq_len: Annotated[int | None, typer.Option("--seq-len", min=1, help="Tokens per training window.")] = None,
+    carry_state: Annotated[
+        bool | None,
+        typer.Option("--carry-state/--no-carry-state", help="Carry RNN states across batches (truncated BPTT)."),
+    ] = None,
+    epochs: common.EpochsOption = None,
+    batch_size: common.BatchSizeOption = None,
+    learning_rate: common.LearningRateOption = None,
+    run_dir: Annotated[Path, typer.Option("--run-dir", help="Where the run lives.")] = Path("runs/lm"),
+    strategy: common.StrategyOption = None,
+    tpu: common.TPUOption = None,
+    seed: common.SeedOption = None,
+    mixed_precision: common.MixedPrecisionOption = None,
+    static_shapes: common.StaticShapesOption = None,
+    restart: common.RestartOption = False,
+) -> None:
+    """Train a language model; rerunning the same command resumes from --run-dir."""
+    from textrnn import language_model, training
+    from textrnn.config import load_config
+
+    overrides = {
+        "data.train": train,
+        "data.valid": valid,
+        "data.encoding": encoding,
+        "data.layout": layout,
+        "data.seq_len": seq_len,
+        "data.carry_state": carry_state,
+        "tokenizer.kind": tokenizer,
+        **common.training_overrides(
+            epochs, batch_size, learning_rate, strategy, tpu, seed, mixed_precision, static_shapes
+        ),
+    }
+    resolved = load_config(language_model.Config, config, overrides)
+    training.train(language_model, resolved, run_dir, restart=restart, echo=typer.echo)
+
+
+@app.command()
+@command
+def evaluate(
+    run_dir: common.RunDirRequired,
+    data: Annotated[str, typer.Option("--data", help="Text to score (every token counts).")],
+    encoding: common.EncodingOption = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Rows scored in parallel.")] = 32,
+    json_output: common.JSONOption = False,
+) -> None:
+    """Cross-entropy (nats per token), perplexity and bits per character."""
+    from textrnn import language_model
+
+    metrics = language_model.evaluate(run_dir, data, encoding, batch_size)
+    if json_output:
+        common.print_json(metrics)
+        return
+    typer.echo(
+        f"tokens: {metrics['tokens']}   nats/token: {metrics['nats_per_token']:.4f}   "
+        f"perplexity: {metrics['perplexity']:.2f}   bits/char: {metrics['bits_per_character']:.4f}"
+    )
+    if metrics["unknown_tokens"]:
+        typer.echo(f"{metrics['unknown_tokens']} token(s) unseen in training, scored as [UNK]")
+
+
+@app.command("export")
+@command
+def export_command(
+    run_dir: common.RunDirRequired,
+    out: Annotated[Path, typer.Option("--out", help="Export base directory; the next version is written.")] = Path(
+        "saved_models/lm"
+    ),
+) -> None:
+    """Write a SavedModel (generate, score, step signatures) to the next version under --out."""
+    from textrnn import export
+
+    path = export.export_run(run_dir, out)
+    typer.echo(f"exported {path}")
+
+
+@command
+def generate(
+    model: common.ModelOption,
+    prompt: Annotated[
+        str | None, typer.Option("--prompt", help="Text to continue; default: stdin (one prompt a line).")
+    ] = None,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", help="New tokens per sample.")] = 200,
+    temperature: Annotated[float, typer.Option("--temperature", help="0 is greedy; higher is more random.")] = 1.0,
+    top_k: Annotated[int, typer.Option("--top-k", help="Sample among the k likeliest tokens; 0: off.")] = 0,
+    top_p: Annotated[float, typer.Option("--top-p", help="Nucleus sampling mass in (0, 1]; 1: off.")] = 1.0,
+    seed: Annotated[int | None, typer.Option("--seed", help="Same seed, same text; default: random.")] = None,
+    num_samples: Annotated[int, typer.Option("--num-samples", min=1, help="Samples per prompt.")] = 1,
+    stream: Annotated[bool, typer.Option("--stream", help="Print tokens as they are produced.")] = False,
+    encoding: common.EncodingOption = None,
+) -> None:
+    """Generate text from a language model (run directory or export)."""
+    from textrnn import export
+    from textrnn import language_model as lm
+
+    if prompt is not None:
+        prompts = [prompt]
+    elif sys.stdin is not None and not sys.stdin.isatty():
+        prompts = common.read_inputs(None, encoding or "utf-8") or [""]
+    else:
+        prompts = [""]
+    serving = export.load_serving(model, expected_task="language_model")
+    options = lm.GenerationOptions(max_tokens, temperature, top_k, top_p, seed, num_samples)
+    lm.check_options(serving, options)
+    unknown = lm.count_prompt_unknown(serving, prompts)
+    if unknown:
+        typer.echo(f"warning: {unknown} prompt token(s) unseen in training, read as [UNK]", err=True)
+    separator = "" if serving.manifest.get("tokenizer", {}).get("kind") == "char" else " "
+    if stream:
+        for index, text in enumerate(prompts):
+            for sample in range(num_samples):
+                if index or sample:
+                    typer.echo("")
+                typer.echo(text + separator, nl=False)
+                for piece in lm.stream_tokens(serving, text, options, row=index * num_samples + sample):
+                    sys.stdout.write(piece)
+                    sys.stdout.flush()
+                typer.echo("")
+        return
+    results = lm.generate_texts(serving, prompts, options)
+    for number, (text, sample) in enumerate(results):
+        if number:
+            typer.echo("")
+        typer.echo(text + (separator if text else "") + sample)
