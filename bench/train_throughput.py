@@ -1,0 +1,314 @@
+"""Sentiment training throughput: textrnn's pipeline against a plain Keras model (issue 2).
+
+Prints, in one run:
+
+1. training tokens/s of the sentiment model built by textrnn (`sentiment.build_model`)
+   fed by textrnn's input pipeline (`sentiment.load_datasets`: in-graph tokenizer,
+   cached ids, length buckets), and of a plain hand-written Keras model of the same
+   shape (Embedding -> LSTM/GRU layers -> pooling -> Dense) fed by a plain
+   hand-written pipeline (shuffle, `ragged_batch`, pad to the batch's longest row,
+   prefetch) over the same token ids; and their ratio (textrnn must not be slower);
+2. the input pipeline's throughput alone (iterating textrnn's training dataset,
+   no model) against what training consumes: the pipeline must be >= 5x faster;
+3. `textrnn sentiment predict` on 10,000 lines on stdin: lines/s (end to end, in a
+   fresh process, including start-up and model loading; also with start-up taken out).
+
+The machine is shared and noisy, so the contenders alternate for `--rounds`
+rounds in one process (one epoch each per round, after an untimed warm-up
+epoch) and medians are quoted. Tokens are real (non-padding) tokens; both
+contenders see the same examples, so the same tokens per epoch.
+
+    python bench/train_throughput.py                       # the bundled recipe's model and data
+    python bench/train_throughput.py --cell gru --units 128 --layers 2 --json
+
+Model shape options (`--cell`, `--units`, `--layers`, `--bidirectional`,
+`--embedding-dim`, `--pooling`) override the recipe and apply to both
+contenders; `add_model_arguments` / `shape_overrides` are where more go.
+With `--json` the last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from textrnn import config as config_lib  # noqa: E402
+from textrnn import export, sentiment, training  # noqa: E402
+
+PIPELINE_MINIMUM_RATIO = 5.0
+
+
+# ----------------------------------------------------------------------------- options
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """Model shape options; each applies to textrnn's model and the plain Keras one."""
+    parser.add_argument("--cell", choices=("lstm", "gru", "rnn"), help="recurrent cell (default: recipe)")
+    parser.add_argument("--units", type=int, help="units per layer and direction")
+    parser.add_argument("--layers", type=int, help="stacked recurrent layers")
+    parser.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--embedding-dim", type=int)
+    parser.add_argument("--pooling", choices=("final", "max", "mean"))
+
+
+def shape_overrides(args: argparse.Namespace) -> dict:
+    return {
+        "model.stack.cell": args.cell,
+        "model.stack.units": args.units,
+        "model.stack.num_layers": args.layers,
+        "model.stack.bidirectional": args.bidirectional,
+        "model.embedding_dim": args.embedding_dim,
+        "model.pooling": args.pooling,
+    }
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default=str(ROOT / "tasks/sentiment/config.toml"), help="sentiment recipe")
+    parser.add_argument("--train", help="training data (default: the recipe's)")
+    parser.add_argument("--batch-size", type=int, help="default: the recipe's")
+    parser.add_argument("--max-length", type=int, help="default: the recipe's")
+    add_model_arguments(parser)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians are quoted")
+    parser.add_argument("--predict-lines", type=int, default=10_000)
+    parser.add_argument("--predict-rounds", type=int, default=3)
+    parser.add_argument("--skip-predict", action="store_true")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds per predict subprocess")
+    parser.add_argument("--json", action="store_true", help="last line: one JSON object")
+    return parser.parse_args(argv)
+
+
+def resolve_config(args: argparse.Namespace) -> sentiment.Config:
+    overrides = {
+        "data.train": args.train,
+        "data.valid": "" if args.train else None,
+        "data.max_length": args.max_length,
+        "training.batch_size": args.batch_size,
+        "training.strategy": "cpu",
+        **shape_overrides(args),
+    }
+    return config_lib.load_config(sentiment.Config, args.config, overrides)
+
+
+# ----------------------------------------------------------------------------- contenders
+
+
+@dataclass
+class Contender:
+    name: str
+    model: keras.Model
+    dataset: tf.data.Dataset
+    tokens_per_epoch: int
+
+
+def plain_keras_model(config: sentiment.Config, vocabulary_size: int, num_classes: int) -> keras.Model:
+    """The sentiment model's shape written with stock Keras layers only."""
+    model_config, stack = config.model, config.model.stack
+    layer_class = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "rnn": keras.layers.SimpleRNN}[stack.cell]
+    inputs = keras.Input(shape=(None,), dtype="int32")
+    x = keras.layers.Embedding(vocabulary_size, model_config.embedding_dim, mask_zero=True)(inputs)
+    if model_config.embedding_dropout:
+        x = keras.layers.SpatialDropout1D(model_config.embedding_dropout)(x)
+    for index in range(stack.num_layers):
+        last = index == stack.num_layers - 1
+        layer = layer_class(stack.units, return_sequences=model_config.pooling != "final" or not last)
+        if stack.bidirectional:
+            layer = keras.layers.Bidirectional(layer)
+        x = layer(x)
+        if not last and stack.dropout:
+            x = keras.layers.Dropout(stack.dropout)(x)
+    if model_config.pooling == "max":
+        x = keras.layers.GlobalMaxPooling1D()(x)
+    elif model_config.pooling == "mean":
+        x = keras.layers.GlobalAveragePooling1D()(x)
+    x = keras.layers.Dropout(model_config.dropout)(x)
+    outputs = keras.layers.Dense(num_classes)(x)
+    model = keras.Model(inputs, outputs)
+    model.compile(
+        optimizer=training.make_optimizer(config.training),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def plain_pipeline(ids: tf.RaggedTensor, labels: np.ndarray, batch_size: int, seed: int) -> tf.data.Dataset:
+    """What one writes by hand: shuffle, batch ragged rows, pad each batch, prefetch."""
+    dataset = tf.data.Dataset.from_tensor_slices((tf.cast(ids, tf.int32), labels))
+    dataset = dataset.shuffle(len(labels), seed=seed).ragged_batch(batch_size)
+    return dataset.map(lambda x, y: (x.to_tensor(), y)).prefetch(tf.data.AUTOTUNE)
+
+
+def build_contenders(config: sentiment.Config, run_dir: Path) -> tuple[list[Contender], dict]:
+    training.set_seed(config.training.seed)
+    data = sentiment.load_datasets(config, run_dir)
+    training.save_config(run_dir, config)
+    num_classes = data.model_arguments["num_classes"]
+    model = sentiment.build_model(config, data.tokenizer, num_classes=num_classes, total_steps=data.steps_per_epoch)
+
+    # The same examples, tokenized by the same tokenizer, for the plain contender.
+    examples = sentiment.read_examples(config.data.train, config.data.text_column, config.data.label_column,
+                                       config.data.encoding)
+    labels = sentiment.Labels.load(run_dir)
+    keep, label_ids, _ = sentiment.labels_to_ids(examples, labels)
+    ids = sentiment.encode_texts(data.tokenizer, [examples.texts[i] for i in keep], config.data.max_length)
+    textrnn_tokens = sum(int(tf.math.count_nonzero(x)) for x, _ in data.train)  # also fills the cache
+    if not config.data.valid:  # textrnn held out a validation split: give the plain one as many rows
+        count = sum(int(tf.shape(x)[0]) for x, _ in data.train)
+        ids, label_ids = ids[:count], label_ids[:count]
+    plain_ids, plain_labels = ids, label_ids
+    plain_tokens = int(plain_ids.row_lengths().numpy().sum())
+    plain = Contender(
+        "keras",
+        plain_keras_model(config, data.tokenizer.vocabulary_size, num_classes),
+        plain_pipeline(plain_ids, plain_labels, config.training.batch_size, config.training.seed),
+        plain_tokens,
+    )
+    info = {"examples": int(len(plain_labels)), "vocabulary_size": data.tokenizer.vocabulary_size,
+            "batch_size": config.training.batch_size, "parameters": model.count_params(),
+            "keras_parameters": plain.model.count_params()}
+    return [Contender("textrnn", model, data.train, textrnn_tokens), plain], info
+
+
+def time_epoch(contender: Contender) -> float:
+    started = time.perf_counter()
+    contender.model.fit(contender.dataset, epochs=1, verbose=0, shuffle=False)
+    return contender.tokens_per_epoch / (time.perf_counter() - started)
+
+
+def time_pipeline(dataset: tf.data.Dataset, tokens: int) -> float:
+    started = time.perf_counter()
+    for _ in dataset:
+        pass
+    return tokens / (time.perf_counter() - started)
+
+
+def alternate(measures: dict[str, Callable[[], float]], rounds: int, log: Callable[[str], None]) -> dict[str, list[float]]:
+    """Run every measure once per round, in turn, `rounds` times."""
+    results: dict[str, list[float]] = {name: [] for name in measures}
+    for round_index in range(rounds):
+        for name, measure in measures.items():
+            results[name].append(measure())
+            log(f"  round {round_index + 1}/{rounds} {name}: {results[name][-1]:,.0f}")
+    return results
+
+
+# ----------------------------------------------------------------------------- predict
+
+
+def predict_throughput(run_dir: Path, lines: int, rounds: int, timeout: float, log: Callable[[str], None]) -> dict:
+    """`textrnn sentiment predict --model EXPORT` on `lines` stdin lines, in a fresh process."""
+    with tempfile.TemporaryDirectory(prefix="textrnn-bench-export-") as out:
+        version = export.export_run(run_dir, out)
+        rng = np.random.default_rng(0)
+        words = ["a", "good", "bad", "film", "plot", "moving", "dull", "the", "story", ",", ".", "not"]
+        many = "".join(" ".join(rng.choice(words, size=rng.integers(3, 25))) + "\n" for _ in range(lines))
+        few = "a good film\n"
+
+        def run(stdin: str) -> float:
+            env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(ROOT))
+            started = time.perf_counter()
+            result = subprocess.run(
+                [sys.executable, "-m", "textrnn.cli", "sentiment", "predict", "--model", str(version)],
+                input=stdin.encode(), capture_output=True, timeout=timeout, env=env, cwd=ROOT,
+            )
+            seconds = time.perf_counter() - started
+            if result.returncode != 0:
+                raise RuntimeError(f"predict failed: {result.stderr.decode()[-500:]}")
+            if len(result.stdout.splitlines()) != stdin.count("\n"):
+                raise RuntimeError("predict printed the wrong number of lines")
+            return seconds
+
+        runs = alternate({"predict_10k_seconds": lambda: run(many), "startup_seconds": lambda: run(few)}, rounds, log)
+    total = statistics.median(runs["predict_10k_seconds"])
+    startup = statistics.median(runs["startup_seconds"])
+    return {
+        "predict_lines": lines,
+        "predict_seconds": total,
+        "predict_lines_per_s": lines / total,
+        "predict_startup_seconds": startup,
+        "predict_lines_per_s_after_startup": lines / max(total - startup, 1e-9),
+    }
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    log = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else print
+    config = resolve_config(args)
+    stack = config.model.stack
+    log(f"model: {'bi' if stack.bidirectional else ''}{stack.cell} {stack.num_layers}x{stack.units}, "
+        f"embedding {config.model.embedding_dim}, pooling {config.model.pooling}; data {config.data.train}")
+    with tempfile.TemporaryDirectory(prefix="textrnn-bench-run-") as tmp:
+        run_dir = Path(tmp)
+        contenders, info = build_contenders(config, run_dir)
+        log(f"{info['examples']} examples, vocabulary {info['vocabulary_size']}, batch {info['batch_size']}, "
+            f"parameters textrnn {info['parameters']:,} / keras {info['keras_parameters']:,}")
+        textrnn_contender = contenders[0]
+
+        log("warm-up (one untimed epoch each: tracing, compilation, pipeline cache)")
+        for contender in contenders:
+            time_epoch(contender)
+        log("training tokens/s, alternating:")
+        measures = {c.name: (lambda c=c: time_epoch(c)) for c in contenders}
+        measures["pipeline"] = lambda: time_pipeline(textrnn_contender.dataset, textrnn_contender.tokens_per_epoch)
+        rounds = alternate(measures, args.rounds, log)
+        medians = {name: statistics.median(values) for name, values in rounds.items()}
+        result = {
+            "textrnn_tokens_per_s": medians["textrnn"],
+            "keras_tokens_per_s": medians["keras"],
+            "ratio": medians["textrnn"] / medians["keras"],
+            "pipeline_tokens_per_s": medians["pipeline"],
+            "pipeline_ratio": medians["pipeline"] / medians["textrnn"],
+            "pipeline_ok": medians["pipeline"] / medians["textrnn"] >= PIPELINE_MINIMUM_RATIO,
+            "rounds": args.rounds,
+            "examples": info["examples"],
+            "tokens_per_epoch": textrnn_contender.tokens_per_epoch,
+            "config": {"cell": stack.cell, "units": stack.units, "layers": stack.num_layers,
+                       "bidirectional": stack.bidirectional, "embedding_dim": config.model.embedding_dim,
+                       "pooling": config.model.pooling, "batch_size": config.training.batch_size},
+        }
+        log(f"training: textrnn {result['textrnn_tokens_per_s']:,.0f} tokens/s, plain Keras "
+            f"{result['keras_tokens_per_s']:,.0f} tokens/s, ratio {result['ratio']:.2f} (textrnn / Keras; >= 1 wanted)")
+        log(f"input pipeline alone: {result['pipeline_tokens_per_s']:,.0f} tokens/s = "
+            f"{result['pipeline_ratio']:.1f}x what training consumes (>= {PIPELINE_MINIMUM_RATIO:.0f}x wanted)")
+
+        if not args.skip_predict:
+            weights = run_dir / training.WEIGHTS_FILE
+            textrnn_contender.model.save_weights(weights)
+            log(f"predict: {args.predict_lines:,} lines on stdin, alternating with a 1-line run (start-up):")
+            result.update(predict_throughput(run_dir, args.predict_lines, args.predict_rounds, args.timeout, log))
+            log(f"predict: {result['predict_lines_per_s']:,.0f} lines/s end to end "
+                f"({result['predict_seconds']:.1f} s for {args.predict_lines:,} lines, start-up "
+                f"{result['predict_startup_seconds']:.1f} s; {result['predict_lines_per_s_after_startup']:,.0f} "
+                "lines/s after start-up)")
+    result = {k: (round(v, 3) if isinstance(v, float) and math.isfinite(v) else v) for k, v in result.items()}
+    if args.json:
+        print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
