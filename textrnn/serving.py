@@ -56,7 +56,9 @@ MAX_WARMUP_RECORDS = 1000  # TensorFlow Serving's limit
 MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}")
 VERSION = re.compile(r"\d{1,18}")
 # TensorFlow Serving's REST paths (case-insensitive, as its handler matches them).
-PREDICT_PATH = re.compile(r"/v1/models/([^/:]+)(?:/versions/([^/:]+))?:(predict|classify|regress)", re.I)
+PREDICT_PATH = re.compile(
+    r"/v1/models/([^/:]+)(?:/versions/([^/:]+))?:(predict|classify|regress)", re.I
+)
 STATUS_PATH = re.compile(r"/v1/models(?:/([^/:]+))?(?:/versions/([^/:]+))?(/metadata)?", re.I)
 METRICS_PATH = "/monitoring/prometheus/metrics"
 
@@ -117,8 +119,12 @@ class ServerOptions:
 
     def __post_init__(self) -> None:
         for name, minimum in (
-            ("max_batch_size", 1), ("num_batch_threads", 1), ("max_body_bytes", 1),
-            ("max_instances", 1), ("request_timeout_ms", 1), ("num_workers", 1),
+            ("max_batch_size", 1),
+            ("num_batch_threads", 1),
+            ("max_body_bytes", 1),
+            ("max_instances", 1),
+            ("request_timeout_ms", 1),
+            ("num_workers", 1),
             ("batch_timeout_micros", 0),
         ):
             if getattr(self, name) < minimum:
@@ -126,11 +132,15 @@ class ServerOptions:
                 raise ValueError(f"{option} must be >= {minimum}, got {getattr(self, name)}")
         for name in ("rest_port", "grpc_port"):
             if not -1 <= getattr(self, name) <= 65535:
-                raise ValueError(f"--{name.replace('_', '-')} must be a port (0 = any free port, -1 = off)")
+                raise ValueError(
+                    f"--{name.replace('_', '-')} must be a port (0 = any free port, -1 = off)"
+                )
         if self.poll_seconds < 0:
             raise ValueError("--poll-seconds must be >= 0")
         if self.model_name is not None and not valid_model_name(self.model_name):
-            raise ValueError(f"--model-name {self.model_name!r} may only hold letters, digits, '_', '.', '-'")
+            raise ValueError(
+                f"--model-name {self.model_name!r} may only hold letters, digits, '_', '.', '-'"
+            )
 
 
 def valid_model_name(name: str) -> bool:
@@ -157,7 +167,11 @@ class TensorSpecInfo:
         return bool(self.shape) and self.shape[0] is None
 
     def describe(self) -> str:
-        dims = "?" if self.shape is None else "[" + ", ".join("-1" if d is None else str(d) for d in self.shape) + "]"
+        dims = (
+            "?"
+            if self.shape is None
+            else "[" + ", ".join("-1" if d is None else str(d) for d in self.shape) + "]"
+        )
         return f"{self.dtype.name} {dims}"
 
 
@@ -171,19 +185,25 @@ class Signature:
         self.function = function
         _, keyword_specs = function.structured_input_signature
         self.inputs = {
-            key: TensorSpecInfo(key, spec.dtype, None if spec.shape.rank is None else tuple(spec.shape.as_list()))
+            key: TensorSpecInfo(
+                key, spec.dtype, None if spec.shape.rank is None else tuple(spec.shape.as_list())
+            )
             for key, spec in sorted(keyword_specs.items())
         }
         outputs = function.structured_outputs
         if not isinstance(outputs, dict):
             outputs = {"output_0": outputs}
         self.outputs = {
-            key: TensorSpecInfo(key, spec.dtype, None if spec.shape.rank is None else tuple(spec.shape.as_list()))
+            key: TensorSpecInfo(
+                key, spec.dtype, None if spec.shape.rank is None else tuple(spec.shape.as_list())
+            )
             for key, spec in sorted(outputs.items())
         }
         # Merging requests needs every input and output to be batch-major.
-        self.batchable = bool(self.inputs) and all(s.batched for s in self.inputs.values()) and all(
-            s.batched for s in self.outputs.values()
+        self.batchable = (
+            bool(self.inputs)
+            and all(s.batched for s in self.inputs.values())
+            and all(s.batched for s in self.outputs.values())
         )
         self._constant = tf.constant
         self._invalid_argument = tf.errors.InvalidArgumentError
@@ -208,7 +228,8 @@ class Signature:
             spec = self.inputs[key]
             if spec.shape is not None:
                 if array.ndim != len(spec.shape) or any(
-                    want is not None and want != got for want, got in zip(spec.shape, array.shape, strict=True)
+                    want is not None and want != got
+                    for want, got in zip(spec.shape, array.shape, strict=True)
                 ):
                     raise invalid(
                         f"input {key!r} of signature {self.name!r} expects shape {spec.describe()}, "
@@ -221,14 +242,19 @@ class Signature:
     def run(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Call the model once; TensorFlow's argument errors become INVALID_ARGUMENT."""
         try:
-            tensors = {key: self._constant(value, dtype=self.inputs[key].dtype) for key, value in arrays.items()}
+            tensors = {
+                key: self._constant(value, dtype=self.inputs[key].dtype)
+                for key, value in arrays.items()
+            }
             result = self.function(**tensors)
         except self._invalid_argument as error:
             raise invalid(f"signature {self.name!r}: {first_line(error)}") from None
         except (TypeError, ValueError) as error:
             raise invalid(f"signature {self.name!r}: {first_line(error)}") from None
         except self._op_error as error:
-            raise ServingError("INTERNAL", f"signature {self.name!r}: {first_line(error)}") from None
+            raise ServingError(
+                "INTERNAL", f"signature {self.name!r}: {first_line(error)}"
+            ) from None
         if not isinstance(result, dict):
             result = {"output_0": result}
         return {key: value.numpy() for key, value in result.items()}
@@ -259,8 +285,9 @@ class Batcher:
     fails, each request is rerun alone, so one bad request fails alone.
     """
 
-    def __init__(self, signature: Signature, max_batch_size: int, timeout: float, threads: int,
-                 stats: Stats) -> None:
+    def __init__(
+        self, signature: Signature, max_batch_size: int, timeout: float, threads: int, stats: Stats
+    ) -> None:
         self.signature = signature
         self.max_batch_size = max_batch_size
         self.timeout = timeout
@@ -337,10 +364,15 @@ class Batcher:
         if len(batch) > 1:
             try:
                 merged = {
-                    name: np.concatenate([task.arrays[name] for task in batch]) for name in batch[0].arrays
+                    name: np.concatenate([task.arrays[name] for task in batch])
+                    for name in batch[0].arrays
                 }
                 outputs = self.signature.run(merged)
-                self.stats.add(model_calls=1, batched_rows=sum(t.rows for t in batch), merged_requests=len(batch))
+                self.stats.add(
+                    model_calls=1,
+                    batched_rows=sum(t.rows for t in batch),
+                    merged_requests=len(batch),
+                )
                 total = sum(task.rows for task in batch)
                 if all(value.ndim and value.shape[0] == total for value in outputs.values()):
                     start = 0
@@ -397,8 +429,13 @@ class Servable:
             with self._batcher_lock:
                 batcher = self.batchers.get(signature.name)
                 if batcher is None:
-                    batcher = Batcher(signature, options.max_batch_size, options.batch_timeout_micros / 1e6,
-                                      options.num_batch_threads, stats)
+                    batcher = Batcher(
+                        signature,
+                        options.max_batch_size,
+                        options.batch_timeout_micros / 1e6,
+                        options.num_batch_threads,
+                        stats,
+                    )
                     self.batchers[signature.name] = batcher
         return batcher
 
@@ -488,21 +525,30 @@ class Registry:
         changes = []
         models = self.discover()
         for name, model_dir in models.items():
-            on_disk = {v: p for v, p in self._versions_on_disk(model_dir).items() if self._inside_base(p)}
+            on_disk = {
+                v: p for v, p in self._versions_on_disk(model_dir).items() if self._inside_base(p)
+            }
             loaded = self._models.get(name, {})
             states = self._states.setdefault(name, {})
             for version in sorted(set(on_disk) - set(loaded)):
                 path = on_disk[version]
                 state = states.get(version)
                 mtime = _mtime(path)
-                if state is not None and state.state == "END" and state.error_code != "OK" and state.mtime == mtime:
+                if (
+                    state is not None
+                    and state.state == "END"
+                    and state.error_code != "OK"
+                    and state.mtime == mtime
+                ):
                     continue  # failed before and unchanged since
                 try:
                     servable = Servable(name, version, path)
                     replayed = replay_warmup(servable, self.executor)
                 except Exception as error:  # noqa: BLE001 - a bad version must not stop the server
                     message = f"{type(error).__name__}: {first_line(error)}"
-                    states[version] = VersionState("END", "UNKNOWN", f"failed to load: {message}", mtime)
+                    states[version] = VersionState(
+                        "END", "UNKNOWN", f"failed to load: {message}", mtime
+                    )
                     changes.append(f"model {name} version {version}: failed to load ({message})")
                     continue
                 with self._lock:
@@ -516,7 +562,11 @@ class Registry:
                     states[version] = VersionState("END")
                 servable.unload()
                 changes.append(f"model {name} version {version}: unloaded (removed from disk)")
-            for version in [v for v, s in states.items() if s.state == "END" and v not in on_disk and s.error_code != "OK"]:
+            for version in [
+                v
+                for v, s in states.items()
+                if s.state == "END" and v not in on_disk and s.error_code != "OK"
+            ]:
                 del states[version]
         for name in set(self._models) - set(models):
             with self._lock:
@@ -556,10 +606,13 @@ class Registry:
         return sorted(self._models)
 
     def summary(self) -> str:
-        return "; ".join(
-            f"{name} (version{'s' if len(v) > 1 else ''} {', '.join(str(n) for n in sorted(v))})"
-            for name, v in sorted(self._models.items())
-        ) or "none yet"
+        return (
+            "; ".join(
+                f"{name} (version{'s' if len(v) > 1 else ''} {', '.join(str(n) for n in sorted(v))})"
+                for name, v in sorted(self._models.items())
+            )
+            or "none yet"
+        )
 
     def get(self, name: str, version: int | str | None = None) -> Servable:
         """The servable for `name` at `version` (default: the highest); NOT_FOUND otherwise."""
@@ -572,7 +625,9 @@ class Registry:
             raise ServingError("NOT_FOUND", f"Servable not found for request: Latest({name})")
         servable = versions.get(number) if versions else None
         if servable is None:
-            raise ServingError("NOT_FOUND", f"Servable not found for request: Specific({name}, {number})")
+            raise ServingError(
+                "NOT_FOUND", f"Servable not found for request: Specific({name}, {number})"
+            )
         return servable
 
     def status(self, name: str, version: int | str | None = None) -> list[tuple[int, VersionState]]:
@@ -635,7 +690,10 @@ class Stats:
     def prometheus(self) -> str:
         lines = []
         for key in ("requests", "errors", "model_calls", "batched_rows", "merged_requests"):
-            lines += [f"# TYPE textrnn_serving_{key}_total counter", f"textrnn_serving_{key}_total {getattr(self, key)}"]
+            lines += [
+                f"# TYPE textrnn_serving_{key}_total counter",
+                f"textrnn_serving_{key}_total {getattr(self, key)}",
+            ]
         return "\n".join(lines) + "\n"
 
 
@@ -646,13 +704,24 @@ class Executor:
         self.options = options
         self.stats = stats
         self.timeout = options.request_timeout_ms / 1000
-        self._pool = concurrent.futures.ThreadPoolExecutor(options.num_workers, thread_name_prefix="model")
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            options.num_workers, thread_name_prefix="model"
+        )
 
-    def run(self, servable: Servable, signature: Signature, arrays: dict[str, np.ndarray], rows: int,
-            timeout: float | None = None) -> dict[str, np.ndarray]:
+    def run(
+        self,
+        servable: Servable,
+        signature: Signature,
+        arrays: dict[str, np.ndarray],
+        rows: int,
+        timeout: float | None = None,
+    ) -> dict[str, np.ndarray]:
         timeout = self.timeout if timeout is None else min(timeout, self.timeout)
-        if self.options.enable_batching and signature.batchable and rows <= self.options.max_batch_size and (
-            all(a.shape[0] == rows for a in arrays.values())
+        if (
+            self.options.enable_batching
+            and signature.batchable
+            and rows <= self.options.max_batch_size
+            and (all(a.shape[0] == rows for a in arrays.values()))
         ):
             task = servable.batcher(signature, self.options, self.stats).submit(arrays, rows)
             if not task.done.wait(timeout):
@@ -668,14 +737,17 @@ class Executor:
             future.cancel()
             raise self._deadline(timeout) from None
 
-    def _call(self, signature: Signature, arrays: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
+    def _call(
+        self, signature: Signature, arrays: dict[str, np.ndarray], rows: int
+    ) -> dict[str, np.ndarray]:
         result = signature.run(arrays)
         self.stats.add(model_calls=1, batched_rows=rows, merged_requests=1)
         return result
 
     def _deadline(self, timeout: float) -> ServingError:
         return ServingError(
-            "DEADLINE_EXCEEDED", f"Deadline exceeded: the request took longer than {timeout * 1000:.0f} ms"
+            "DEADLINE_EXCEEDED",
+            f"Deadline exceeded: the request took longer than {timeout * 1000:.0f} ms",
         )
 
     def shutdown(self) -> None:
@@ -706,14 +778,21 @@ def replay_warmup(servable: Servable, executor: Executor | None = None) -> int:
         if kind == "predict_log":
             request = log.predict_log.request
             signature = servable.signature(request.model_spec.signature_name)
-            arrays = {key: tensor_proto_to_array(value, signature, key) for key, value in request.inputs.items()}
+            arrays = {
+                key: tensor_proto_to_array(value, signature, key)
+                for key, value in request.inputs.items()
+            }
             signature.check(arrays)
             signature.run(arrays)
         elif kind == "classify_log":
             request = log.classify_log.request
-            classify(servable, request.model_spec.signature_name, serialized_examples(request.input))
+            classify(
+                servable, request.model_spec.signature_name, serialized_examples(request.input)
+            )
         else:
-            raise ValueError(f"{path}: warm-up record {count} is a {kind}, which textrnn does not replay")
+            raise ValueError(
+                f"{path}: warm-up record {count} is a {kind}, which textrnn does not replay"
+            )
     return count
 
 
@@ -737,7 +816,9 @@ def _short(value: Any) -> str:
 
 
 def _string_array(value: Any, where: str) -> np.ndarray:
-    if type(value) is list and all(type(v) is str for v in value):  # the common case: a batch of texts
+    if type(value) is list and all(
+        type(v) is str for v in value
+    ):  # the common case: a batch of texts
         array = np.empty(len(value), dtype=object)
         array[:] = [v.encode("utf-8") for v in value]
         return array
@@ -764,11 +845,15 @@ def _numeric_array(value: Any, dtype: Any, where: str) -> np.ndarray:
     try:
         raw = np.asarray(value)
     except (ValueError, TypeError):
-        raise invalid(f"{where}: ragged nested lists; every row must have the same length") from None
+        raise invalid(
+            f"{where}: ragged nested lists; every row must have the same length"
+        ) from None
     kind = raw.dtype.kind
     target = np.dtype(dtype.as_numpy_dtype)
     if kind in "OUSV":
-        raise invalid(f"{where} expects {dtype.name} values, got {_short(value) if kind != 'O' else 'mixed or non-numeric values'}")
+        raise invalid(
+            f"{where} expects {dtype.name} values, got {_short(value) if kind != 'O' else 'mixed or non-numeric values'}"
+        )
     if target.kind == "b":
         if kind != "b":
             raise invalid(f"{where} expects booleans (true / false), got {raw.dtype.name} values")
@@ -799,7 +884,9 @@ def rows_to_arrays(instances: Any, signature: Signature) -> tuple[dict[str, np.n
         raise invalid("empty batch: 'instances' has no elements")
     specs = signature.inputs
     names = list(specs)
-    named = type(instances[0]) is dict and not (len(instances[0]) == 1 and "b64" in instances[0] and "b64" not in specs)
+    named = type(instances[0]) is dict and not (
+        len(instances[0]) == 1 and "b64" in instances[0] and "b64" not in specs
+    )
     if not named:
         if len(names) != 1:
             raise invalid(
@@ -811,15 +898,19 @@ def rows_to_arrays(instances: Any, signature: Signature) -> tuple[dict[str, np.n
     arrays = {}
     for position, instance in enumerate(instances):
         if type(instance) is not dict:
-            raise invalid(f"instance {position} is not an object; mix of named and unnamed instances")
+            raise invalid(
+                f"instance {position} is not an object; mix of named and unnamed instances"
+            )
         if instance.keys() != specs.keys():
             missing = sorted(specs.keys() - instance.keys())
             unknown = sorted(instance.keys() - specs.keys())
             what = "; ".join(
-                p for p in (
+                p
+                for p in (
                     "missing input(s) " + ", ".join(map(repr, missing)) if missing else "",
                     "unknown input(s) " + ", ".join(map(repr, unknown)) if unknown else "",
-                ) if p
+                )
+                if p
             )
             raise invalid(
                 f"instance {position}: {what} for signature {signature.name!r}; it takes "
@@ -830,7 +921,9 @@ def rows_to_arrays(instances: Any, signature: Signature) -> tuple[dict[str, np.n
         if spec.shape == ():  # a scalar knob given per instance: all must agree
             first = values[0]
             if any(v != first for v in values[1:]):
-                raise invalid(f"input {name!r} is a scalar; give the same value in every instance or use 'inputs'")
+                raise invalid(
+                    f"input {name!r} is a scalar; give the same value in every instance or use 'inputs'"
+                )
             arrays[name] = json_to_array(first, spec, f"input {name!r}")
         else:
             arrays[name] = json_to_array(values, spec, f"input {name!r}")
@@ -842,7 +935,9 @@ def columns_to_arrays(inputs: Any, signature: Signature) -> dict[str, np.ndarray
     specs = signature.inputs
     if type(inputs) is dict and not (len(inputs) == 1 and "b64" in inputs and "b64" not in specs):
         return {
-            name: json_to_array(value, specs[name], f"input {name!r}") if name in specs else np.zeros(0)
+            name: json_to_array(value, specs[name], f"input {name!r}")
+            if name in specs
+            else np.zeros(0)
             for name, value in inputs.items()
         }
     if len(specs) != 1:
@@ -916,7 +1011,9 @@ def example_from_json(features: Any, where: str) -> Any:
         elif all(type(v) in (int, float) for v in values):
             feature.float_list.value.extend(values)
         else:
-            feature.bytes_list.value.extend(_string_leaf(v, f"{where}, feature {key!r}") for v in values)
+            feature.bytes_list.value.extend(
+                _string_leaf(v, f"{where}, feature {key!r}") for v in values
+            )
     return example
 
 
@@ -940,12 +1037,14 @@ def serialized_examples(proto_input: Any) -> list[bytes]:
 def classify_signature(servable: Servable, name: str) -> Signature:
     if not name:
         # TensorFlow Serving defaults to serving_default; textrnn's classifiers export "classify".
-        default = servable.signatures.get(DEFAULT_SIGNATURE)
-        if default is None or set(default.outputs) & {"classes", "scores"} == set():
-            name = "classify" if "classify" in servable.signatures else DEFAULT_SIGNATURE
+        name = "classify" if "classify" in servable.signatures else DEFAULT_SIGNATURE
     signature = servable.signature(name)
     string_inputs = [s for s in signature.inputs.values() if s.is_string and s.shape == (None,)]
-    if len(signature.inputs) != 1 or not string_inputs or not set(signature.outputs) & {"classes", "scores"}:
+    if (
+        len(signature.inputs) != 1
+        or not string_inputs
+        or not set(signature.outputs) & {"classes", "scores"}
+    ):
         raise ServingError(
             "FAILED_PRECONDITION",
             f"signature {signature.name!r} is not a classification signature "
@@ -954,8 +1053,9 @@ def classify_signature(servable: Servable, name: str) -> Signature:
     return signature
 
 
-def classify(servable: Servable, signature_name: str, examples: list[bytes],
-             executor: Executor | None = None) -> tuple[np.ndarray | None, np.ndarray | None]:
+def classify(
+    servable: Servable, signature_name: str, examples: list[bytes], executor: Executor | None = None
+) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Run a classification signature on serialized tf.Examples; return (classes, scores)."""
     signature = classify_signature(servable, signature_name)
     if not examples:
@@ -963,7 +1063,11 @@ def classify(servable: Servable, signature_name: str, examples: list[bytes],
     array = np.empty(len(examples), dtype=object)
     array[:] = examples
     arrays = {next(iter(signature.inputs)): array}
-    outputs = executor.run(servable, signature, arrays, len(examples)) if executor else signature.run(arrays)
+    outputs = (
+        executor.run(servable, signature, arrays, len(examples))
+        if executor
+        else signature.run(arrays)
+    )
     return outputs.get("classes"), outputs.get("scores")
 
 
@@ -973,7 +1077,9 @@ def classify(servable: Servable, signature_name: str, examples: list[bytes],
 class RESTFrontEnd:
     """TensorFlow Serving's REST API over a `Registry` (transport-independent)."""
 
-    def __init__(self, registry: Registry, executor: Executor, options: ServerOptions, stats: Stats) -> None:
+    def __init__(
+        self, registry: Registry, executor: Executor, options: ServerOptions, stats: Stats
+    ) -> None:
         self.registry = registry
         self.executor = executor
         self.options = options
@@ -1004,7 +1110,9 @@ class RESTFrontEnd:
                     return self.predict(name, version, request)
                 if verb == "classify":
                     return self.classify(name, version, request)
-                raise ServingError("UNIMPLEMENTED", "textrnn exports have no regression signatures; use :predict")
+                raise ServingError(
+                    "UNIMPLEMENTED", "textrnn exports have no regression signatures; use :predict"
+                )
         elif method == "GET":
             if path == METRICS_PATH:
                 return self.stats.prometheus()
@@ -1015,7 +1123,10 @@ class RESTFrontEnd:
                 name, version = unquote(match[1]), match[2]
                 return self.metadata(name, version) if match[3] else self.status(name, version)
         if not path.lower().startswith("/v1/"):
-            raise ServingError("NOT_FOUND", f"no such endpoint: {method} {path[:200]} (the API is under /v1/models)")
+            raise ServingError(
+                "NOT_FOUND",
+                f"no such endpoint: {method} {path[:200]} (the API is under /v1/models)",
+            )
         raise invalid(f"Malformed request: {method} {path[:200]}")
 
     def status(self, name: str, version: str | None) -> dict[str, Any]:
@@ -1024,7 +1135,10 @@ class RESTFrontEnd:
                 {
                     "version": str(number),
                     "state": state.state,
-                    "status": {"error_code": state.error_code, "error_message": state.error_message},
+                    "status": {
+                        "error_code": state.error_code,
+                        "error_message": state.error_message,
+                    },
                 }
                 for number, state in self.registry.status(name, version)
             ]
@@ -1035,7 +1149,11 @@ class RESTFrontEnd:
 
         servable = self.registry.get(name, version)
         return {
-            "model_spec": {"name": servable.name, "signature_name": "", "version": str(servable.version)},
+            "model_spec": {
+                "name": servable.name,
+                "signature_name": "",
+                "version": str(servable.version),
+            },
             "metadata": {
                 "signature_def": json_format.MessageToDict(
                     servable.signature_def_map,
@@ -1057,7 +1175,10 @@ class RESTFrontEnd:
         servable = self.registry.get(name, version)
         signature = servable.signature(signature_name)
         if has_rows:
-            if type(request["instances"]) is list and len(request["instances"]) > self.options.max_instances:
+            if (
+                type(request["instances"]) is list
+                and len(request["instances"]) > self.options.max_instances
+            ):
                 raise self._too_many(len(request["instances"]))
             arrays, _ = rows_to_arrays(request["instances"], signature)
         else:
@@ -1088,26 +1209,39 @@ class RESTFrontEnd:
         serialized = []
         for position, example in enumerate(examples):
             if type(example) is dict and set(example) & set(context):
-                raise invalid(f"example {position} repeats context feature(s) {sorted(set(example) & set(context))}")
+                raise invalid(
+                    f"example {position} repeats context feature(s) {sorted(set(example) & set(context))}"
+                )
             merged = {**context, **example} if type(example) is dict else example
             serialized.append(example_from_json(merged, f"example {position}").SerializeToString())
         classes, scores = classify(servable, signature_name, serialized, self.executor)
         return {"result": classification_json(classes, scores, len(serialized))}
 
     def _too_many(self, count: int) -> ServingError:
-        return invalid(f"too many instances: {count} > {self.options.max_instances} (the server's --max-instances)")
+        return invalid(
+            f"too many instances: {count} > {self.options.max_instances} (the server's --max-instances)"
+        )
 
 
-def classification_json(classes: np.ndarray | None, scores: np.ndarray | None, rows: int) -> list[list[list[Any]]]:
+def classification_json(
+    classes: np.ndarray | None, scores: np.ndarray | None, rows: int
+) -> list[list[list[Any]]]:
     result = []
     for row in range(rows):
-        labels = [c.decode("utf-8", "replace") for c in classes[row]] if classes is not None else None
+        labels = (
+            [c.decode("utf-8", "replace") for c in classes[row]] if classes is not None else None
+        )
         values = scores[row].tolist() if scores is not None else None
         width = len(labels) if labels is not None else len(values)  # type: ignore[arg-type]
-        result.append([
-            [labels[i] if labels is not None else str(i), values[i] if values is not None else 0.0]
-            for i in range(width)
-        ])
+        result.append(
+            [
+                [
+                    labels[i] if labels is not None else str(i),
+                    values[i] if values is not None else 0.0,
+                ]
+                for i in range(width)
+            ]
+        )
     return result
 
 
@@ -1155,7 +1289,9 @@ class _RESTHandler(BaseHTTPRequestHandler):
         limit = self.server.front.options.max_body_bytes
         if self.headers.get("Transfer-Encoding", "").lower() not in ("", "identity"):
             self.close_connection = True
-            self._answer(411, {"error": "chunked request bodies are not supported; send Content-Length"})
+            self._answer(
+                411, {"error": "chunked request bodies are not supported; send Content-Length"}
+            )
             return None
         length_header = self.headers.get("Content-Length")
         try:
@@ -1179,8 +1315,13 @@ class _RESTHandler(BaseHTTPRequestHandler):
                     break
                 remaining -= len(chunk)
             self.close_connection = True
-            self._answer(413, {"error": f"request body of {length} bytes exceeds the limit of {limit} bytes "
-                                        "(the server's --max-body-bytes)"})
+            self._answer(
+                413,
+                {
+                    "error": f"request body of {length} bytes exceeds the limit of {limit} bytes "
+                    "(the server's --max-body-bytes)"
+                },
+            )
             return None
         body = self.rfile.read(length)
         if len(body) != length:
@@ -1232,14 +1373,18 @@ def tensor_proto_to_array(proto: Any, signature: Signature, name: str) -> np.nda
     spec = signature.inputs.get(name)
     if spec is not None and proto.dtype != spec.dtype.as_datatype_enum:
         got = tf.dtypes.as_dtype(proto.dtype).name if proto.dtype else "an unset dtype"
-        raise invalid(f"input {name!r} of signature {signature.name!r} expects {spec.dtype.name}, got {got}")
+        raise invalid(
+            f"input {name!r} of signature {signature.name!r} expects {spec.dtype.name}, got {got}"
+        )
     try:
         return tf.make_ndarray(proto)
     except Exception as error:  # noqa: BLE001 - a malformed TensorProto
         raise invalid(f"input {name!r}: malformed TensorProto ({first_line(error)})") from None
 
 
-def _grpc_services(registry: Registry, executor: Executor, options: ServerOptions, stats: Stats) -> list[Any]:
+def _grpc_services(
+    registry: Registry, executor: Executor, options: ServerOptions, stats: Stats
+) -> list[Any]:
     """PredictionService and ModelService servicers (built lazily: grpc is an optional extra)."""
     import grpc
     import tensorflow as tf
@@ -1254,7 +1399,9 @@ def _grpc_services(registry: Registry, executor: Executor, options: ServerOption
     )
 
     codes = {code.name: code for code in grpc.StatusCode}
-    error_codes = status_pb2.StatusProto.DESCRIPTOR.fields_by_name["error_code"].enum_type.values_by_name
+    error_codes = status_pb2.StatusProto.DESCRIPTOR.fields_by_name[
+        "error_code"
+    ].enum_type.values_by_name
     states = get_model_status_pb2.ModelVersionStatus.State
 
     def guarded(method: Any) -> Any:
@@ -1270,14 +1417,19 @@ def _grpc_services(registry: Registry, executor: Executor, options: ServerOption
                     raise
                 stats.add(errors=1)
                 logger.exception("internal error in %s", method.__name__)
-                context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(error).__name__}: {first_line(error)}")
+                context.abort(
+                    grpc.StatusCode.INTERNAL,
+                    f"internal error: {type(error).__name__}: {first_line(error)}",
+                )
 
         wrapper.__name__ = method.__name__
         return wrapper
 
     def lookup(model_spec: Any) -> Servable:
         if model_spec.WhichOneof("version_choice") == "version_label":
-            raise ServingError("UNIMPLEMENTED", "version labels are not supported; ask for a version number")
+            raise ServingError(
+                "UNIMPLEMENTED", "version labels are not supported; ask for a version number"
+            )
         version = model_spec.version.value if model_spec.HasField("version") else None
         return registry.get(model_spec.name, version)
 
@@ -1290,12 +1442,17 @@ def _grpc_services(registry: Registry, executor: Executor, options: ServerOption
         def Predict(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC method name
             servable = lookup(request.model_spec)
             signature = servable.signature(request.model_spec.signature_name)
-            arrays = {key: tensor_proto_to_array(value, signature, key) for key, value in request.inputs.items()}
+            arrays = {
+                key: tensor_proto_to_array(value, signature, key)
+                for key, value in request.inputs.items()
+            }
             rows = signature.check(arrays)
             if any(a.ndim and a.shape[0] == 0 for a in arrays.values()):
                 raise invalid("empty batch: the inputs hold no examples")
             if rows > options.max_instances:
-                raise invalid(f"too many instances: {rows} > {options.max_instances} (the server's --max-instances)")
+                raise invalid(
+                    f"too many instances: {rows} > {options.max_instances} (the server's --max-instances)"
+                )
             wanted = set(request.output_filter)
             unknown = wanted - set(signature.outputs)
             if unknown:
@@ -1316,11 +1473,15 @@ def _grpc_services(registry: Registry, executor: Executor, options: ServerOption
             examples = serialized_examples(request.input)
             if len(examples) > options.max_instances:
                 raise invalid(f"too many instances: {len(examples)} > {options.max_instances}")
-            classes, scores = classify(servable, request.model_spec.signature_name, examples, executor)
+            classes, scores = classify(
+                servable, request.model_spec.signature_name, examples, executor
+            )
             response = classification_pb2.ClassificationResponse()
             response.model_spec.name = servable.name
             response.model_spec.version.value = servable.version
-            response.model_spec.signature_name = classify_signature(servable, request.model_spec.signature_name).name
+            response.model_spec.signature_name = classify_signature(
+                servable, request.model_spec.signature_name
+            ).name
             for row in classification_json(classes, scores, len(examples)):
                 classifications = response.result.classifications.add()
                 for label, score in row:
@@ -1329,7 +1490,9 @@ def _grpc_services(registry: Registry, executor: Executor, options: ServerOption
 
         @guarded
         def Regress(self, request: Any, context: Any) -> Any:  # noqa: N802
-            raise ServingError("UNIMPLEMENTED", "textrnn exports have no regression signatures; use Predict")
+            raise ServingError(
+                "UNIMPLEMENTED", "textrnn exports have no regression signatures; use Predict"
+            )
 
         @guarded
         def MultiInference(self, request: Any, context: Any) -> Any:  # noqa: N802
@@ -1340,7 +1503,9 @@ def _grpc_services(registry: Registry, executor: Executor, options: ServerOption
             servable = lookup(request.model_spec)
             fields = list(request.metadata_field)
             if fields != ["signature_def"]:
-                raise invalid("metadata_field must be ['signature_def'], the only metadata TensorFlow Serving has")
+                raise invalid(
+                    "metadata_field must be ['signature_def'], the only metadata TensorFlow Serving has"
+                )
             response = get_model_metadata_pb2.GetModelMetadataResponse()
             response.model_spec.name = servable.name
             response.model_spec.version.value = servable.version
@@ -1358,14 +1523,17 @@ def _grpc_services(registry: Registry, executor: Executor, options: ServerOption
                     version=number,
                     state=states.Value(state.state),
                     status=status_pb2.StatusProto(
-                        error_code=error_codes[state.error_code].number, error_message=state.error_message
+                        error_code=error_codes[state.error_code].number,
+                        error_message=state.error_message,
                     ),
                 )
             return response
 
         @guarded
         def HandleReloadConfigRequest(self, request: Any, context: Any) -> Any:  # noqa: N802
-            raise ServingError("UNIMPLEMENTED", "textrnn serve polls --model-base-path instead of taking configs")
+            raise ServingError(
+                "UNIMPLEMENTED", "textrnn serve polls --model-base-path instead of taking configs"
+            )
 
     return [
         (prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server, PredictionService()),
@@ -1401,9 +1569,13 @@ class Server:
             try:
                 self._http = _RESTServer((options.host, options.rest_port), front)
             except OSError as error:
-                raise OSError(f"cannot listen on {options.host}:{options.rest_port} (--rest-port): {error.strerror}") from None
+                raise OSError(
+                    f"cannot listen on {options.host}:{options.rest_port} (--rest-port): {error.strerror}"
+                ) from None
             self.rest_port = self._http.server_address[1]
-            self._http_thread = threading.Thread(target=self._http.serve_forever, name="rest", daemon=True)
+            self._http_thread = threading.Thread(
+                target=self._http.serve_forever, name="rest", daemon=True
+            )
             self._http_thread.start()
         if options.grpc_port >= 0:
             self._start_grpc()
@@ -1414,11 +1586,15 @@ class Server:
         try:
             import grpc
         except ImportError:
-            raise OSError("gRPC needs the serving extra: pip install 'textrnn[serving]' (or pass --grpc-port -1)") from None
+            raise OSError(
+                "gRPC needs the serving extra: pip install 'textrnn[serving]' (or pass --grpc-port -1)"
+            ) from None
         options = self.options
         limit = options.max_body_bytes
         self._grpc = grpc.server(
-            concurrent.futures.ThreadPoolExecutor(max_workers=max(8, options.num_workers), thread_name_prefix="grpc"),
+            concurrent.futures.ThreadPoolExecutor(
+                max_workers=max(8, options.num_workers), thread_name_prefix="grpc"
+            ),
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", 256 * 1024 * 1024),
@@ -1435,7 +1611,9 @@ class Server:
         else:
             detail = "address in use or not available"
         if not port:
-            raise OSError(f"cannot listen on {options.host}:{options.grpc_port} (--grpc-port): {detail}")
+            raise OSError(
+                f"cannot listen on {options.host}:{options.grpc_port} (--grpc-port): {detail}"
+            )
         self.grpc_port = port
         self._grpc.start()
 
@@ -1447,7 +1625,8 @@ class Server:
             parts.append(f"gRPC {self._host()}:{self.grpc_port}")
         batching = (
             f"batching on (max {self.options.max_batch_size}, timeout {self.options.batch_timeout_micros} us)"
-            if self.options.enable_batching else "batching off"
+            if self.options.enable_batching
+            else "batching off"
         )
         return f"serving {self.registry.summary()} on {', '.join(parts) or 'no ports'}; {batching}"
 
@@ -1493,6 +1672,15 @@ def serve(options: ServerOptions, echo: Any = print) -> None:
 
 
 __all__ = [
-    "ServerOptions", "Server", "ServingError", "Registry", "Servable", "Signature", "serve",
-    "replay_warmup", "rows_to_arrays", "columns_to_arrays", "array_to_json",
+    "ServerOptions",
+    "Server",
+    "ServingError",
+    "Registry",
+    "Servable",
+    "Signature",
+    "serve",
+    "replay_warmup",
+    "rows_to_arrays",
+    "columns_to_arrays",
+    "array_to_json",
 ]

@@ -22,33 +22,64 @@ def _echo(line: str) -> None:
 def serve(
     model_base_path: Annotated[
         Path,
-        typer.Option("--model-base-path", help="Directory of models laid out <name>/<version>/ (or one model's directory)."),
+        typer.Option(
+            "--model-base-path",
+            help="Directory of models laid out <name>/<version>/ (or one model's directory).",
+        ),
     ] = Path("saved_models"),
     model_name: Annotated[
-        str | None, typer.Option("--model-name", help="Name to serve under when --model-base-path is one model's directory.")
+        str | None,
+        typer.Option(
+            "--model-name",
+            help="Name to serve under when --model-base-path is one model's directory.",
+        ),
     ] = None,
-    host: Annotated[str, typer.Option("--host", help="Address to bind; 0.0.0.0 exposes the server to the network.")] = "127.0.0.1",
-    rest_port: Annotated[int, typer.Option("--rest-port", help="REST port; 0 = any free port, -1 = no REST.")] = 8501,
-    grpc_port: Annotated[int, typer.Option("--grpc-port", help="gRPC port; 0 = any free port, -1 = no gRPC.")] = 8500,
+    host: Annotated[
+        str,
+        typer.Option("--host", help="Address to bind; 0.0.0.0 exposes the server to the network."),
+    ] = "127.0.0.1",
+    rest_port: Annotated[
+        int, typer.Option("--rest-port", help="REST port; 0 = any free port, -1 = no REST.")
+    ] = 8501,
+    grpc_port: Annotated[
+        int, typer.Option("--grpc-port", help="gRPC port; 0 = any free port, -1 = no gRPC.")
+    ] = 8500,
     enable_batching: Annotated[
-        bool, typer.Option("--enable-batching", help="Merge concurrent requests into one model call.")
+        bool,
+        typer.Option("--enable-batching", help="Merge concurrent requests into one model call."),
     ] = False,
-    max_batch_size: Annotated[int, typer.Option("--max-batch-size", min=1, help="Rows per merged model call.")] = 32,
+    max_batch_size: Annotated[
+        int, typer.Option("--max-batch-size", min=1, help="Rows per merged model call.")
+    ] = 32,
     batch_timeout_micros: Annotated[
         int, typer.Option("--batch-timeout-micros", min=0, help="Longest wait for a batch to fill.")
     ] = 1000,
     num_batch_threads: Annotated[
-        int, typer.Option("--num-batch-threads", min=1, help="Batches run concurrently per signature.")
+        int,
+        typer.Option("--num-batch-threads", min=1, help="Batches run concurrently per signature."),
     ] = 2,
     max_body_bytes: Annotated[
-        int, typer.Option("--max-body-bytes", min=1, help="Largest request body (REST) or message (gRPC).")
+        int,
+        typer.Option(
+            "--max-body-bytes", min=1, help="Largest request body (REST) or message (gRPC)."
+        ),
     ] = 16 * 1024 * 1024,
-    max_instances: Annotated[int, typer.Option("--max-instances", min=1, help="Most examples in one request.")] = 10_000,
+    max_instances: Annotated[
+        int, typer.Option("--max-instances", min=1, help="Most examples in one request.")
+    ] = 10_000,
     request_timeout_ms: Annotated[
-        int, typer.Option("--request-timeout-ms", min=1, help="Per-request deadline (answered 504 / DEADLINE_EXCEEDED).")
+        int,
+        typer.Option(
+            "--request-timeout-ms",
+            min=1,
+            help="Per-request deadline (answered 504 / DEADLINE_EXCEEDED).",
+        ),
     ] = 30_000,
     poll_seconds: Annotated[
-        float, typer.Option("--poll-seconds", min=0, help="How often to look for new versions; 0 = never.")
+        float,
+        typer.Option(
+            "--poll-seconds", min=0, help="How often to look for new versions; 0 = never."
+        ),
     ] = 1.0,
     num_workers: Annotated[
         int, typer.Option("--num-workers", min=1, help="Concurrent model calls without batching.")
@@ -57,14 +88,25 @@ def serve(
     """Serve every exported model under --model-base-path, as TensorFlow Serving does."""
     from textrnn import serving
 
-    logging.basicConfig(level=logging.WARNING, format="textrnn serve: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.WARNING, format="textrnn serve: %(message)s", stream=sys.stderr
+    )
     try:
         options = serving.ServerOptions(
-            model_base_path=model_base_path, model_name=model_name, host=host, rest_port=rest_port,
-            grpc_port=grpc_port, enable_batching=enable_batching, max_batch_size=max_batch_size,
-            batch_timeout_micros=batch_timeout_micros, num_batch_threads=num_batch_threads,
-            max_body_bytes=max_body_bytes, max_instances=max_instances,
-            request_timeout_ms=request_timeout_ms, poll_seconds=poll_seconds, num_workers=num_workers,
+            model_base_path=model_base_path,
+            model_name=model_name,
+            host=host,
+            rest_port=rest_port,
+            grpc_port=grpc_port,
+            enable_batching=enable_batching,
+            max_batch_size=max_batch_size,
+            batch_timeout_micros=batch_timeout_micros,
+            num_batch_threads=num_batch_threads,
+            max_body_bytes=max_body_bytes,
+            max_instances=max_instances,
+            request_timeout_ms=request_timeout_ms,
+            poll_seconds=poll_seconds,
+            num_workers=num_workers,
         )
     except ValueError as error:
         raise UserError(str(error)) from None

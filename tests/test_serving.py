@@ -1,0 +1,869 @@
+"""`textrnn serve`: a real server in a subprocess, real REST and gRPC clients.
+
+Three servers start once per session, in parallel, over real exports of tiny
+models (`sentiment` versions 1 and 2, and the same classifier again as
+`classifier`):
+
+- `server`: batching off, small limits (64 KiB bodies, 64 instances), fast polling;
+- `batching_server`: `--enable-batching`, so concurrent requests merge;
+- `timeout_server`: a batch wait far longer than its request deadline.
+
+Every error test checks the answer's status and message, then that the
+server still answers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import PYTHON, REPO, SentimentRun, subprocess_env
+
+READY_TIMEOUT = 180  # seconds to import TensorFlow, load and warm up (generous: shared CI machines)
+TEXTS = ["a good film", "awful mess", "very bad movie", "great fun and a lovely story"]
+
+
+# ----------------------------------------------------------------------------- server processes
+
+
+@dataclass
+class ServerProcess:
+    """A `textrnn serve` subprocess and the ports it printed when ready."""
+
+    process: subprocess.Popen
+    base: Path
+    lines: list[str] = field(default_factory=list)
+    rest_port: int = 0
+    grpc_port: int = 0
+    _ready: threading.Event = field(default_factory=threading.Event)
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+            if line.startswith("serving "):
+                rest = re.search(r"REST http://127\.0\.0\.1:(\d+)/", line)
+                grpc = re.search(r"gRPC 127\.0\.0\.1:(\d+)", line)
+                self.rest_port = int(rest[1]) if rest else 0
+                self.grpc_port = int(grpc[1]) if grpc else 0
+                self._ready.set()
+        self._ready.set()  # the process ended
+
+    def wait_ready(self) -> ServerProcess:
+        if not self._ready.wait(READY_TIMEOUT) or not self.rest_port:
+            self.stop()
+            stderr = self.process.stderr.read() if self.process.stderr else ""
+            pytest.fail(f"textrnn serve did not start: {self.lines[-5:]} {stderr[-2000:]}")
+        return self
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+def start_server(base: Path, *options: str) -> ServerProcess:
+    command = [
+        PYTHON,
+        "-m",
+        "textrnn",
+        "serve",
+        "--model-base-path",
+        str(base),
+        "--rest-port",
+        "0",
+        "--grpc-port",
+        "0",
+        *options,
+    ]
+    process = subprocess.Popen(
+        command,
+        cwd=REPO,
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    server = ServerProcess(process, base)
+    threading.Thread(target=server._read, daemon=True).start()
+    return server
+
+
+@dataclass(frozen=True)
+class Exports:
+    base: Path  # <base>/sentiment/{1,2}, <base>/classifier/1
+    outside: Path  # an export outside the base path (the target of a symlink inside it)
+
+
+@pytest.fixture(scope="session")
+def exports(sentiment_run: SentimentRun, tmp_path_factory: pytest.TempPathFactory) -> Exports:
+    from textrnn import export
+
+    base = tmp_path_factory.mktemp("served")
+    export.export_run(sentiment_run.run_dir, base / "sentiment")
+    export.export_run(sentiment_run.run_dir, base / "sentiment")
+    shutil.copytree(base / "sentiment" / "1", base / "classifier" / "1")
+    outside = tmp_path_factory.mktemp("outside")
+    shutil.copytree(base / "sentiment" / "1", outside / "1")
+    return Exports(base, outside)
+
+
+@pytest.fixture(scope="session")
+def servers(exports: Exports, tmp_path_factory: pytest.TempPathFactory):
+    """Start the three servers at once (TensorFlow's import dominates start-up) and stop them at the end."""
+    main_base = tmp_path_factory.mktemp("main") / "models"
+    shutil.copytree(exports.base, main_base)
+    (main_base / "escape").symlink_to(exports.outside, target_is_directory=True)
+    batching_base = tmp_path_factory.mktemp("batching") / "models"
+    shutil.copytree(exports.base, batching_base)
+    started = {
+        "main": start_server(
+            main_base, "--poll-seconds", "0.2", "--max-body-bytes", "65536", "--max-instances", "64"
+        ),
+        "batching": start_server(
+            batching_base,
+            "--enable-batching",
+            "--max-batch-size",
+            "16",
+            "--batch-timeout-micros",
+            "30000",
+            "--poll-seconds",
+            "0",
+        ),
+        "timeout": start_server(
+            exports.base,
+            "--enable-batching",
+            "--batch-timeout-micros",
+            "2000000",
+            "--max-batch-size",
+            "64",
+            "--request-timeout-ms",
+            "100",
+            "--poll-seconds",
+            "0",
+            "--grpc-port",
+            "-1",
+        ),
+    }
+    try:
+        for server in started.values():
+            server.wait_ready()
+        yield started
+    finally:
+        for server in started.values():  # signal all first: they shut down in parallel
+            if server.alive():
+                server.process.send_signal(signal.SIGTERM)
+        for server in started.values():
+            server.stop()
+
+
+@pytest.fixture
+def server(servers: dict[str, ServerProcess]) -> ServerProcess:
+    yield servers["main"]
+    assert servers["main"].alive(), "the server died"
+    assert http(servers["main"], "GET", "/v1/models/sentiment")[0] == 200, (
+        "the server stopped answering"
+    )
+
+
+# ----------------------------------------------------------------------------- clients
+
+
+def http(
+    server: ServerProcess,
+    method: str,
+    path: str,
+    body: Any = None,
+    raw: bytes | None = None,
+) -> tuple[int, Any]:
+    """(status, parsed JSON answer) from the server's REST port."""
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{server.rest_port}{path}", data=data, method=method
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def predict(
+    server: ServerProcess,
+    body: dict[str, Any],
+    model: str = "sentiment",
+    version: int | None = None,
+):
+    path = f"/v1/models/{model}" + (f"/versions/{version}" if version else "") + ":predict"
+    return http(server, "POST", path, body)
+
+
+@pytest.fixture(scope="session")
+def in_process(exports: Exports) -> dict[int, Any]:
+    """The same exports loaded in this process: the reference outputs."""
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401 - registers its ops
+
+    return {v: tf.saved_model.load(str(exports.base / "sentiment" / str(v))) for v in (1, 2)}
+
+
+def reference(
+    in_process: dict[int, Any], texts: list[str], version: int = 2
+) -> dict[str, np.ndarray]:
+    import tensorflow as tf
+
+    outputs = in_process[version].signatures["serving_default"](text=tf.constant(texts))
+    return {key: value.numpy() for key, value in outputs.items()}
+
+
+@pytest.fixture(scope="session")
+def grpc_stubs(servers: dict[str, ServerProcess]):
+    grpc = pytest.importorskip("grpc")
+    from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+
+    channel = grpc.insecure_channel(f"127.0.0.1:{servers['main'].grpc_port}")
+    yield (
+        prediction_service_pb2_grpc.PredictionServiceStub(channel),
+        model_service_pb2_grpc.ModelServiceStub(channel),
+    )
+    channel.close()
+
+
+def predict_request(
+    texts: Any,
+    model: str = "sentiment",
+    version: int | None = None,
+    name: str = "text",
+    signature: str = "",
+):
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model
+    request.model_spec.signature_name = signature
+    if version is not None:
+        request.model_spec.version.value = version
+    request.inputs[name].CopyFrom(tf.make_tensor_proto(texts))
+    return request
+
+
+# ----------------------------------------------------------------------------- status, metadata, warm-up
+
+
+def test_startup_loads_every_model_and_replays_warmup(server: ServerProcess) -> None:
+    text = "\n".join(server.lines)
+    for name, version in (("sentiment", 1), ("sentiment", 2), ("classifier", 1)):
+        assert re.search(
+            rf"model {name} version {version}: loaded .* 1 warm-up request\(s\) replayed", text
+        ), text
+    assert "escape" not in re.findall(r"model (\S+) version", text)
+
+
+def test_status_lists_versions_highest_first(server: ServerProcess) -> None:
+    status, answer = http(server, "GET", "/v1/models/sentiment")
+    assert status == 200
+    assert answer == {
+        "model_version_status": [
+            {
+                "version": v,
+                "state": "AVAILABLE",
+                "status": {"error_code": "OK", "error_message": ""},
+            }
+            for v in ("2", "1")
+        ]
+    }
+    status, answer = http(server, "GET", "/v1/models/sentiment/versions/1")
+    assert status == 200 and [s["version"] for s in answer["model_version_status"]] == ["1"]
+
+
+def test_metadata_has_signature_defs(server: ServerProcess) -> None:
+    status, answer = http(server, "GET", "/v1/models/sentiment/metadata")
+    assert status == 200
+    assert answer["model_spec"] == {"name": "sentiment", "signature_name": "", "version": "2"}
+    signatures = answer["metadata"]["signature_def"]["signature_def"]
+    default = signatures["serving_default"]
+    assert default["inputs"]["text"]["dtype"] == "DT_STRING"
+    assert default["inputs"]["text"]["tensor_shape"]["dim"] == [{"size": "-1", "name": ""}]
+    assert {"label", "probability", "probabilities", "classes"} <= set(default["outputs"])
+    assert set(signatures["classify"]["outputs"]) == {"classes", "scores"}
+    status, answer = http(server, "GET", "/v1/models/sentiment/versions/1/metadata")
+    assert status == 200 and answer["model_spec"]["version"] == "1"
+
+
+# ----------------------------------------------------------------------------- predict and classify
+
+
+def test_predict_row_format_equals_in_process(
+    server: ServerProcess, in_process: dict[int, Any]
+) -> None:
+    status, answer = predict(server, {"signature_name": "serving_default", "instances": TEXTS})
+    assert status == 200, answer
+    expected = reference(in_process, TEXTS)
+    assert [row["label"] for row in answer["predictions"]] == [
+        b.decode() for b in expected["label"]
+    ]
+    np.testing.assert_allclose(
+        [row["probabilities"] for row in answer["predictions"]],
+        expected["probabilities"],
+        rtol=1e-6,
+    )
+    assert answer["predictions"][0]["classes"] == [b.decode() for b in expected["classes"][0]]
+    # Named instances are the same request.
+    status, named = predict(server, {"instances": [{"text": t} for t in TEXTS]})
+    assert status == 200 and named == answer
+
+
+def test_predict_columnar_format_equals_in_process(
+    server: ServerProcess, in_process: dict[int, Any]
+) -> None:
+    status, answer = predict(server, {"inputs": {"text": TEXTS}})
+    assert status == 200, answer
+    outputs = answer["outputs"]
+    expected = reference(in_process, TEXTS)
+    assert set(outputs) == {"label", "probability", "probabilities", "classes"}
+    assert outputs["label"] == [b.decode() for b in expected["label"]]
+    np.testing.assert_allclose(outputs["probability"], expected["probability"], rtol=1e-6)
+    status, bare = predict(server, {"inputs": TEXTS})  # a single input may be given bare
+    assert status == 200 and bare == answer
+
+
+def test_predict_specific_version_and_second_model(
+    server: ServerProcess, in_process: dict[int, Any]
+) -> None:
+    status, answer = predict(server, {"inputs": {"text": TEXTS[:2]}}, version=1)
+    assert status == 200
+    np.testing.assert_allclose(
+        answer["outputs"]["probabilities"],
+        reference(in_process, TEXTS[:2], 1)["probabilities"],
+        rtol=1e-6,
+    )
+    status, other = predict(server, {"inputs": {"text": TEXTS[:2]}}, model="classifier")
+    assert status == 200 and other == answer
+
+
+def test_binary_string_inputs(server: ServerProcess) -> None:
+    import base64
+
+    encoded = {"b64": base64.b64encode(TEXTS[0].encode()).decode()}
+    status, answer = predict(server, {"instances": [encoded]})
+    assert status == 200
+    assert answer == predict(server, {"instances": [TEXTS[0]]})[1]
+
+
+def test_classify_rest(server: ServerProcess, in_process: dict[int, Any]) -> None:
+    status, answer = http(
+        server,
+        "POST",
+        "/v1/models/sentiment:classify",
+        {"signature_name": "classify", "examples": [{"text": t} for t in TEXTS]},
+    )
+    assert status == 200, answer
+    expected = reference(in_process, TEXTS)
+    for row, probabilities in zip(answer["result"], expected["probabilities"], strict=True):
+        assert [label for label, _ in row] == [b.decode() for b in expected["classes"][0]]
+        np.testing.assert_allclose([score for _, score in row], probabilities, rtol=1e-6)
+    status, default = http(
+        server, "POST", "/v1/models/sentiment:classify", {"examples": [{"text": TEXTS[0]}]}
+    )
+    assert status == 200 and default["result"][0] == answer["result"][0]
+
+
+# ----------------------------------------------------------------------------- bad requests
+
+
+BAD_REQUESTS = [
+    # (id, method, path, body (dict, or bytes sent raw), status, fragment of the error message)
+    (
+        "malformed-json",
+        "POST",
+        "/v1/models/sentiment:predict",
+        b'{"instances": [',
+        400,
+        "JSON Parse error",
+    ),
+    (
+        "not-an-object",
+        "POST",
+        "/v1/models/sentiment:predict",
+        b'["a"]',
+        400,
+        "must be a JSON object",
+    ),
+    (
+        "wrong-input-name",
+        "POST",
+        "/v1/models/sentiment:predict",
+        {"instances": [{"txt": "a"}]},
+        400,
+        "unknown input(s) 'txt'",
+    ),
+    (
+        "wrong-input-name-columnar",
+        "POST",
+        "/v1/models/sentiment:predict",
+        {"inputs": {"txt": ["a"]}},
+        400,
+        "missing input(s) 'text'",
+    ),
+    (
+        "wrong-type",
+        "POST",
+        "/v1/models/sentiment:predict",
+        {"instances": [1, 2]},
+        400,
+        "expects strings, got int",
+    ),
+    (
+        "wrong-nested-type",
+        "POST",
+        "/v1/models/sentiment:predict",
+        {"inputs": {"text": [["a"], ["b"]]}},
+        400,
+        "expects shape string [-1]",
+    ),
+    (
+        "ragged",
+        "POST",
+        "/v1/models/sentiment:predict",
+        {"inputs": {"text": [["a"], ["b", "c"]]}},
+        400,
+        "ragged",
+    ),
+    ("empty-batch", "POST", "/v1/models/sentiment:predict", {"instances": []}, 400, "empty batch"),
+    (
+        "empty-batch-columnar",
+        "POST",
+        "/v1/models/sentiment:predict",
+        {"inputs": {"text": []}},
+        400,
+        "empty batch",
+    ),
+    (
+        "both-formats",
+        "POST",
+        "/v1/models/sentiment:predict",
+        {"instances": ["a"], "inputs": ["a"]},
+        400,
+        "exactly one of 'instances'",
+    ),
+    (
+        "unknown-signature",
+        "POST",
+        "/v1/models/sentiment:predict",
+        {"signature_name": "nope", "instances": ["a"]},
+        400,
+        'Serving signature name: "nope" not found',
+    ),
+    (
+        "too-many-instances",
+        "POST",
+        "/v1/models/sentiment:predict",
+        {"instances": ["a"] * 65},
+        400,
+        "too many instances: 65 > 64",
+    ),
+    (
+        "bad-base64",
+        "POST",
+        "/v1/models/sentiment:predict",
+        {"instances": [{"b64": "!!"}]},
+        400,
+        "not valid base64",
+    ),
+    (
+        "unknown-model",
+        "POST",
+        "/v1/models/nope:predict",
+        {"instances": ["a"]},
+        404,
+        "Servable not found for request: Latest(nope)",
+    ),
+    (
+        "unknown-version",
+        "POST",
+        "/v1/models/sentiment/versions/7:predict",
+        {"instances": ["a"]},
+        404,
+        "Servable not found for request: Specific(sentiment, 7)",
+    ),
+    (
+        "unknown-model-status",
+        "GET",
+        "/v1/models/nope",
+        None,
+        404,
+        "Could not find any versions of model nope",
+    ),
+    (
+        "unknown-version-status",
+        "GET",
+        "/v1/models/sentiment/versions/7",
+        None,
+        404,
+        "Could not find version 7",
+    ),
+    (
+        "non-numeric-version",
+        "GET",
+        "/v1/models/sentiment/versions/x1",
+        None,
+        400,
+        "Failed to convert version",
+    ),
+    (
+        "traversal-encoded",
+        "POST",
+        "/v1/models/..%2F..%2Fetc%2Fpasswd:predict",
+        {"instances": ["a"]},
+        400,
+        "invalid model name '../../etc/passwd'",
+    ),
+    ("traversal-dots", "GET", "/v1/models/../versions/1", None, 400, "invalid model name '..'"),
+    (
+        "traversal-metadata",
+        "GET",
+        "/v1/models/..%2Fsentiment/metadata",
+        None,
+        400,
+        "invalid model name",
+    ),
+    (
+        "symlink-outside-base",
+        "GET",
+        "/v1/models/escape",
+        None,
+        404,
+        "Could not find any versions of model escape",
+    ),
+    (
+        "malformed-path",
+        "POST",
+        "/v1/models/sentiment:explode",
+        {"instances": ["a"]},
+        400,
+        "Malformed request",
+    ),
+    ("no-model-name", "GET", "/v1/models", None, 400, "Missing model name"),
+    ("not-the-api", "GET", "/etc/passwd", None, 404, "no such endpoint"),
+    (
+        "regress",
+        "POST",
+        "/v1/models/sentiment:regress",
+        {"examples": [{"text": "a"}]},
+        501,
+        "no regression",
+    ),
+    (
+        "classify-not-a-list",
+        "POST",
+        "/v1/models/sentiment:classify",
+        {"examples": "a"},
+        400,
+        "needs 'examples'",
+    ),
+    (
+        "classify-on-predict-signature",
+        "POST",
+        "/v1/models/sentiment:classify",
+        {"signature_name": "nope", "examples": [{"text": "a"}]},
+        400,
+        "not found in signature def",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "message"),
+    [case[1:] for case in BAD_REQUESTS],
+    ids=[case[0] for case in BAD_REQUESTS],
+)
+def test_bad_request_is_answered_and_server_survives(
+    server: ServerProcess, method: str, path: str, body: Any, status: int, message: str
+) -> None:
+    got, answer = http(
+        server,
+        method,
+        path,
+        raw=body if isinstance(body, bytes) else None,
+        body=None if isinstance(body, bytes) else body,
+    )
+    assert got == status, answer
+    assert set(answer) == {"error"} and message in answer["error"], answer
+
+
+def test_oversized_body_is_413_and_server_survives(server: ServerProcess) -> None:
+    status, answer = predict(server, {"instances": ["x" * 70_000]})
+    assert status == 413
+    assert "exceeds the limit of 65536 bytes" in answer["error"]
+    status, _ = predict(server, {"instances": ["small again"]})
+    assert status == 200
+
+
+def test_many_bad_requests_in_a_row_leave_good_ones_working(server: ServerProcess) -> None:
+    def one(index: int) -> int:
+        if index % 2:
+            return http(server, "POST", "/v1/models/sentiment:predict", raw=b"{nope")[0]
+        return predict(server, {"instances": [TEXTS[index % len(TEXTS)]]})[0]
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(one, range(40)))
+    assert statuses == [200 if i % 2 == 0 else 400 for i in range(40)]
+
+
+# ----------------------------------------------------------------------------- versions
+
+
+def test_version_dropped_in_is_served_without_restart(
+    server: ServerProcess, in_process: dict[int, Any]
+) -> None:
+    model = server.base / "sentiment"
+    staging = server.base / ".staging-3"  # outside any model directory's version list until renamed
+    shutil.copytree(model / "1", staging)
+    os.rename(staging, model / "3")  # atomic, as `textrnn sentiment export` does
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            status, answer = http(server, "GET", "/v1/models/sentiment/metadata")
+            if answer.get("model_spec", {}).get("version") == "3":
+                break
+            time.sleep(0.2)
+        assert answer["model_spec"]["version"] == "3", answer
+        status, answer = predict(
+            server, {"inputs": {"text": TEXTS[:2]}}
+        )  # default: the highest version
+        assert status == 200
+        np.testing.assert_allclose(
+            answer["outputs"]["probabilities"],
+            reference(in_process, TEXTS[:2], 1)["probabilities"],
+            rtol=1e-6,
+        )
+        status, answer = http(server, "GET", "/v1/models/sentiment")
+        assert [s["version"] for s in answer["model_version_status"]] == ["3", "2", "1"]
+    finally:
+        shutil.rmtree(model / "3")
+    deadline = time.monotonic() + 20
+    while (
+        time.monotonic() < deadline and predict(server, {"instances": ["a"]}, version=3)[0] != 404
+    ):
+        time.sleep(0.2)
+    assert predict(server, {"instances": ["a"]}, version=3)[0] == 404
+    assert http(server, "GET", "/v1/models/sentiment/metadata")[1]["model_spec"]["version"] == "2"
+    # Like TensorFlow Serving, an unloaded version stays in the status as END.
+    states = {
+        s["version"]: s["state"]
+        for s in http(server, "GET", "/v1/models/sentiment")[1]["model_version_status"]
+    }
+    assert states == {"3": "END", "2": "AVAILABLE", "1": "AVAILABLE"}
+
+
+# ----------------------------------------------------------------------------- gRPC
+
+
+def test_grpc_predict_equals_in_process(grpc_stubs: Any, in_process: dict[int, Any]) -> None:
+    import tensorflow as tf
+
+    prediction, _ = grpc_stubs
+    response = prediction.Predict(predict_request(TEXTS), timeout=30)
+    assert response.model_spec.name == "sentiment" and response.model_spec.version.value == 2
+    assert response.model_spec.signature_name == "serving_default"
+    outputs = {key: tf.make_ndarray(value) for key, value in response.outputs.items()}
+    expected = reference(in_process, TEXTS)
+    assert list(outputs["label"]) == list(expected["label"])
+    np.testing.assert_array_equal(outputs["probabilities"], expected["probabilities"])
+    filtered = prediction.Predict(predict_request(TEXTS[:1], version=1), timeout=30)
+    assert filtered.model_spec.version.value == 1
+
+
+def test_grpc_output_filter(grpc_stubs: Any) -> None:
+    prediction, _ = grpc_stubs
+    request = predict_request(TEXTS[:1])
+    request.output_filter.append("label")
+    assert set(prediction.Predict(request, timeout=30).outputs) == {"label"}
+
+
+def test_grpc_metadata_and_status(grpc_stubs: Any) -> None:
+    from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
+
+    prediction, model_service = grpc_stubs
+    request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+    request.model_spec.name = "sentiment"
+    response = prediction.GetModelMetadata(request, timeout=30)
+    signature_defs = get_model_metadata_pb2.SignatureDefMap()
+    response.metadata["signature_def"].Unpack(signature_defs)
+    assert {"serving_default", "classify"} <= set(signature_defs.signature_def)
+    assert response.model_spec.version.value == 2
+    status_request = get_model_status_pb2.GetModelStatusRequest()
+    status_request.model_spec.name = "sentiment"
+    statuses = model_service.GetModelStatus(status_request, timeout=30).model_version_status
+    available = get_model_status_pb2.ModelVersionStatus.AVAILABLE
+    assert [s.version for s in statuses if s.state == available] == [2, 1]
+
+
+def test_grpc_classify(grpc_stubs: Any, in_process: dict[int, Any]) -> None:
+    from tensorflow_serving.apis import classification_pb2
+
+    prediction, _ = grpc_stubs
+    request = classification_pb2.ClassificationRequest()
+    request.model_spec.name = "sentiment"
+    request.model_spec.signature_name = "classify"
+    for text in TEXTS:
+        example = request.input.example_list.examples.add()
+        example.features.feature["text"].bytes_list.value.append(text.encode())
+    response = prediction.Classify(request, timeout=30)
+    expected = reference(in_process, TEXTS)
+    scores = [[c.score for c in row.classes] for row in response.result.classifications]
+    np.testing.assert_allclose(scores, expected["probabilities"], rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "code", "message"),
+    [
+        ({"model": "nope"}, "NOT_FOUND", "Servable not found for request: Latest(nope)"),
+        ({"version": 9}, "NOT_FOUND", "Specific(sentiment, 9)"),
+        ({"model": "../etc"}, "INVALID_ARGUMENT", "invalid model name"),
+        ({"name": "txt"}, "INVALID_ARGUMENT", "unknown input(s) 'txt'"),
+        ({"texts": [1.5]}, "INVALID_ARGUMENT", "expects string, got float32"),
+        ({"texts": [["a"]]}, "INVALID_ARGUMENT", "expects shape string [-1]"),
+        ({"texts": np.array([], dtype=object)}, "INVALID_ARGUMENT", "empty batch"),
+        ({"signature": "nope"}, "INVALID_ARGUMENT", 'Serving signature name: "nope" not found'),
+    ],
+    ids=[
+        "unknown-model",
+        "unknown-version",
+        "traversal",
+        "wrong-name",
+        "wrong-type",
+        "wrong-shape",
+        "empty",
+        "signature",
+    ],
+)
+def test_grpc_errors(grpc_stubs: Any, kwargs: dict[str, Any], code: str, message: str) -> None:
+    import grpc
+
+    prediction, _ = grpc_stubs
+    texts = kwargs.pop("texts", ["a"])
+    with pytest.raises(grpc.RpcError) as raised:
+        prediction.Predict(predict_request(texts, **kwargs), timeout=30)
+    assert raised.value.code().name == code
+    assert message in raised.value.details()
+    assert prediction.Predict(predict_request(["still alive"]), timeout=30).outputs["label"]
+
+
+# ----------------------------------------------------------------------------- batching and deadlines
+
+
+def metrics(server: ServerProcess) -> dict[str, int]:
+    with urllib.request.urlopen(
+        f"http://127.0.0.1:{server.rest_port}/monitoring/prometheus/metrics", timeout=30
+    ) as r:
+        text = r.read().decode()
+    return {
+        m[1]: int(m[2]) for m in re.finditer(r"^textrnn_serving_(\w+)_total (\d+)$", text, re.M)
+    }
+
+
+def test_batching_merges_concurrent_requests(
+    servers: dict[str, ServerProcess], in_process: dict[int, Any]
+) -> None:
+    server = servers["batching"]
+    before = metrics(server)
+    texts = [TEXTS[i % len(TEXTS)] + f" {i}" for i in range(32)]
+
+    def one(text: str) -> Any:
+        status, answer = predict(server, {"instances": [text]})
+        assert status == 200, answer
+        return answer["predictions"][0]
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(one, texts))
+    after = metrics(server)
+    expected = reference(in_process, texts)
+    assert [a["label"] for a in answers] == [b.decode() for b in expected["label"]]
+    np.testing.assert_allclose(
+        [a["probabilities"] for a in answers], expected["probabilities"], rtol=1e-5
+    )
+    calls = after["model_calls"] - before["model_calls"]
+    rows = after["batched_rows"] - before["batched_rows"]
+    assert rows == 32 and calls < 32, (calls, rows)  # requests were merged
+    assert http(server, "GET", "/v1/models/sentiment")[0] == 200
+
+
+def test_batching_keeps_a_bad_request_alone(servers: dict[str, ServerProcess]) -> None:
+    server = servers["batching"]
+    bodies = [{"instances": ["fine"]}, {"instances": [3]}, {"instances": ["fine too"]}] * 4
+    with ThreadPoolExecutor(12) as pool:
+        statuses = [s for s, _ in pool.map(lambda body: predict(server, body), bodies)]
+    assert statuses == [200, 400, 200] * 4
+
+
+def test_request_deadline_is_504_and_server_survives(servers: dict[str, ServerProcess]) -> None:
+    server = servers["timeout"]  # waits 2 s for a batch to fill, but answers within 100 ms
+    status, answer = predict(server, {"instances": ["slow"]})
+    assert status == 504
+    assert "Deadline exceeded" in answer["error"]
+    assert http(server, "GET", "/v1/models/sentiment")[0] == 200
+    assert server.alive()
+
+
+# ----------------------------------------------------------------------------- CLI and library
+
+
+def test_cli_reports_a_missing_base_path_in_one_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from textrnn.cli.main import app
+
+    result = CliRunner().invoke(
+        app,
+        [
+            "serve",
+            "--model-base-path",
+            str(tmp_path / "nope"),
+            "--rest-port",
+            "0",
+            "--grpc-port",
+            "-1",
+        ],
+    )
+    assert result.exit_code == 2
+    assert "model base path not found" in result.output and "--model-base-path" in result.output
+
+
+def test_defaults_bind_loopback_and_validate() -> None:
+    from textrnn.serving import ServerOptions
+
+    assert ServerOptions().host == "127.0.0.1"
+    with pytest.raises(ValueError, match="--max-batch-size"):
+        ServerOptions(max_batch_size=0)
+    with pytest.raises(ValueError, match="--model-name"):
+        ServerOptions(model_name="../x")
+
+
+def test_single_model_directory_is_served_under_its_name(exports: Exports) -> None:
+    from textrnn.serving import Registry, ServerOptions
+
+    options = ServerOptions(model_base_path=exports.base / "sentiment", poll_seconds=0)
+    assert Registry(options, executor=None).discover() == {"sentiment": exports.base / "sentiment"}  # type: ignore[arg-type]
