@@ -112,8 +112,43 @@ def start_server(base: Path, *options: str) -> ServerProcess:
 
 @dataclass(frozen=True)
 class Exports:
-    base: Path  # <base>/sentiment/{1,2}, <base>/classifier/1
+    base: Path  # <base>/sentiment/{1,2}, <base>/classifier/1, <base>/lm/1 (when the task exports)
     outside: Path  # an export outside the base path (the target of a symlink inside it)
+    tasks: tuple[str, ...]  # model names served besides the classifiers
+
+
+LM_TEXT = "".join(f"the cat sat on the mat {i % 7}.\nto be or not to be.\n" for i in range(40))
+
+
+def export_tiny_language_model(base: Path, workdir: Path) -> bool:
+    """Train and export a tiny character LSTM language model to `base/lm`; False if the task cannot export."""
+    try:
+        from textrnn import language_model
+        from textrnn.config import LanguageModelConfig
+    except ImportError:
+        return False
+    if not hasattr(language_model, "export_parts"):
+        return False
+    from textrnn import export, training
+    from textrnn.config import load_config
+
+    train = workdir / "lm.txt"
+    train.write_text(LM_TEXT, encoding="utf-8")
+    overrides = {
+        "data.train": str(train),
+        "data.seq_len": 16,
+        "model.embedding_dim": 8,
+        "model.stack.units": 8,
+        "training.epochs": 1,
+        "training.batch_size": 4,
+        "training.seed": 3,
+        "training.jit_compile": "false",
+    }
+    config = load_config(LanguageModelConfig, None, overrides)
+    run_dir = workdir / "lm-run"
+    training.train(language_model, config, run_dir, restart=True, echo=lambda line: None, verbose=0)
+    export.export_run(run_dir, base / "lm")
+    return True
 
 
 @pytest.fixture(scope="session")
@@ -126,7 +161,10 @@ def exports(sentiment_run: SentimentRun, tmp_path_factory: pytest.TempPathFactor
     shutil.copytree(base / "sentiment" / "1", base / "classifier" / "1")
     outside = tmp_path_factory.mktemp("outside")
     shutil.copytree(base / "sentiment" / "1", outside / "1")
-    return Exports(base, outside)
+    tasks = []
+    if export_tiny_language_model(base, tmp_path_factory.mktemp("lm")):
+        tasks.append("lm")
+    return Exports(base, outside, tuple(tasks))
 
 
 @pytest.fixture(scope="session")
@@ -225,7 +263,10 @@ def in_process(exports: Exports) -> dict[int, Any]:
     import tensorflow as tf
     import tensorflow_text  # noqa: F401 - registers its ops
 
-    return {v: tf.saved_model.load(str(exports.base / "sentiment" / str(v))) for v in (1, 2)}
+    loaded = {v: tf.saved_model.load(str(exports.base / "sentiment" / str(v))) for v in (1, 2)}
+    for task in exports.tasks:
+        loaded[task] = tf.saved_model.load(str(exports.base / task / "1"))
+    return loaded
 
 
 def reference(
@@ -272,9 +313,13 @@ def predict_request(
 # ----------------------------------------------------------------------------- status, metadata, warm-up
 
 
-def test_startup_loads_every_model_and_replays_warmup(server: ServerProcess) -> None:
+def test_startup_loads_every_model_and_replays_warmup(
+    server: ServerProcess, exports: Exports
+) -> None:
     text = "\n".join(server.lines)
-    for name, version in (("sentiment", 1), ("sentiment", 2), ("classifier", 1)):
+    expected = [("sentiment", 1), ("sentiment", 2), ("classifier", 1)]
+    expected += [(task, 1) for task in exports.tasks]
+    for name, version in expected:
         assert re.search(
             rf"model {name} version {version}: loaded .* 1 warm-up request\(s\) replayed", text
         ), text
@@ -388,6 +433,90 @@ def test_classify_rest(server: ServerProcess, in_process: dict[int, Any]) -> Non
         server, "POST", "/v1/models/sentiment:classify", {"examples": [{"text": TEXTS[0]}]}
     )
     assert status == 200 and default["result"][0] == answer["result"][0]
+
+
+GENERATION_KNOBS = {"max_tokens": 6, "temperature": 1.0, "top_k": 1, "top_p": 1.0, "seed": 5}
+
+
+@pytest.fixture
+def lm_export(exports: Exports) -> str:
+    if "lm" not in exports.tasks:
+        pytest.skip("the language model task does not export yet")
+    return "lm"
+
+
+def lm_reference(
+    in_process: dict[Any, Any], signature: str, **inputs: Any
+) -> dict[str, np.ndarray]:
+    import tensorflow as tf
+
+    function = in_process["lm"].signatures[signature]
+    specs = function.structured_input_signature[1]
+    tensors = {k: tf.constant(v, dtype=specs[k].dtype) for k, v in inputs.items()}
+    return {key: value.numpy() for key, value in function(**tensors).items()}
+
+
+def test_language_model_generation_row_and_columnar(
+    server: ServerProcess, lm_export: str, in_process: dict[Any, Any]
+) -> None:
+    prompts = ["the cat", "to be"]
+    expected = lm_reference(in_process, "serving_default", prompt=prompts, **GENERATION_KNOBS)
+    # Columnar: the knobs are scalars beside the batch of prompts.
+    status, answer = predict(
+        server, {"inputs": {"prompt": prompts, **GENERATION_KNOBS}}, model=lm_export
+    )
+    assert status == 200, answer
+    assert answer["outputs"]["text"] == [t.decode() for t in expected["text"]]
+    assert answer["outputs"]["num_tokens"] == expected["num_tokens"].tolist()
+    # Row format: each instance repeats the (scalar) knobs.
+    status, rows = predict(
+        server, {"instances": [{"prompt": p, **GENERATION_KNOBS} for p in prompts]}, model=lm_export
+    )
+    assert status == 200, rows
+    assert [r["text"] for r in rows["predictions"]] == answer["outputs"]["text"]
+    # Knobs that differ between instances cannot be one scalar.
+    status, error = predict(
+        server,
+        {
+            "instances": [
+                {"prompt": p, **GENERATION_KNOBS, "seed": i} for i, p in enumerate(prompts)
+            ]
+        },
+        model=lm_export,
+    )
+    assert status == 400 and "'seed' is a scalar" in error["error"]
+    status, error = predict(
+        server, {"inputs": {"prompt": prompts, **GENERATION_KNOBS, "top_k": "one"}}, model=lm_export
+    )
+    assert status == 400 and "'top_k' expects int32" in error["error"]
+
+
+def test_language_model_score_signature(
+    server: ServerProcess, lm_export: str, in_process: dict[Any, Any]
+) -> None:
+    texts = ["the cat sat", "to be or not"]
+    status, answer = predict(
+        server, {"signature_name": "score", "inputs": {"text": texts}}, model=lm_export
+    )
+    assert status == 200, answer
+    expected = lm_reference(in_process, "score", text=texts)
+    for key, value in expected.items():
+        np.testing.assert_allclose(answer["outputs"][key], value, rtol=1e-5)
+
+
+def test_language_model_over_grpc(
+    grpc_stubs: Any, lm_export: str, in_process: dict[Any, Any]
+) -> None:
+    import tensorflow as tf
+
+    prediction, _ = grpc_stubs
+    request = predict_request(["the cat"], model=lm_export, name="prompt")
+    for key, value in GENERATION_KNOBS.items():
+        dtype = {"max_tokens": tf.int32, "top_k": tf.int32, "seed": tf.int64}.get(key, tf.float32)
+        request.inputs[key].CopyFrom(tf.make_tensor_proto(value, dtype=dtype))
+    response = prediction.Predict(request, timeout=60)
+    expected = lm_reference(in_process, "serving_default", prompt=["the cat"], **GENERATION_KNOBS)
+    assert list(tf.make_ndarray(response.outputs["text"])) == list(expected["text"])
 
 
 # ----------------------------------------------------------------------------- bad requests

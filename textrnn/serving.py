@@ -318,7 +318,8 @@ class Batcher:
         with self._condition:
             self._stopped = True
             self._condition.notify_all()
-        for task in self._queue:
+            pending, self._queue = list(self._queue), deque()
+        for task in pending:
             task.error = ServingError("UNAVAILABLE", "this model version was unloaded; retry")
             task.done.set()
 
@@ -479,6 +480,8 @@ class Registry:
         self._models: dict[str, dict[int, Servable]] = {}
         self._states: dict[str, dict[int, VersionState]] = {}
         self._lock = threading.Lock()
+        self._poll_lock = threading.Lock()
+        self._warned: set[Path] = set()
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
 
@@ -503,7 +506,9 @@ class Registry:
         try:
             path.resolve().relative_to(self.base.resolve())
         except ValueError:
-            logger.warning("skipping %s: it resolves outside the model base path", path)
+            if path not in self._warned:  # once, not at every poll
+                self._warned.add(path)
+                logger.warning("skipping %s: it resolves outside the model base path", path)
             return False
         return True
 
@@ -521,7 +526,37 @@ class Registry:
     # Loading ---------------------------------------------------------------------
 
     def poll(self) -> list[str]:
-        """Load new versions and unload removed ones; return one line per change."""
+        """Load new versions and unload removed ones; return one line per change.
+
+        Readers never lock: every change publishes fresh dictionaries
+        (copy-on-write), so a request sees either the old or the new set.
+        """
+        with self._poll_lock:
+            return self._poll()
+
+    def _publish(
+        self, name: str, version: int, servable: Servable | None, state: VersionState | None
+    ) -> None:
+        with self._lock:
+            versions = dict(self._models.get(name, {}))
+            states = dict(self._states.get(name, {}))
+            if servable is None:
+                versions.pop(version, None)
+            else:
+                versions[version] = servable
+            if state is None:
+                states.pop(version, None)
+            else:
+                states[version] = state
+            models = dict(self._models)
+            if versions:
+                models[name] = versions
+            else:
+                models.pop(name, None)
+            self._models = models
+            self._states = {**self._states, name: states}
+
+    def _poll(self) -> list[str]:
         changes = []
         models = self.discover()
         for name, model_dir in models.items():
@@ -529,7 +564,7 @@ class Registry:
                 v: p for v, p in self._versions_on_disk(model_dir).items() if self._inside_base(p)
             }
             loaded = self._models.get(name, {})
-            states = self._states.setdefault(name, {})
+            states = self._states.get(name, {})
             for version in sorted(set(on_disk) - set(loaded)):
                 path = on_disk[version]
                 state = states.get(version)
@@ -546,32 +581,25 @@ class Registry:
                     replayed = replay_warmup(servable, self.executor)
                 except Exception as error:  # noqa: BLE001 - a bad version must not stop the server
                     message = f"{type(error).__name__}: {first_line(error)}"
-                    states[version] = VersionState(
-                        "END", "UNKNOWN", f"failed to load: {message}", mtime
-                    )
+                    failed = VersionState("END", "UNKNOWN", f"failed to load: {message}", mtime)
+                    self._publish(name, version, None, failed)
                     changes.append(f"model {name} version {version}: failed to load ({message})")
                     continue
-                with self._lock:
-                    self._models.setdefault(name, {})[version] = servable
-                    states[version] = VersionState("AVAILABLE")
+                self._publish(name, version, servable, VersionState("AVAILABLE"))
                 warm = f", {replayed} warm-up request(s) replayed" if replayed else ""
                 changes.append(f"model {name} version {version}: loaded from {path}{warm}")
             for version in sorted(set(loaded) - set(on_disk)):
-                with self._lock:
-                    servable = self._models[name].pop(version)
-                    states[version] = VersionState("END")
-                servable.unload()
+                self._publish(name, version, None, VersionState("END"))
+                loaded[version].unload()
                 changes.append(f"model {name} version {version}: unloaded (removed from disk)")
-            for version in [
-                v
-                for v, s in states.items()
-                if s.state == "END" and v not in on_disk and s.error_code != "OK"
-            ]:
-                del states[version]
+            for version, state in states.items():
+                if state.error_code != "OK" and version not in on_disk:
+                    self._publish(name, version, None, None)  # a failed version was removed
         for name in set(self._models) - set(models):
+            gone = self._models[name]
             with self._lock:
-                gone = self._models.pop(name)
-                self._states.pop(name, None)
+                self._models = {k: v for k, v in self._models.items() if k != name}
+                self._states = {k: v for k, v in self._states.items() if k != name}
             for servable in gone.values():
                 servable.unload()
             changes.append(f"model {name}: unloaded (directory removed)")
@@ -1558,7 +1586,9 @@ class Server:
         self._http: _RESTServer | None = None
         self._http_thread: threading.Thread | None = None
         self._grpc: Any = None
-        self._stopped = threading.Event()
+        self._stopped = threading.Event()  # set once everything is shut down
+        self._stop_lock = threading.Lock()
+        self._stopping = False
 
     def start(self) -> Server:
         for line in self.registry.poll():
@@ -1634,9 +1664,16 @@ class Server:
         return f"[{self.options.host}]" if ":" in self.options.host else self.options.host
 
     def stop(self) -> None:
-        if self._stopped.is_set():
-            return
-        self._stopped.set()
+        with self._stop_lock:
+            if self._stopping:
+                return
+            self._stopping = True
+        try:
+            self._shutdown()
+        finally:
+            self._stopped.set()
+
+    def _shutdown(self) -> None:
         if self._http is not None:
             self._http.shutdown()
             self._http.server_close()
@@ -1646,7 +1683,7 @@ class Server:
         self.executor.shutdown()
 
     def wait(self) -> None:
-        """Block until `stop()` (e.g. from a signal handler)."""
+        """Block until `stop()` (e.g. from a signal handler) has finished."""
         while not self._stopped.wait(0.5):
             pass
 
