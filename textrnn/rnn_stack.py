@@ -11,11 +11,55 @@ from __future__ import annotations
 import logging
 
 import keras
+import tensorflow as tf
 from keras import ops
+
+from textrnn.fast_rnn import FastGRU, FastLSTM
 
 logger = logging.getLogger(__name__)
 
 CELLS = ("lstm", "gru", "rnn")
+IMPLEMENTATIONS = ("auto", "keras", "fast")
+
+
+def resolve_implementation(implementation: str, cell: str) -> str:
+    """"keras" or "fast": which recurrent layers `RNNStack` builds on this machine.
+
+    `auto` keeps Keras's layers (cuDNN) when a GPU is visible and for the simple
+    RNN cell, and takes the fast CPU loop of `textrnn.fast_rnn` otherwise.
+    """
+    if implementation not in IMPLEMENTATIONS:
+        raise ValueError(f"implementation must be one of {', '.join(IMPLEMENTATIONS)}, got {implementation!r}")
+    if cell == "rnn":
+        return "keras"  # no fast simple-RNN loop
+    if implementation != "auto":
+        return implementation
+    return "keras" if tf.config.list_logical_devices("GPU") else "fast"
+
+
+def warn_if_cudnn_disabled(layer: keras.layers.Layer) -> None:
+    """Log a warning when a recurrent layer's configuration rules out cuDNN on GPU."""
+    cell = getattr(layer, "cell", None)
+    if cell is None or not isinstance(layer, (keras.layers.LSTM, keras.layers.GRU)):
+        return
+    reasons = []
+    if getattr(cell, "recurrent_dropout", 0.0):
+        reasons.append(f"recurrent_dropout={cell.recurrent_dropout}")
+    if cell.activation is not keras.activations.tanh:
+        reasons.append(f"activation={getattr(cell.activation, '__name__', cell.activation)}")
+    if cell.recurrent_activation is not keras.activations.sigmoid:
+        reasons.append(f"recurrent_activation={getattr(cell.recurrent_activation, '__name__', cell.recurrent_activation)}")
+    if getattr(layer, "unroll", False):
+        reasons.append("unroll=True")
+    if not getattr(cell, "use_bias", True):
+        reasons.append("use_bias=False")
+    if isinstance(layer, keras.layers.GRU) and not getattr(cell, "reset_after", True):
+        reasons.append("reset_after=False")
+    if reasons:
+        logger.warning(
+            "%s: %s disables the cuDNN kernel on GPU (and the fast CPU loop); expect slow training",
+            layer.name, ", ".join(reasons),
+        )
 
 
 def _state_count(cell: str) -> int:
@@ -43,6 +87,11 @@ class RNNStack(keras.layers.Layer):
         stateful: keep each layer's final states as the next call's initial
             states (truncated BPTT across batches; needs a fixed batch size;
             `reset_state()` zeroes them).
+        implementation: "keras" builds `keras.layers.LSTM` / `GRU` (cuDNN on
+            GPU); "fast" builds `textrnn.fast_rnn.FastLSTM` / `FastGRU` (same
+            weights and results, a faster CPU loop); "auto" (default) picks
+            Keras when a GPU is visible, fast otherwise. Weights are
+            interchangeable between the three.
         **kwargs: standard `keras.layers.Layer` arguments.
 
     Call arguments:
@@ -69,6 +118,7 @@ class RNNStack(keras.layers.Layer):
         return_sequences: bool = True,
         return_state: bool = False,
         stateful: bool = False,
+        implementation: str = "auto",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -89,6 +139,8 @@ class RNNStack(keras.layers.Layer):
         self.return_sequences = return_sequences
         self.return_state = return_state
         self.stateful = stateful
+        self.implementation = implementation
+        self.resolved_implementation = resolve_implementation(implementation, cell)
         self.supports_masking = True
 
         self.recurrent_layers = []
@@ -112,11 +164,15 @@ class RNNStack(keras.layers.Layer):
             stateful=self.stateful,
             name=name,
         )
+        fast = self.resolved_implementation == "fast"
         if self.cell == "lstm":
-            return keras.layers.LSTM(**common)
-        if self.cell == "gru":
-            return keras.layers.GRU(reset_after=True, **common)
-        return keras.layers.SimpleRNN(**common)
+            layer = (FastLSTM if fast else keras.layers.LSTM)(**common)
+        elif self.cell == "gru":
+            layer = (FastGRU if fast else keras.layers.GRU)(reset_after=True, **common)
+        else:
+            layer = keras.layers.SimpleRNN(**common)
+        warn_if_cudnn_disabled(layer)
+        return layer
 
     @property
     def output_features(self) -> int:
@@ -225,6 +281,7 @@ class RNNStack(keras.layers.Layer):
                 "return_sequences": self.return_sequences,
                 "return_state": self.return_state,
                 "stateful": self.stateful,
+                "implementation": self.implementation,
             }
         )
         return config
