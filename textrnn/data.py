@@ -208,3 +208,51 @@ def padding_fraction(dataset: tf.data.Dataset) -> float:
         padded += int(tf.size(ids))
         real += int(tf.math.count_nonzero(ids))
     return 1.0 - real / padded if padded else 0.0
+
+
+def batched_pairs(
+    source_ids: tf.RaggedTensor,
+    target_ids: tf.RaggedTensor,
+    batch_size: int,
+    max_length: int,
+    shuffle: bool,
+    seed: int,
+    static_shapes: bool = False,
+    shuffle_buffer: int = 100000,
+) -> tf.data.Dataset:
+    """Aligned (source, target) id sequences -> batches for teacher forcing.
+
+    Each target row holds `[BOS] ... [EOS]`; a batch is
+    `({"source_ids": (batch, S), "target_ids": (batch, T)}, decoder_target (batch, T))`
+    with the decoder input and target the target row shifted by one. Batches
+    are bucketed by the longer side of each pair (or padded to `max_length`
+    with `static_shapes`).
+    """
+    source_values, source_splits = tf.cast(source_ids.flat_values, tf.int32), source_ids.row_splits
+    target_values, target_splits = tf.cast(target_ids.flat_values, tf.int32), target_ids.row_splits
+
+    def row(index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        return (
+            source_values[source_splits[index] : source_splits[index + 1]],
+            target_values[target_splits[index] : target_splits[index + 1]],
+        )
+
+    dataset = tf.data.Dataset.range(int(source_ids.nrows())).map(row).cache()
+    if shuffle:
+        dataset = dataset.shuffle(
+            min(shuffle_buffer, int(source_ids.nrows())), seed=seed, reshuffle_each_iteration=True
+        )
+    if static_shapes:
+        dataset = dataset.padded_batch(
+            batch_size, padded_shapes=([max_length], [max_length + 1]), drop_remainder=True
+        )
+    else:
+        boundaries = bucket_boundaries(max_length)
+        dataset = dataset.bucket_by_sequence_length(
+            element_length_func=lambda s, t: tf.maximum(tf.shape(s)[0], tf.shape(t)[0]),
+            bucket_boundaries=boundaries,
+            bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
+            padded_shapes=([None], [None]),
+        )
+    dataset = dataset.map(lambda s, t: ({"source_ids": s, "target_ids": t[:, :-1]}, t[:, 1:]))
+    return dataset.prefetch(2).with_options(pipeline_options())

@@ -249,7 +249,9 @@ def greedy_search(
     attention_array = tf.TensorArray(tf.float32, size=0, dynamic_size=True, element_shape=[None, None])
 
     def condition(step, previous, state, finished, log_prob, lengths, ids_array, attention_array):
-        return tf.logical_and(step < limit, tf.logical_not(tf.reduce_all(finished)))
+        # At least one step, so an empty batch still stacks (0-row) outputs.
+        running = tf.logical_and(step < limit, tf.logical_not(tf.reduce_all(finished)))
+        return tf.logical_or(tf.equal(step, 0), running)
 
     def body(step, previous, state, finished, log_prob, lengths, ids_array, attention_array):
         log_probs, state, attention = step_fn(previous, state)  # (batch, vocab), ..., (batch, memory)

@@ -14,6 +14,7 @@ common.quiet_tensorflow()
 from textrnn.cli import sentiment  # noqa: E402 - after quieting TensorFlow
 from textrnn.cli import lm  # noqa: E402
 from textrnn.cli import serve as serve_cli  # noqa: E402
+from textrnn.cli import translation  # noqa: E402
 
 app = typer.Typer(
     help="Recurrent-network text models: sentiment analysis, language modeling, translation.",
@@ -22,6 +23,7 @@ app = typer.Typer(
 )
 app.add_typer(sentiment.app, name="sentiment")
 app.add_typer(lm.app, name="lm")
+app.add_typer(translation.app, name="translation")
 app.command("generate")(lm.generate)
 app.command("serve")(serve_cli.serve)
 

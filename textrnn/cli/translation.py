@@ -1,0 +1,165 @@
+"""`textrnn translation`: train, evaluate, translate, export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from textrnn.cli import common
+from textrnn.cli.common import command
+
+app = typer.Typer(help="Translation: encoder-decoder with attention.", no_args_is_help=True)
+
+SourceColumn = Annotated[str | None, typer.Option("--source-column", help="Table column holding the source text.")]
+TargetColumn = Annotated[str | None, typer.Option("--target-column", help="Table column holding the target text.")]
+BeamSize = Annotated[int | None, typer.Option("--beam-size", help="Beam size; 1 is greedy (default: the run's config).")]
+LengthPenalty = Annotated[
+    float | None, typer.Option("--length-penalty", help="GNMT length penalty alpha (0: none).")
+]
+MaxLengthRatio = Annotated[
+    float | None, typer.Option("--max-length-ratio", help="Output tokens <= ratio * source tokens + offset.")
+]
+
+
+@app.command()
+@command
+def train(
+    config: common.ConfigOption = None,
+    source: Annotated[str | None, typer.Option("--source", help="Source-language training file, one sentence a line.")] = None,
+    target: Annotated[str | None, typer.Option("--target", help="Target-language training file, aligned with --source.")] = None,
+    train: Annotated[str | None, typer.Option("--train", help="Or one table of pairs (.tsv/.csv/.jsonl/.parquet or a data set name).")] = None,
+    valid_source: Annotated[str | None, typer.Option("--valid-source", help="Validation source file.")] = None,
+    valid_target: Annotated[str | None, typer.Option("--valid-target", help="Validation target file.")] = None,
+    valid: Annotated[str | None, typer.Option("--valid", help="Or one validation table.")] = None,
+    source_column: SourceColumn = None,
+    target_column: TargetColumn = None,
+    encoding: common.EncodingOption = None,
+    epochs: common.EpochsOption = None,
+    batch_size: common.BatchSizeOption = None,
+    learning_rate: common.LearningRateOption = None,
+    run_dir: Annotated[Path, typer.Option("--run-dir", help="Where the run lives.")] = Path("runs/translation"),
+    strategy: common.StrategyOption = None,
+    tpu: common.TPUOption = None,
+    seed: common.SeedOption = None,
+    mixed_precision: common.MixedPrecisionOption = None,
+    static_shapes: common.StaticShapesOption = None,
+    restart: common.RestartOption = False,
+) -> None:
+    """Train a translation model; rerunning the same command resumes from --run-dir."""
+    from textrnn import training, translation
+    from textrnn.config import load_config
+
+    overrides = {
+        "data.source": source,
+        "data.target": target,
+        "data.train": train,
+        "data.valid_source": valid_source,
+        "data.valid_target": valid_target,
+        "data.valid": valid,
+        "data.source_column": source_column,
+        "data.target_column": target_column,
+        "data.encoding": encoding,
+        **common.training_overrides(
+            epochs, batch_size, learning_rate, strategy, tpu, seed, mixed_precision, static_shapes
+        ),
+    }
+    resolved = load_config(translation.Config, config, overrides)
+    training.train(translation, resolved, run_dir, restart=restart, echo=typer.echo)
+
+
+@app.command()
+@command
+def evaluate(
+    run_dir: common.RunDirRequired,
+    source: Annotated[str, typer.Option("--source", help="Source sentences, one a line.")],
+    target: Annotated[str, typer.Option("--target", help="Reference translations, aligned with --source.")],
+    beam_size: BeamSize = None,
+    length_penalty: LengthPenalty = None,
+    max_length_ratio: MaxLengthRatio = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Sentences per decoding call.")] = 64,
+    output: Annotated[Path | None, typer.Option("--output", help="Write the hypotheses here, one a line.")] = None,
+    encoding: common.EncodingOption = None,
+    json_output: common.JSONOption = False,
+) -> None:
+    """sacreBLEU BLEU and chrF on detokenized output against the raw references, plus the loss."""
+    from textrnn import translation
+
+    metrics = translation.evaluate(
+        run_dir, source, target, beam_size, length_penalty, max_length_ratio, batch_size, output, encoding
+    )
+    if json_output:
+        common.print_json(metrics)
+        return
+    typer.echo(
+        f"sentences: {metrics['sentences']}   BLEU: {metrics['bleu']:.2f}   chrF: {metrics['chrf']:.2f}   "
+        f"loss: {metrics['loss']:.4f} (perplexity {metrics['perplexity']:.2f})   beam {metrics['beam_size']}   "
+        f"{metrics['sentences_per_second']:.1f} sentences/s"
+    )
+    typer.echo(f"  {metrics['bleu_details']}")
+    typer.echo(f"  {metrics['bleu_signature']}  |  {metrics['chrf_signature']}")
+    if metrics["skipped_empty"]:
+        typer.echo(f"skipped {metrics['skipped_empty']} pair(s) with an empty line")
+    if metrics["capped"]:
+        typer.echo(f"{metrics['capped']} output(s) reached the length cap")
+    if output:
+        typer.echo(f"hypotheses written to {output}")
+
+
+@app.command()
+@command
+def translate(
+    model: common.ModelOption,
+    texts: Annotated[list[str] | None, typer.Argument(help="Sentences to translate; default: lines on stdin.")] = None,
+    beam_size: BeamSize = None,
+    length_penalty: LengthPenalty = None,
+    max_length_ratio: MaxLengthRatio = None,
+    max_length: Annotated[int, typer.Option("--max-length", help="Cap on output tokens (0: from the ratio).")] = 0,
+    n_best: Annotated[int, typer.Option("--n-best", help="Print the N best hypotheses with scores.")] = 1,
+    plot_attention: Annotated[
+        Path | None, typer.Option("--plot-attention", help="Draw the first sentence's attention as a PNG heatmap.")
+    ] = None,
+    encoding: common.EncodingOption = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Sentences per model call.")] = 64,
+    json_output: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """Translate sentences (arguments or stdin lines) with a run directory or an export."""
+    from textrnn import translation
+
+    inputs = common.read_inputs(texts, encoding or "utf-8")
+    serving = translation.open_model(model)
+    results = translation.translate_texts(
+        serving, inputs, beam_size, n_best, length_penalty, max_length_ratio, max_length, batch_size,
+        with_attention=plot_attention is not None, warn=lambda message: typer.echo(f"warning: {message}", err=True),
+    )
+    for result in results:
+        if json_output:
+            common.print_json({
+                "source": result.source, "translation": result.translation, "score": result.score,
+                "n_best": [{"translation": t, "score": s} for t, s in result.hypotheses],
+            })
+        elif n_best > 1:
+            for text, score in result.hypotheses:
+                typer.echo(f"{score:.4f}\t{text}")
+            typer.echo("")
+        else:
+            typer.echo(result.translation)
+    if plot_attention is not None and results:
+        path = translation.plot_attention(results[0], plot_attention)
+        typer.echo(f"attention of sentence 1 drawn in {path}", err=True)
+
+
+@app.command("export")
+@command
+def export_command(
+    run_dir: common.RunDirRequired,
+    out: Annotated[Path, typer.Option("--out", help="Export base directory; the next version is written.")] = Path(
+        "saved_models/translation"
+    ),
+) -> None:
+    """Write a SavedModel (raw strings in, translations out) to the next numeric version under --out."""
+    from textrnn import export
+
+    path = export.export_run(run_dir, out)
+    typer.echo(f"exported {path}")
