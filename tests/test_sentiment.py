@@ -228,6 +228,12 @@ def test_missing_run_directory(tmp_path):
         sentiment.load_run(tmp_path / "empty")
 
 
+def _drop_key(path, key):
+    values = json.loads(path.read_text())
+    del values[key]
+    path.write_text(json.dumps(values))
+
+
 @pytest.mark.parametrize(
     ("damage", "match"),
     [
@@ -237,6 +243,12 @@ def test_missing_run_directory(tmp_path):
         (lambda d: (d / "vocab.txt").unlink(), "missing vocab.txt"),
         (lambda d: (d / "vocab.txt").write_text("[PAD]\n[UNK]\n"), "vocab.txt|corrupt|PAD"),
         (lambda d: (d / "tokenizer.json").write_bytes(b"\xff\xfe"), "corrupt"),
+        (lambda d: (d / "tokenizer.json").write_text("[]"), "corrupt"),
+        (lambda d: _drop_key(d / "tokenizer.json", "kind"), "corrupt"),
+        (lambda d: (d / "vocab.txt").write_text("".join(sorted((d / "vocab.txt").read_text().splitlines(True)))),
+         "corrupt"),
+        (lambda d: (d / "labels.json").write_text("{}"), "corrupt"),
+        (lambda d: (d / "labels.json").write_text('{"values": ["0", "1"], "names": ["only one"]}'), "corrupt"),
     ],
 )
 def test_corrupt_run_directory_is_a_clear_error(sentiment_run, tmp_path, damage, match):

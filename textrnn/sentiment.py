@@ -137,8 +137,14 @@ class Labels:
 
     @classmethod
     def load(cls, run_dir: str | os.PathLike) -> Labels:
-        saved = training_lib.read_json(Path(run_dir) / LABELS_FILE, "labels")
-        return cls(tuple(saved["values"]), tuple(saved["names"]))
+        path = Path(run_dir) / LABELS_FILE
+        saved = training_lib.read_json(path, "labels")
+        values = saved.get("values") if isinstance(saved, dict) else None
+        names = saved.get("names") if isinstance(saved, dict) else None
+        if not (isinstance(values, list) and isinstance(names, list) and len(values) == len(names) >= 2):
+            raise RunDirError(f"{path}: corrupt labels (want equally long 'values' and 'names' lists "
+                              "of two or more); retrain with --restart")
+        return cls(tuple(map(str, values)), tuple(map(str, names)))
 
 
 def encode_texts(tokenizer: Tokenizer, texts: list[str], max_length: int) -> tf.RaggedTensor:

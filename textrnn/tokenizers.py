@@ -248,9 +248,17 @@ class Tokenizer(tf.Module):
             vocabulary = read_vocabulary(vocabulary_path)
         except (ValueError, UnicodeDecodeError) as error:
             raise RunDirError(f"{directory}: corrupt tokenizer files ({error})") from None
+        missing = [key for key in ("kind", "lowercase", "normalization", "split", "vocabulary_size")
+                   if not isinstance(settings, dict) or key not in settings]
+        if missing:
+            raise RunDirError(f"{settings_path}: corrupt tokenizer settings (missing {', '.join(missing)}); "
+                              "retrain with --restart")
         if len(vocabulary) != settings.get("vocabulary_size"):
             raise RunDirError(f"{vocabulary_path}: {len(vocabulary)} tokens, tokenizer.json says "
                               f"{settings.get('vocabulary_size')}; the run directory is corrupt")
+        if vocabulary[: len(RESERVED_TOKENS)] != list(RESERVED_TOKENS):
+            raise RunDirError(f"{vocabulary_path}: corrupt vocabulary (must start with "
+                              f"{' '.join(RESERVED_TOKENS)}); retrain with --restart")
         return cls(
             kind=settings["kind"],
             vocabulary=vocabulary,
