@@ -63,7 +63,9 @@ PIPELINE_MINIMUM_RATIO = 5.0
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """Model shape options; each applies to textrnn's model and the plain Keras one."""
-    parser.add_argument("--cell", choices=("lstm", "gru", "rnn"), help="recurrent cell (default: recipe)")
+    parser.add_argument(
+        "--cell", choices=("lstm", "gru", "rnn"), help="recurrent cell (default: recipe)"
+    )
     parser.add_argument("--units", type=int, help="units per layer and direction")
     parser.add_argument("--layers", type=int, help="stacked recurrent layers")
     parser.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=None)
@@ -84,12 +86,16 @@ def shape_overrides(args: argparse.Namespace) -> dict:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default=str(ROOT / "tasks/sentiment/config.toml"), help="sentiment recipe")
+    parser.add_argument(
+        "--config", default=str(ROOT / "tasks/sentiment/config.toml"), help="sentiment recipe"
+    )
     parser.add_argument("--train", help="training data (default: the recipe's)")
     parser.add_argument("--batch-size", type=int, help="default: the recipe's")
     parser.add_argument("--max-length", type=int, help="default: the recipe's")
     add_model_arguments(parser)
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians are quoted")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="alternating rounds; medians are quoted"
+    )
     parser.add_argument("--predict-lines", type=int, default=10_000)
     parser.add_argument("--predict-rounds", type=int, default=3)
     parser.add_argument("--skip-predict", action="store_true")
@@ -121,17 +127,25 @@ class Contender:
     tokens_per_epoch: int
 
 
-def plain_keras_model(config: sentiment.Config, vocabulary_size: int, num_classes: int) -> keras.Model:
+def plain_keras_model(
+    config: sentiment.Config, vocabulary_size: int, num_classes: int
+) -> keras.Model:
     """The sentiment model's shape written with stock Keras layers only."""
     model_config, stack = config.model, config.model.stack
-    layer_class = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "rnn": keras.layers.SimpleRNN}[stack.cell]
+    layer_class = {
+        "lstm": keras.layers.LSTM,
+        "gru": keras.layers.GRU,
+        "rnn": keras.layers.SimpleRNN,
+    }[stack.cell]
     inputs = keras.Input(shape=(None,), dtype="int32")
     x = keras.layers.Embedding(vocabulary_size, model_config.embedding_dim, mask_zero=True)(inputs)
     if model_config.embedding_dropout:
         x = keras.layers.SpatialDropout1D(model_config.embedding_dropout)(x)
     for index in range(stack.num_layers):
         last = index == stack.num_layers - 1
-        layer = layer_class(stack.units, return_sequences=model_config.pooling != "final" or not last)
+        layer = layer_class(
+            stack.units, return_sequences=model_config.pooling != "final" or not last
+        )
         if stack.bidirectional:
             layer = keras.layers.Bidirectional(layer)
         x = layer(x)
@@ -152,7 +166,9 @@ def plain_keras_model(config: sentiment.Config, vocabulary_size: int, num_classe
     return model
 
 
-def plain_pipeline(ids: tf.RaggedTensor, labels: np.ndarray, batch_size: int, seed: int) -> tf.data.Dataset:
+def plain_pipeline(
+    ids: tf.RaggedTensor, labels: np.ndarray, batch_size: int, seed: int
+) -> tf.data.Dataset:
     """What one writes by hand: shuffle, batch ragged rows, pad each batch, prefetch."""
     dataset = tf.data.Dataset.from_tensor_slices((tf.cast(ids, tf.int32), labels))
     dataset = dataset.shuffle(len(labels), seed=seed).ragged_batch(batch_size)
@@ -164,16 +180,25 @@ def build_contenders(config: sentiment.Config, run_dir: Path) -> tuple[list[Cont
     data = sentiment.load_datasets(config, run_dir)
     training.save_config(run_dir, config)
     num_classes = data.model_arguments["num_classes"]
-    model = sentiment.build_model(config, data.tokenizer, num_classes=num_classes, total_steps=data.steps_per_epoch)
+    model = sentiment.build_model(
+        config, data.tokenizer, num_classes=num_classes, total_steps=data.steps_per_epoch
+    )
 
     # The same examples, tokenized by the same tokenizer, for the plain contender.
-    examples = sentiment.read_examples(config.data.train, config.data.text_column, config.data.label_column,
-                                       config.data.encoding)
+    examples = sentiment.read_examples(
+        config.data.train, config.data.text_column, config.data.label_column, config.data.encoding
+    )
     labels = sentiment.Labels.load(run_dir)
     keep, label_ids, _ = sentiment.labels_to_ids(examples, labels)
-    ids = sentiment.encode_texts(data.tokenizer, [examples.texts[i] for i in keep], config.data.max_length)
-    textrnn_tokens = sum(int(tf.math.count_nonzero(x)) for x, _ in data.train)  # also fills the cache
-    if not config.data.valid:  # textrnn held out a validation split: give the plain one as many rows
+    ids = sentiment.encode_texts(
+        data.tokenizer, [examples.texts[i] for i in keep], config.data.max_length
+    )
+    textrnn_tokens = sum(
+        int(tf.math.count_nonzero(x)) for x, _ in data.train
+    )  # also fills the cache
+    if (
+        not config.data.valid
+    ):  # textrnn held out a validation split: give the plain one as many rows
         count = sum(int(tf.shape(x)[0]) for x, _ in data.train)
         ids, label_ids = ids[:count], label_ids[:count]
     plain_ids, plain_labels = ids, label_ids
@@ -184,9 +209,13 @@ def build_contenders(config: sentiment.Config, run_dir: Path) -> tuple[list[Cont
         plain_pipeline(plain_ids, plain_labels, config.training.batch_size, config.training.seed),
         plain_tokens,
     )
-    info = {"examples": int(len(plain_labels)), "vocabulary_size": data.tokenizer.vocabulary_size,
-            "batch_size": config.training.batch_size, "parameters": model.count_params(),
-            "keras_parameters": plain.model.count_params()}
+    info = {
+        "examples": int(len(plain_labels)),
+        "vocabulary_size": data.tokenizer.vocabulary_size,
+        "batch_size": config.training.batch_size,
+        "parameters": model.count_params(),
+        "keras_parameters": plain.model.count_params(),
+    }
     return [Contender("textrnn", model, data.train, textrnn_tokens), plain], info
 
 
@@ -203,7 +232,9 @@ def time_pipeline(dataset: tf.data.Dataset, tokens: int) -> float:
     return tokens / (time.perf_counter() - started)
 
 
-def alternate(measures: dict[str, Callable[[], float]], rounds: int, log: Callable[[str], None]) -> dict[str, list[float]]:
+def alternate(
+    measures: dict[str, Callable[[], float]], rounds: int, log: Callable[[str], None]
+) -> dict[str, list[float]]:
     """Run every measure once per round, in turn, `rounds` times."""
     results: dict[str, list[float]] = {name: [] for name in measures}
     for round_index in range(rounds):
@@ -216,21 +247,50 @@ def alternate(measures: dict[str, Callable[[], float]], rounds: int, log: Callab
 # ----------------------------------------------------------------------------- predict
 
 
-def predict_throughput(run_dir: Path, lines: int, rounds: int, timeout: float, log: Callable[[str], None]) -> dict:
+def predict_throughput(
+    run_dir: Path, lines: int, rounds: int, timeout: float, log: Callable[[str], None]
+) -> dict:
     """`textrnn sentiment predict --model EXPORT` on `lines` stdin lines, in a fresh process."""
     with tempfile.TemporaryDirectory(prefix="textrnn-bench-export-") as out:
         version = export.export_run(run_dir, out)
         rng = np.random.default_rng(0)
-        words = ["a", "good", "bad", "film", "plot", "moving", "dull", "the", "story", ",", ".", "not"]
-        many = "".join(" ".join(rng.choice(words, size=rng.integers(3, 25))) + "\n" for _ in range(lines))
+        words = [
+            "a",
+            "good",
+            "bad",
+            "film",
+            "plot",
+            "moving",
+            "dull",
+            "the",
+            "story",
+            ",",
+            ".",
+            "not",
+        ]
+        many = "".join(
+            " ".join(rng.choice(words, size=rng.integers(3, 25))) + "\n" for _ in range(lines)
+        )
         few = "a good film\n"
 
         def run(stdin: str) -> float:
             env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(ROOT))
             started = time.perf_counter()
             result = subprocess.run(
-                [sys.executable, "-m", "textrnn.cli", "sentiment", "predict", "--model", str(version)],
-                input=stdin.encode(), capture_output=True, timeout=timeout, env=env, cwd=ROOT,
+                [
+                    sys.executable,
+                    "-m",
+                    "textrnn.cli",
+                    "sentiment",
+                    "predict",
+                    "--model",
+                    str(version),
+                ],
+                input=stdin.encode(),
+                capture_output=True,
+                timeout=timeout,
+                env=env,
+                cwd=ROOT,
             )
             seconds = time.perf_counter() - started
             if result.returncode != 0:
@@ -239,7 +299,11 @@ def predict_throughput(run_dir: Path, lines: int, rounds: int, timeout: float, l
                 raise RuntimeError("predict printed the wrong number of lines")
             return seconds
 
-        runs = alternate({"predict_10k_seconds": lambda: run(many), "startup_seconds": lambda: run(few)}, rounds, log)
+        runs = alternate(
+            {"predict_10k_seconds": lambda: run(many), "startup_seconds": lambda: run(few)},
+            rounds,
+            log,
+        )
     total = statistics.median(runs["predict_10k_seconds"])
     startup = statistics.median(runs["startup_seconds"])
     return {
@@ -259,13 +323,17 @@ def main(argv: list[str] | None = None) -> dict:
     log = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else print
     config = resolve_config(args)
     stack = config.model.stack
-    log(f"model: {'bi' if stack.bidirectional else ''}{stack.cell} {stack.num_layers}x{stack.units}, "
-        f"embedding {config.model.embedding_dim}, pooling {config.model.pooling}; data {config.data.train}")
+    log(
+        f"model: {'bi' if stack.bidirectional else ''}{stack.cell} {stack.num_layers}x{stack.units}, "
+        f"embedding {config.model.embedding_dim}, pooling {config.model.pooling}; data {config.data.train}"
+    )
     with tempfile.TemporaryDirectory(prefix="textrnn-bench-run-") as tmp:
         run_dir = Path(tmp)
         contenders, info = build_contenders(config, run_dir)
-        log(f"{info['examples']} examples, vocabulary {info['vocabulary_size']}, batch {info['batch_size']}, "
-            f"parameters textrnn {info['parameters']:,} / keras {info['keras_parameters']:,}")
+        log(
+            f"{info['examples']} examples, vocabulary {info['vocabulary_size']}, batch {info['batch_size']}, "
+            f"parameters textrnn {info['parameters']:,} / keras {info['keras_parameters']:,}"
+        )
         textrnn_contender = contenders[0]
 
         log("warm-up (one untimed epoch each: tracing, compilation, pipeline cache)")
@@ -273,7 +341,9 @@ def main(argv: list[str] | None = None) -> dict:
             time_epoch(contender)
         log("training tokens/s, alternating:")
         measures = {c.name: (lambda c=c: time_epoch(c)) for c in contenders}
-        measures["pipeline"] = lambda: time_pipeline(textrnn_contender.dataset, textrnn_contender.tokens_per_epoch)
+        measures["pipeline"] = lambda: time_pipeline(
+            textrnn_contender.dataset, textrnn_contender.tokens_per_epoch
+        )
         rounds = alternate(measures, args.rounds, log)
         medians = {name: statistics.median(values) for name, values in rounds.items()}
         result = {
@@ -286,25 +356,46 @@ def main(argv: list[str] | None = None) -> dict:
             "rounds": args.rounds,
             "examples": info["examples"],
             "tokens_per_epoch": textrnn_contender.tokens_per_epoch,
-            "config": {"cell": stack.cell, "units": stack.units, "layers": stack.num_layers,
-                       "bidirectional": stack.bidirectional, "embedding_dim": config.model.embedding_dim,
-                       "pooling": config.model.pooling, "batch_size": config.training.batch_size},
+            "config": {
+                "cell": stack.cell,
+                "units": stack.units,
+                "layers": stack.num_layers,
+                "bidirectional": stack.bidirectional,
+                "embedding_dim": config.model.embedding_dim,
+                "pooling": config.model.pooling,
+                "batch_size": config.training.batch_size,
+            },
         }
-        log(f"training: textrnn {result['textrnn_tokens_per_s']:,.0f} tokens/s, plain Keras "
-            f"{result['keras_tokens_per_s']:,.0f} tokens/s, ratio {result['ratio']:.2f} (textrnn / Keras; >= 1 wanted)")
-        log(f"input pipeline alone: {result['pipeline_tokens_per_s']:,.0f} tokens/s = "
-            f"{result['pipeline_ratio']:.1f}x what training consumes (>= {PIPELINE_MINIMUM_RATIO:.0f}x wanted)")
+        log(
+            f"training: textrnn {result['textrnn_tokens_per_s']:,.0f} tokens/s, plain Keras "
+            f"{result['keras_tokens_per_s']:,.0f} tokens/s, ratio {result['ratio']:.2f} (textrnn / Keras; >= 1 wanted)"
+        )
+        log(
+            f"input pipeline alone: {result['pipeline_tokens_per_s']:,.0f} tokens/s = "
+            f"{result['pipeline_ratio']:.1f}x what training consumes (>= {PIPELINE_MINIMUM_RATIO:.0f}x wanted)"
+        )
 
         if not args.skip_predict:
             weights = run_dir / training.WEIGHTS_FILE
             textrnn_contender.model.save_weights(weights)
-            log(f"predict: {args.predict_lines:,} lines on stdin, alternating with a 1-line run (start-up):")
-            result.update(predict_throughput(run_dir, args.predict_lines, args.predict_rounds, args.timeout, log))
-            log(f"predict: {result['predict_lines_per_s']:,.0f} lines/s end to end "
+            log(
+                f"predict: {args.predict_lines:,} lines on stdin, alternating with a 1-line run (start-up):"
+            )
+            result.update(
+                predict_throughput(
+                    run_dir, args.predict_lines, args.predict_rounds, args.timeout, log
+                )
+            )
+            log(
+                f"predict: {result['predict_lines_per_s']:,.0f} lines/s end to end "
                 f"({result['predict_seconds']:.1f} s for {args.predict_lines:,} lines, start-up "
                 f"{result['predict_startup_seconds']:.1f} s; {result['predict_lines_per_s_after_startup']:,.0f} "
-                "lines/s after start-up)")
-    result = {k: (round(v, 3) if isinstance(v, float) and math.isfinite(v) else v) for k, v in result.items()}
+                "lines/s after start-up)"
+            )
+    result = {
+        k: (round(v, 3) if isinstance(v, float) and math.isfinite(v) else v)
+        for k, v in result.items()
+    }
     if args.json:
         print(json.dumps(result))
     return result

@@ -35,11 +35,27 @@ SUBPROCESS_TIMEOUT = 180  # seconds; every subprocess a test starts gets one
 
 # ----------------------------------------------------------------------------- helpers
 
-POSITIVE = ["a good film", "great fun", "lovely and fine", "very good movie", "a great story", "fine acting"]
-NEGATIVE = ["a bad film", "awful mess", "boring and dull", "very bad movie", "a terrible story", "dull acting"]
+POSITIVE = [
+    "a good film",
+    "great fun",
+    "lovely and fine",
+    "very good movie",
+    "a great story",
+    "fine acting",
+]
+NEGATIVE = [
+    "a bad film",
+    "awful mess",
+    "boring and dull",
+    "very bad movie",
+    "a terrible story",
+    "dull acting",
+]
 
 
-def sentiment_rows(count: int = 40, seed: int = 0, labels: tuple[str, str] = ("1", "0")) -> list[tuple[str, str]]:
+def sentiment_rows(
+    count: int = 40, seed: int = 0, labels: tuple[str, str] = ("1", "0")
+) -> list[tuple[str, str]]:
     """`count` (text, label) rows alternating positive / negative phrases."""
     rng = random.Random(seed)
     rows = []
@@ -51,12 +67,16 @@ def sentiment_rows(count: int = 40, seed: int = 0, labels: tuple[str, str] = ("1
     return rows
 
 
-def write_tsv(path: Path, rows: list[tuple[str, str]], header: tuple[str, str] = ("text", "label")) -> Path:
+def write_tsv(
+    path: Path, rows: list[tuple[str, str]], header: tuple[str, str] = ("text", "label")
+) -> Path:
     path.write_text("".join(f"{a}\t{b}\n" for a, b in [header, *rows]), encoding="utf-8")
     return path
 
 
-def tiny_overrides(train: Path | str, valid: Path | str | None = None, **extra: Any) -> dict[str, Any]:
+def tiny_overrides(
+    train: Path | str, valid: Path | str | None = None, **extra: Any
+) -> dict[str, Any]:
     """Dotted config overrides for a tiny, fast, seeded sentiment model."""
     overrides: dict[str, Any] = {
         "data.train": str(train),
@@ -80,12 +100,20 @@ def tiny_config(train: Path | str, valid: Path | str | None = None, **extra: Any
     return load_config(SentimentConfig, None, tiny_overrides(train, valid, **extra))
 
 
-def train_tiny(run_dir: Path, train: Path | str, valid: Path | str | None = None, restart: bool = False, **extra: Any):
+def train_tiny(
+    run_dir: Path,
+    train: Path | str,
+    valid: Path | str | None = None,
+    restart: bool = False,
+    **extra: Any,
+):
     """Train the tiny model quietly; return the validation metrics."""
     from textrnn import sentiment, training
 
     config = tiny_config(train, valid, **extra)
-    return training.train(sentiment, config, run_dir, restart=restart, echo=lambda line: None, verbose=0)
+    return training.train(
+        sentiment, config, run_dir, restart=restart, echo=lambda line: None, verbose=0
+    )
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:
@@ -146,7 +174,9 @@ def sentiment_serve(sentiment_run: SentimentRun):
     """`serving_default` of `sentiment_run`, built in-process once."""
     from textrnn import export
 
-    return export.load_serving(sentiment_run.run_dir, expected_task="sentiment").signatures["serving_default"]
+    return export.load_serving(sentiment_run.run_dir, expected_task="sentiment").signatures[
+        "serving_default"
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -154,4 +184,6 @@ def sentiment_export(sentiment_run: SentimentRun, tmp_path_factory: pytest.TempP
     """`sentiment_run` exported once: the version directory (…/1)."""
     from textrnn import export
 
-    return export.export_run(sentiment_run.run_dir, tmp_path_factory.mktemp("exports") / "sentiment")
+    return export.export_run(
+        sentiment_run.run_dir, tmp_path_factory.mktemp("exports") / "sentiment"
+    )

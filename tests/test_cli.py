@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import sentiment_rows, write_tsv
 from typer.testing import CliRunner
 
-from conftest import sentiment_rows, write_tsv
 from textrnn.cli import common
 from textrnn.cli.main import app
 
@@ -63,8 +63,20 @@ def test_help_lists_commands(runner):
     for name in ("train", "evaluate", "predict", "export"):
         assert name in result.stdout
     result = _invoke(runner, ["sentiment", "train", "--help"])
-    for option in ("--config", "--train", "--valid", "--text-column", "--label-column", "--epochs",
-                   "--batch-size", "--run-dir", "--strategy", "--seed", "--restart", "--encoding"):
+    for option in (
+        "--config",
+        "--train",
+        "--valid",
+        "--text-column",
+        "--label-column",
+        "--epochs",
+        "--batch-size",
+        "--run-dir",
+        "--strategy",
+        "--seed",
+        "--restart",
+        "--encoding",
+    ):
         assert option in result.stdout, option
     assert _invoke(runner, ["--version"]).stdout.startswith("textrnn ")
 
@@ -77,8 +89,22 @@ def test_train_then_rerun_resumes(runner, tmp_path):
     recipe.write_text(TINY_RECIPE)
     train = write_tsv(tmp_path / "train.tsv", sentiment_rows(24), header=("sentence", "label"))
     run_dir = tmp_path / "run"
-    args = ["sentiment", "train", "--config", recipe, "--train", train, "--text-column", "sentence",
-            "--run-dir", run_dir, "--strategy", "cpu", "--epochs", "1"]
+    args = [
+        "sentiment",
+        "train",
+        "--config",
+        recipe,
+        "--train",
+        train,
+        "--text-column",
+        "sentence",
+        "--run-dir",
+        run_dir,
+        "--strategy",
+        "cpu",
+        "--epochs",
+        "1",
+    ]
     result = _invoke(runner, args)
     assert result.exit_code == 0, result.output
     assert "epoch 1/1" in result.stdout and "val_accuracy" in result.stdout
@@ -99,7 +125,10 @@ def test_train_then_rerun_resumes(runner, tmp_path):
     [
         (lambda d: d / "missing.tsv", ["not found", "--train"]),
         (lambda d: _empty(d), ["empty"]),
-        (lambda d: write_tsv(d / "t.tsv", sentiment_rows(6), header=("text", "stars")), ["columns found: text, stars"]),
+        (
+            lambda d: write_tsv(d / "t.tsv", sentiment_rows(6), header=("text", "stars")),
+            ["columns found: text, stars"],
+        ),
         (lambda d: _latin1(d), ["line 2", "--encoding"]),
     ],
 )
@@ -125,7 +154,9 @@ def test_train_bad_config_exits_2(runner, tmp_path):
     recipe = tmp_path / "bad.toml"
     recipe.write_text("[training]\nepoch = 3\n")
     _assert_user_error(_invoke(runner, ["sentiment", "train", "--config", recipe]), "'epoch'")
-    _assert_user_error(_invoke(runner, ["sentiment", "train", "--strategy", "gpu"]), "training.strategy")
+    _assert_user_error(
+        _invoke(runner, ["sentiment", "train", "--strategy", "gpu"]), "training.strategy"
+    )
     usage = _invoke(runner, ["sentiment", "train", "--epochs", "many"])
     assert usage.exit_code == 2 and "Traceback" not in usage.output
 
@@ -135,7 +166,10 @@ def test_train_bad_config_exits_2(runner, tmp_path):
 
 def test_evaluate_json_is_one_object(runner, sentiment_run, tmp_path):
     data = write_tsv(tmp_path / "eval.tsv", sentiment_rows(6, seed=9) + [("odd", "neutral")])
-    result = _invoke(runner, ["sentiment", "evaluate", "--run-dir", sentiment_run.run_dir, "--data", data, "--json"])
+    result = _invoke(
+        runner,
+        ["sentiment", "evaluate", "--run-dir", sentiment_run.run_dir, "--data", data, "--json"],
+    )
     assert result.exit_code == 0, result.output
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 1
@@ -143,34 +177,61 @@ def test_evaluate_json_is_one_object(runner, sentiment_run, tmp_path):
     assert {"accuracy", "macro_f1", "per_class", "confusion_matrix"} <= set(metrics)
     assert metrics["examples"] == 6 and metrics["skipped_unknown_label"] == 1
 
-    text = _invoke(runner, ["sentiment", "evaluate", "--run-dir", sentiment_run.run_dir, "--data", data])
+    text = _invoke(
+        runner, ["sentiment", "evaluate", "--run-dir", sentiment_run.run_dir, "--data", data]
+    )
     assert text.exit_code == 0
-    assert "accuracy" in text.stdout and "confusion matrix" in text.stdout and "'neutral' (1)" in text.stdout
+    assert (
+        "accuracy" in text.stdout
+        and "confusion matrix" in text.stdout
+        and "'neutral' (1)" in text.stdout
+    )
 
 
 def test_evaluate_bad_input(runner, sentiment_run, tmp_path):
     data = write_tsv(tmp_path / "eval.tsv", sentiment_rows(4))
     _assert_user_error(
         _invoke(runner, ["sentiment", "evaluate", "--run-dir", tmp_path / "nope", "--data", data]),
-        "not found", "--run-dir",
+        "not found",
+        "--run-dir",
     )
     _assert_user_error(
-        _invoke(runner, ["sentiment", "evaluate", "--run-dir", sentiment_run.run_dir, "--data", data,
-                         "--label-column", "stars"]),
+        _invoke(
+            runner,
+            [
+                "sentiment",
+                "evaluate",
+                "--run-dir",
+                sentiment_run.run_dir,
+                "--data",
+                data,
+                "--label-column",
+                "stars",
+            ],
+        ),
         "columns found: text, label",
     )
     missing = _invoke(runner, ["sentiment", "evaluate", "--run-dir", sentiment_run.run_dir])
     assert missing.exit_code == 2 and "--data" in missing.output
 
 
-def test_internal_error_exits_1_and_debug_shows_the_traceback(runner, sentiment_run, tmp_path, monkeypatch):
+def test_internal_error_exits_1_and_debug_shows_the_traceback(
+    runner, sentiment_run, tmp_path, monkeypatch
+):
     from textrnn import sentiment
 
     def boom(*args, **kwargs):
         raise RuntimeError("boom\nsecond line")
 
     monkeypatch.setattr(sentiment, "evaluate", boom)
-    args = ["sentiment", "evaluate", "--run-dir", sentiment_run.run_dir, "--data", sentiment_run.valid]
+    args = [
+        "sentiment",
+        "evaluate",
+        "--run-dir",
+        sentiment_run.run_dir,
+        "--data",
+        sentiment_run.valid,
+    ]
     result = _invoke(runner, args)
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines() == [
@@ -184,7 +245,9 @@ def test_internal_error_exits_1_and_debug_shows_the_traceback(runner, sentiment_
 
 
 def test_predict_arguments_and_stdin(runner, sentiment_run, sentiment_export):
-    result = _invoke(runner, ["sentiment", "predict", "--model", sentiment_run.run_dir, "a good film", ""])
+    result = _invoke(
+        runner, ["sentiment", "predict", "--model", sentiment_run.run_dir, "a good film", ""]
+    )
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert len(lines) == 2
@@ -192,26 +255,47 @@ def test_predict_arguments_and_stdin(runner, sentiment_run, sentiment_export):
     assert label in ("0", "1") and 0.5 <= float(probability) <= 1.0 and text == "a good film"
 
     stdin = "a good film\n\n   \nbad acting\r\nlast line without newline"
-    result = _invoke(runner, ["sentiment", "predict", "--model", sentiment_export, "--json", "--batch-size", "2"],
-                     input=stdin)
+    result = _invoke(
+        runner,
+        ["sentiment", "predict", "--model", sentiment_export, "--json", "--batch-size", "2"],
+        input=stdin,
+    )
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [row["text"] for row in rows] == ["a good film", "", "   ", "bad acting", "last line without newline"]
+    assert [row["text"] for row in rows] == [
+        "a good film",
+        "",
+        "   ",
+        "bad acting",
+        "last line without newline",
+    ]
     for row in rows:
         assert row["label"] in ("0", "1") and set(row["probabilities"]) == {"0", "1"}
 
 
 def test_predict_bad_input(runner, sentiment_run, tmp_path):
     _assert_user_error(
-        _invoke(runner, ["sentiment", "predict", "--model", sentiment_run.run_dir], input=b"fine\n\xff\xfe\n"),
-        "line 2", "--encoding",
+        _invoke(
+            runner,
+            ["sentiment", "predict", "--model", sentiment_run.run_dir],
+            input=b"fine\n\xff\xfe\n",
+        ),
+        "line 2",
+        "--encoding",
     )
-    latin = _invoke(runner, ["sentiment", "predict", "--model", sentiment_run.run_dir, "--encoding", "latin-1"],
-                    input="café\n".encode("latin-1"))
+    latin = _invoke(
+        runner,
+        ["sentiment", "predict", "--model", sentiment_run.run_dir, "--encoding", "latin-1"],
+        input="café\n".encode("latin-1"),
+    )
     assert latin.exit_code == 0 and "café" in latin.stdout
-    _assert_user_error(_invoke(runner, ["sentiment", "predict", "--model", tmp_path / "nope", "x"]), "not found")
+    _assert_user_error(
+        _invoke(runner, ["sentiment", "predict", "--model", tmp_path / "nope", "x"]), "not found"
+    )
     (tmp_path / "empty").mkdir()
-    _assert_user_error(_invoke(runner, ["sentiment", "predict", "--model", tmp_path / "empty", "x"]), "neither")
+    _assert_user_error(
+        _invoke(runner, ["sentiment", "predict", "--model", tmp_path / "empty", "x"]), "neither"
+    )
 
 
 # ----------------------------------------------------------------------------- export
@@ -220,9 +304,13 @@ def test_predict_bad_input(runner, sentiment_run, tmp_path):
 def test_export_writes_the_next_version(runner, sentiment_run, tmp_path):
     out = tmp_path / "exports"
     (out / "3").mkdir(parents=True)
-    result = _invoke(runner, ["sentiment", "export", "--run-dir", sentiment_run.run_dir, "--out", out])
+    result = _invoke(
+        runner, ["sentiment", "export", "--run-dir", sentiment_run.run_dir, "--out", out]
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == f"exported {out / '4'}"
     assert (out / "4" / "saved_model.pb").is_file() and not any((out / "3").iterdir())
-    _assert_user_error(_invoke(runner, ["sentiment", "export", "--run-dir", tmp_path / "nope", "--out", out]),
-                       "not found")
+    _assert_user_error(
+        _invoke(runner, ["sentiment", "export", "--run-dir", tmp_path / "nope", "--out", out]),
+        "not found",
+    )

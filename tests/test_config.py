@@ -31,7 +31,9 @@ def test_defaults():
 
 
 def test_toml_overrides_defaults_and_keeps_the_rest(tmp_path):
-    path = _toml(tmp_path, """
+    path = _toml(
+        tmp_path,
+        """
 [data]
 text_column = "sentence"
 label_names = { "0" = "negative", "1" = "positive" }
@@ -44,7 +46,8 @@ bidirectional = true
 [training]
 epochs = 3
 learning_rate = 1
-""")
+""",
+    )
     config = load_config(SentimentConfig, path)
     assert config.data.text_column == "sentence"
     assert config.data.label_names == {"0": "negative", "1": "positive"}
@@ -60,8 +63,14 @@ learning_rate = 1
 def test_flags_override_the_recipe_rightmost_wins(tmp_path):
     path = _toml(tmp_path, "[training]\nepochs = 3\nbatch_size = 8\n[model.stack]\nunits = 16\n")
     config = load_config(
-        SentimentConfig, path,
-        {"training.epochs": 7, "training.batch_size": None, "model.stack.units": "32", "tokenizer.lowercase": "false"},
+        SentimentConfig,
+        path,
+        {
+            "training.epochs": 7,
+            "training.batch_size": None,
+            "model.stack.units": "32",
+            "tokenizer.lowercase": "false",
+        },
     )
     assert config.training.epochs == 7  # flag beats recipe
     assert config.training.batch_size == 8  # None means "flag not given"
@@ -141,7 +150,9 @@ def test_missing_and_invalid_recipe_files(tmp_path):
 
 
 def test_to_dict_round_trip_and_dotted_replace():
-    config = load_config(SentimentConfig, None, {"tokenizer.unknown_aliases": ["<unk>"], "model.stack.cell": "gru"})
+    config = load_config(
+        SentimentConfig, None, {"tokenizer.unknown_aliases": ["<unk>"], "model.stack.cell": "gru"}
+    )
     values = config_lib.to_dict(config)
     json.dumps(values)  # JSON-ready
     assert config_lib.from_dict(SentimentConfig, values) == config

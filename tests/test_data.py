@@ -18,19 +18,31 @@ ROWS = [("a good film", "1"), ('he said "fine" NA', "0"), ("great, really", "1")
 def _write(path, rows=ROWS):
     suffix = path.suffix
     if suffix == ".tsv":
-        path.write_text("text\tlabel\n" + "".join(f"{t}\t{l}\n" for t, l in rows), encoding="utf-8")
+        path.write_text(
+            "text\tlabel\n" + "".join(f"{t}\t{label}\n" for t, label in rows), encoding="utf-8"
+        )
     elif suffix == ".csv":
         quoted = ['"' + t.replace('"', '""') + '"' for t, _ in rows]
-        path.write_text("text,label\n" + "".join(f"{q},{l}\n" for q, (_, l) in zip(quoted, rows)), encoding="utf-8")
+        path.write_text(
+            "text,label\n"
+            + "".join(f"{q},{label}\n" for q, (_, label) in zip(quoted, rows, strict=True)),
+            encoding="utf-8",
+        )
     elif suffix == ".jsonl":
-        path.write_text("".join(json.dumps({"text": t, "label": int(l)}) + "\n" for t, l in rows), encoding="utf-8")
+        path.write_text(
+            "".join(json.dumps({"text": t, "label": int(label)}) + "\n" for t, label in rows),
+            encoding="utf-8",
+        )
     elif suffix == ".parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        pq.write_table(pa.table({"text": [t for t, _ in rows], "label": [int(l) for _, l in rows]}), path)
+        pq.write_table(
+            pa.table({"text": [t for t, _ in rows], "label": [int(label) for _, label in rows]}),
+            path,
+        )
     elif suffix == ".txt":
-        path.write_text("".join(f"__label__{l} {t}\n" for t, l in rows), encoding="utf-8")
+        path.write_text("".join(f"__label__{label} {t}\n" for t, label in rows), encoding="utf-8")
     return path
 
 
@@ -39,7 +51,7 @@ def test_every_file_format_loads_the_same_examples(tmp_path, suffix):
     path = _write(tmp_path / f"data{suffix}")
     examples = read_examples(str(path), "text", "label")
     assert examples.texts == [t for t, _ in ROWS]  # quotes and "NA" are data, not syntax
-    assert examples.labels == [l for _, l in ROWS]
+    assert examples.labels == [label for _, label in ROWS]
     assert examples.skipped_empty == examples.skipped_unlabeled == 0
 
 
@@ -152,7 +164,9 @@ def _ragged(lengths, seed=0):
 def test_bucketing_keeps_padding_small():
     lengths = np.random.default_rng(1).integers(1, 60, size=400)
     ids, targets = _ragged(lengths)
-    bucketed = data_lib.batched_sequences(ids, targets, batch_size=8, max_length=64, shuffle=True, seed=3)
+    bucketed = data_lib.batched_sequences(
+        ids, targets, batch_size=8, max_length=64, shuffle=True, seed=3
+    )
     naive = tf.data.Dataset.from_tensor_slices((ids.to_tensor(), targets)).batch(8)
     bucketed_padding = data_lib.padding_fraction(bucketed)
     assert bucketed_padding < 0.15
@@ -165,15 +179,23 @@ def test_bucketing_keeps_padding_small():
 
 def test_static_shapes_pad_to_max_length_and_drop_the_remainder():
     ids, targets = _ragged([3, 5, 1, 7, 2])
-    dataset = data_lib.batched_sequences(ids, targets, 2, max_length=8, shuffle=False, seed=0, static_shapes=True)
+    dataset = data_lib.batched_sequences(
+        ids, targets, 2, max_length=8, shuffle=False, seed=0, static_shapes=True
+    )
     shapes = [tuple(x.shape) for x, _ in dataset]
     assert shapes == [(2, 8), (2, 8)]
 
 
 def test_shuffle_is_seeded():
     ids, targets = _ragged([4] * 32)
-    first = [y.numpy().tolist() for _, y in data_lib.batched_sequences(ids, np.arange(32), 4, 8, True, seed=5)]
-    again = [y.numpy().tolist() for _, y in data_lib.batched_sequences(ids, np.arange(32), 4, 8, True, seed=5)]
+    first = [
+        y.numpy().tolist()
+        for _, y in data_lib.batched_sequences(ids, np.arange(32), 4, 8, True, seed=5)
+    ]
+    again = [
+        y.numpy().tolist()
+        for _, y in data_lib.batched_sequences(ids, np.arange(32), 4, 8, True, seed=5)
+    ]
     assert first == again
     del targets
 

@@ -9,8 +9,8 @@ import subprocess
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import PYTHON, SUBPROCESS_TIMEOUT, subprocess_env
+
 from textrnn import export, sentiment
 from textrnn.errors import ModelPathError, RunDirError
 
@@ -40,14 +40,20 @@ def _in_process(run_dir, texts):
     return outputs["probabilities"].numpy(), [v.decode() for v in outputs["label"].numpy()]
 
 
-def test_export_loads_in_a_fresh_process_after_the_run_directory_is_deleted(sentiment_run, tmp_path):
+def test_export_loads_in_a_fresh_process_after_the_run_directory_is_deleted(
+    sentiment_run, tmp_path
+):
     expected, expected_labels = _in_process(sentiment_run.run_dir, TEXTS)
     run_dir = shutil.copytree(sentiment_run.run_dir, tmp_path / "run")
     version = export.export_run(run_dir, tmp_path / "exports")
     shutil.rmtree(run_dir)
     result = subprocess.run(
         [PYTHON, "-c", LOAD_AND_PREDICT, str(version), json.dumps(TEXTS)],
-        capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, env=subprocess_env(), cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT,
+        env=subprocess_env(),
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     served = json.loads(result.stdout.strip().splitlines()[-1])
@@ -72,14 +78,20 @@ def test_export_signature_and_assets(sentiment_export):
 
 def test_export_matches_in_process_and_classify_api(sentiment_run, sentiment_export):
     expected, _ = _in_process(sentiment_run.run_dir, TEXTS)
-    serving = export.load_serving(sentiment_export.parent, expected_task="sentiment")  # base dir -> newest
+    serving = export.load_serving(
+        sentiment_export.parent, expected_task="sentiment"
+    )  # base dir -> newest
     assert serving.source == "export"
     outputs = serving.signatures["serving_default"](text=tf.constant(TEXTS))
     np.testing.assert_allclose(outputs["probabilities"].numpy(), expected, atol=1e-5)
     examples = [
-        tf.train.Example(features=tf.train.Features(feature={
-            "text": tf.train.Feature(bytes_list=tf.train.BytesList(value=[text.encode()]))
-        })).SerializeToString()
+        tf.train.Example(
+            features=tf.train.Features(
+                feature={
+                    "text": tf.train.Feature(bytes_list=tf.train.BytesList(value=[text.encode()]))
+                }
+            )
+        ).SerializeToString()
         for text in TEXTS
     ]
     classified = serving.signatures["classify"](examples=tf.constant(examples))
@@ -100,11 +112,15 @@ def test_versions_increase_and_existing_ones_are_never_overwritten(sentiment_run
     assert not [p for p in base.iterdir() if p.name.startswith(".tmp")]
 
 
-def test_interrupted_export_leaves_no_version_and_no_temporary_directory(sentiment_run, tmp_path, monkeypatch):
+def test_interrupted_export_leaves_no_version_and_no_temporary_directory(
+    sentiment_run, tmp_path, monkeypatch
+):
     written = []
 
     def interrupt(path, requests):  # runs after the SavedModel is in the temporary directory
-        written.append((path.parent.parent / "saved_model.pb").is_file())  # in the temporary directory
+        written.append(
+            (path.parent.parent / "saved_model.pb").is_file()
+        )  # in the temporary directory
         raise KeyboardInterrupt
 
     monkeypatch.setattr(export, "write_warmup_requests", interrupt)
@@ -134,10 +150,15 @@ def test_corrupt_export_is_a_clear_error(sentiment_export, tmp_path):
 
 @pytest.mark.slow
 def test_saved_model_cli_lists_the_signature(sentiment_export):
-    cli = shutil.which("saved_model_cli") or str(__import__("pathlib").Path(PYTHON).parent / "saved_model_cli")
+    cli = shutil.which("saved_model_cli") or str(
+        __import__("pathlib").Path(PYTHON).parent / "saved_model_cli"
+    )
     result = subprocess.run(
         [cli, "show", "--all", "--dir", str(sentiment_export)],
-        capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT,
+        env=subprocess_env(),
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "serving_default" in result.stdout and "DT_STRING" in result.stdout

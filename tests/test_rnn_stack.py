@@ -48,7 +48,13 @@ def test_shapes_masking_and_config_round_trip(combination):
     assert sequences.output_features == features
     assert sequences.compute_output_shape((BATCH, TIME, FEATURES)) == (BATCH, TIME, features)
 
-    final = RNNStack(cell=cell, num_layers=layers, units=UNITS, bidirectional=bidirectional, return_sequences=False)
+    final = RNNStack(
+        cell=cell,
+        num_layers=layers,
+        units=UNITS,
+        bidirectional=bidirectional,
+        return_sequences=False,
+    )
     last = keras.ops.convert_to_numpy(final(x, mask=mask))
     assert last.shape == (BATCH, features)
 
@@ -65,8 +71,14 @@ def test_shapes_masking_and_config_round_trip(combination):
 
     # get_config / from_config round trip: same config, same outputs with the same weights.
     config = final.get_config()
-    for key, value in dict(cell=cell, num_layers=layers, units=UNITS, bidirectional=bidirectional,
-                           return_sequences=False, return_state=False).items():
+    for key, value in dict(
+        cell=cell,
+        num_layers=layers,
+        units=UNITS,
+        bidirectional=bidirectional,
+        return_sequences=False,
+        return_state=False,
+    ).items():
         assert config[key] == value
     clone = RNNStack.from_config(config)
     clone(x, mask=mask)
@@ -79,8 +91,14 @@ def test_shapes_masking_and_config_round_trip(combination):
 def test_return_state_and_initial_state(combination):
     cell, bidirectional, layers = combination
     x, mask = _inputs()
-    stack = RNNStack(cell=cell, num_layers=layers, units=UNITS, bidirectional=bidirectional,
-                     return_sequences=False, return_state=True)
+    stack = RNNStack(
+        cell=cell,
+        num_layers=layers,
+        units=UNITS,
+        bidirectional=bidirectional,
+        return_sequences=False,
+        return_state=True,
+    )
     outputs = stack(x, mask=mask)
     count = _states_per_layer(cell, bidirectional) * layers
     assert len(outputs) == 1 + count
@@ -91,11 +109,14 @@ def test_return_state_and_initial_state(combination):
 
     zeros = [np.zeros((BATCH, UNITS), "float32") for _ in range(count)]
     with_zeros = stack(x, mask=mask, initial_state=zeros)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(with_zeros[0]),
-                               keras.ops.convert_to_numpy(outputs[0]), atol=1e-6)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(with_zeros[0]), keras.ops.convert_to_numpy(outputs[0]), atol=1e-6
+    )
     ones = [np.ones((BATCH, UNITS), "float32") for _ in range(count)]
     with_ones = stack(x, mask=mask, initial_state=ones)
-    assert not np.allclose(keras.ops.convert_to_numpy(with_ones[0]), keras.ops.convert_to_numpy(outputs[0]))
+    assert not np.allclose(
+        keras.ops.convert_to_numpy(with_ones[0]), keras.ops.convert_to_numpy(outputs[0])
+    )
 
     with pytest.raises(ValueError, match="initial_state needs"):
         stack(x, initial_state=zeros[:-1] if count > 1 else zeros + zeros)
@@ -103,7 +124,9 @@ def test_return_state_and_initial_state(combination):
 
 def test_residual_adds_the_layer_input_from_the_second_layer_on():
     x, mask = _inputs()
-    stack = RNNStack(cell="gru", num_layers=2, units=FEATURES, residual=True)  # same width as the input
+    stack = RNNStack(
+        cell="gru", num_layers=2, units=FEATURES, residual=True
+    )  # same width as the input
     out = keras.ops.convert_to_numpy(stack(x, mask=mask))
     first = stack.recurrent_layers[0](x, mask=mask)[0]
     second = stack.recurrent_layers[1](first, mask=mask)[0]
@@ -128,7 +151,9 @@ def test_defaults_stay_cudnn_eligible():
     assert gru.recurrent_layers[0].reset_after
 
 
-@pytest.mark.parametrize("bad", [dict(cell="transformer"), dict(num_layers=0), dict(units=0), dict(dropout=1.0)])
+@pytest.mark.parametrize(
+    "bad", [dict(cell="transformer"), dict(num_layers=0), dict(units=0), dict(dropout=1.0)]
+)
 def test_bad_arguments_are_rejected(bad):
     with pytest.raises(ValueError):
         RNNStack(**bad)

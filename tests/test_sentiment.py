@@ -7,8 +7,8 @@ import shutil
 
 import numpy as np
 import pytest
-
 from conftest import sentiment_rows, tiny_config, train_tiny, write_tsv
+
 from textrnn import export, sentiment, training
 from textrnn.errors import DataError, ModelPathError, RunDirError
 
@@ -26,7 +26,14 @@ def _copy_run(sentiment_run, tmp_path):
 
 def test_training_leaves_a_complete_run_directory(sentiment_run):
     run_dir = sentiment_run.run_dir
-    for name in ("config.json", "tokenizer.json", "vocab.txt", "labels.json", "model.weights.h5", "state.json"):
+    for name in (
+        "config.json",
+        "tokenizer.json",
+        "vocab.txt",
+        "labels.json",
+        "model.weights.h5",
+        "state.json",
+    ):
         assert (run_dir / name).is_file(), name
     assert (run_dir / "checkpoints" / "best.weights.h5").is_file()
     assert (run_dir / "checkpoints" / "last.weights.h5").is_file()
@@ -80,7 +87,9 @@ def test_training_tokenization_matches_serving(sentiment_run):
     import tensorflow as tf
 
     expected = tf.nn.softmax(model(ids.to_tensor(), training=False)).numpy()
-    served = sentiment.serving_signatures(model, tokenizer, config, labels)["serving_default"](text=tf.constant(texts))
+    served = sentiment.serving_signatures(model, tokenizer, config, labels)["serving_default"](
+        text=tf.constant(texts)
+    )
     np.testing.assert_allclose(served["probabilities"].numpy(), expected, atol=1e-6)
 
 
@@ -88,7 +97,12 @@ def test_training_tokenization_matches_serving(sentiment_run):
 
 
 def test_evaluate_metrics_and_unknown_labels(sentiment_run, tmp_path):
-    rows = sentiment_rows(10, seed=3) + [("a strange film", "2"), ("meh", "neutral"), ("ok", "neutral"), ("", "1")]
+    rows = sentiment_rows(10, seed=3) + [
+        ("a strange film", "2"),
+        ("meh", "neutral"),
+        ("ok", "neutral"),
+        ("", "1"),
+    ]
     path = write_tsv(tmp_path / "eval.tsv", rows)
     metrics = sentiment.evaluate(sentiment_run.run_dir, str(path))
     assert metrics["examples"] == 10
@@ -115,12 +129,21 @@ def test_classification_metrics_known_values():
     prediction = np.array([0, 0, 1, 1, 2, 2])
     metrics = sentiment.classification_metrics(truth, prediction, ["a", "b", "c"])
     assert metrics["accuracy"] == pytest.approx(4 / 6)
-    assert metrics["per_class"]["a"] == {"precision": 1.0, "recall": pytest.approx(2 / 3), "f1": pytest.approx(0.8), "support": 3}
+    assert metrics["per_class"]["a"] == {
+        "precision": 1.0,
+        "recall": pytest.approx(2 / 3),
+        "f1": pytest.approx(0.8),
+        "support": 3,
+    }
     assert metrics["per_class"]["b"]["precision"] == pytest.approx(0.5)
     assert metrics["per_class"]["c"]["recall"] == pytest.approx(1.0)
     f1s = [0.8, 0.5, 2 / 3]
     assert metrics["macro_f1"] == pytest.approx(np.mean(f1s))
-    assert metrics["confusion_matrix"]["rows_truth_columns_predicted"] == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
+    assert metrics["confusion_matrix"]["rows_truth_columns_predicted"] == [
+        [2, 1, 0],
+        [0, 1, 1],
+        [0, 0, 1],
+    ]
 
 
 # ----------------------------------------------------------------------------- labels
@@ -133,9 +156,16 @@ def test_string_labels_and_three_classes(tmp_path):
     train = write_tsv(tmp_path / "train.tsv", rows, header=("sentence", "polarity"))
     run_dir = tmp_path / "run"
     train_tiny(
-        run_dir, train,
-        **{"data.text_column": "sentence", "data.label_column": "polarity", "model.stack.cell": "gru",
-           "data.label_names": {"pos": "positive"}, "tokenizer.kind": "char", "model.class_weight": "balanced"},
+        run_dir,
+        train,
+        **{
+            "data.text_column": "sentence",
+            "data.label_column": "polarity",
+            "model.stack.cell": "gru",
+            "data.label_names": {"pos": "positive"},
+            "tokenizer.kind": "char",
+            "model.class_weight": "balanced",
+        },
     )
     saved = json.loads((run_dir / "labels.json").read_text())
     assert saved["values"] == ["neg", "neutral", "pos"]
@@ -145,8 +175,11 @@ def test_string_labels_and_three_classes(tmp_path):
         assert result["label"] in ("neg", "neutral", "positive")
         assert set(result["probabilities"]) == {"neg", "neutral", "positive"}
     # Evaluation accepts raw values and display names alike.
-    eval_path = write_tsv(tmp_path / "eval.tsv", [("a good film", "pos"), ("a bad film", "positive"), ("x", "neg")],
-                          header=("sentence", "polarity"))
+    eval_path = write_tsv(
+        tmp_path / "eval.tsv",
+        [("a good film", "pos"), ("a bad film", "positive"), ("x", "neg")],
+        header=("sentence", "polarity"),
+    )
     metrics = sentiment.evaluate(run_dir, str(eval_path))
     assert metrics["examples"] == 3 and metrics["skipped_unknown_label"] == 0
     assert np.array(metrics["confusion_matrix"]["rows_truth_columns_predicted"]).shape == (3, 3)
@@ -191,7 +224,9 @@ def test_rerun_resumes_and_changed_model_refuses_then_restart_starts_over(sentim
 
     with pytest.raises(RunDirError, match=r"different \[model\].*--restart"):
         train_tiny(run_dir, sentiment_run.train, sentiment_run.valid, **{"model.stack.units": 6})
-    assert json.loads((run_dir / "config.json").read_text())["model"]["stack"]["units"] == 4  # untouched
+    assert (
+        json.loads((run_dir / "config.json").read_text())["model"]["stack"]["units"] == 4
+    )  # untouched
 
     lines.clear()
     config = tiny_config(sentiment_run.train, sentiment_run.valid, **{"model.stack.units": 6})
@@ -205,8 +240,11 @@ def test_rerun_resumes_and_changed_model_refuses_then_restart_starts_over(sentim
 def test_more_epochs_continue_from_the_backup(sentiment_run, tmp_path):
     run_dir = _copy_run(sentiment_run, tmp_path)
     lines = []
-    config = tiny_config(sentiment_run.train, sentiment_run.valid,
-                         **{"model.stack.bidirectional": True, "model.pooling": "max", "training.epochs": 2})
+    config = tiny_config(
+        sentiment_run.train,
+        sentiment_run.valid,
+        **{"model.stack.bidirectional": True, "model.pooling": "max", "training.epochs": 2},
+    )
     training.train(sentiment, config, run_dir, echo=lines.append, verbose=0)
     assert any(line.startswith("resuming") for line in lines)
     assert any("trained 1 epoch(s)" in line for line in lines)
@@ -238,17 +276,31 @@ def _drop_key(path, key):
     ("damage", "match"),
     [
         (lambda d: (d / "config.json").write_text("{truncated"), "corrupt config"),
-        (lambda d: (d / "config.json").write_text('{"task": "sentiment", "model": {"bogus": 1}}'), "bogus"),
+        (
+            lambda d: (d / "config.json").write_text(
+                '{"task": "sentiment", "model": {"bogus": 1}}'
+            ),
+            "bogus",
+        ),
         (lambda d: (d / "labels.json").unlink(), "missing labels.json"),
         (lambda d: (d / "vocab.txt").unlink(), "missing vocab.txt"),
         (lambda d: (d / "vocab.txt").write_text("[PAD]\n[UNK]\n"), "vocab.txt|corrupt|PAD"),
         (lambda d: (d / "tokenizer.json").write_bytes(b"\xff\xfe"), "corrupt"),
         (lambda d: (d / "tokenizer.json").write_text("[]"), "corrupt"),
         (lambda d: _drop_key(d / "tokenizer.json", "kind"), "corrupt"),
-        (lambda d: (d / "vocab.txt").write_text("".join(sorted((d / "vocab.txt").read_text().splitlines(True)))),
-         "corrupt"),
+        (
+            lambda d: (d / "vocab.txt").write_text(
+                "".join(sorted((d / "vocab.txt").read_text().splitlines(True)))
+            ),
+            "corrupt",
+        ),
         (lambda d: (d / "labels.json").write_text("{}"), "corrupt"),
-        (lambda d: (d / "labels.json").write_text('{"values": ["0", "1"], "names": ["only one"]}'), "corrupt"),
+        (
+            lambda d: (d / "labels.json").write_text(
+                '{"values": ["0", "1"], "names": ["only one"]}'
+            ),
+            "corrupt",
+        ),
     ],
 )
 def test_corrupt_run_directory_is_a_clear_error(sentiment_run, tmp_path, damage, match):

@@ -89,17 +89,31 @@ def test_char_round_trip_and_unknown(tmp_path):
 
 def test_min_frequency_and_vocabulary_size():
     frequent_first = learn_vocabulary(TokenizerConfig(kind="word", min_frequency=3), CORPUS)
-    assert set(frequent_first[len(RESERVED_TOKENS):]) == {"good", "a", "film", "bad"}  # counts 4, 3, 3, 3
+    assert set(frequent_first[len(RESERVED_TOKENS) :]) == {
+        "good",
+        "a",
+        "film",
+        "bad",
+    }  # counts 4, 3, 3, 3
     capped = learn_vocabulary(TokenizerConfig(kind="word", vocabulary_size=8), CORPUS)
-    assert capped == list(RESERVED_TOKENS) + ["good", "a", "bad", "film"]  # by count, then alphabetically
+    assert capped == list(RESERVED_TOKENS) + [
+        "good",
+        "a",
+        "bad",
+        "film",
+    ]  # by count, then alphabetically
     everything = learn_vocabulary(TokenizerConfig(kind="word"), CORPUS)
     assert len(everything) == len(set(everything))
     assert len(everything) == len(RESERVED_TOKENS) + 11
 
 
-def test_char_vocabulary_with_newline_backslash_and_carriage_return_survives_save_and_load(tmp_path):
+def test_char_vocabulary_with_newline_backslash_and_carriage_return_survives_save_and_load(
+    tmp_path,
+):
     corpus = ["a\nb", "c\\d", "e\rf", "tab\there"]
-    tokenizer = build_tokenizer(TokenizerConfig(kind="char", normalization=""), corpus, tmp_path / "tok")
+    tokenizer = build_tokenizer(
+        TokenizerConfig(kind="char", normalization=""), corpus, tmp_path / "tok"
+    )
     for char in ("\n", "\\", "\r", "\t"):
         assert char in tokenizer.vocabulary
     on_disk = (tmp_path / "tok" / "vocab.txt").read_text(encoding="utf-8").split("\n")
@@ -179,6 +193,7 @@ def test_tokenizer_runs_inside_a_tf_function(tmp_path):
     def encode(texts):
         return tokenizer.encode_padded(texts, 8)
 
-    assert encode(tf.constant(["a good film"])).numpy().tolist() == tokenizer.encode_padded(
-        tf.constant(["a good film"]), 8
-    ).numpy().tolist()
+    assert (
+        encode(tf.constant(["a good film"])).numpy().tolist()
+        == tokenizer.encode_padded(tf.constant(["a good film"]), 8).numpy().tolist()
+    )

@@ -10,8 +10,16 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import (
+    PYTHON,
+    REPO,
+    SUBPROCESS_TIMEOUT,
+    sentiment_rows,
+    subprocess_env,
+    train_tiny,
+    write_tsv,
+)
 
-from conftest import PYTHON, REPO, SUBPROCESS_TIMEOUT, sentiment_rows, subprocess_env, train_tiny, write_tsv
 from textrnn import training
 from textrnn.config import TrainingConfig
 from textrnn.errors import ConfigError, RunDirError, UserError
@@ -39,7 +47,11 @@ def test_mirrored_strategy_over_two_logical_cpus_trains(tmp_path):
     train = write_tsv(tmp_path / "train.tsv", sentiment_rows(16))
     result = subprocess.run(
         [PYTHON, "-c", MIRRORED, str(train), str(tmp_path / "run"), str(REPO / "tests")],
-        capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, env=subprocess_env(), cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT,
+        env=subprocess_env(),
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
@@ -49,18 +61,29 @@ def test_mirrored_strategy_over_two_logical_cpus_trains(tmp_path):
 
 
 def test_seeded_runs_are_repeatable(sentiment_run, tmp_path):
-    train_tiny(tmp_path / "run", sentiment_run.train, sentiment_run.valid,
-               **{"model.stack.bidirectional": True, "model.pooling": "max"})
+    train_tiny(
+        tmp_path / "run",
+        sentiment_run.train,
+        sentiment_run.valid,
+        **{"model.stack.bidirectional": True, "model.pooling": "max"},
+    )
 
     def weights(path):
         values = []
         with h5py.File(path, "r") as handle:
-            handle.visititems(lambda name, item: values.append((name, item[()])) if isinstance(item, h5py.Dataset) else None)
+            handle.visititems(
+                lambda name, item: (
+                    values.append((name, item[()])) if isinstance(item, h5py.Dataset) else None
+                )
+            )
         return values
 
-    first, second = weights(sentiment_run.run_dir / "model.weights.h5"), weights(tmp_path / "run" / "model.weights.h5")
+    first, second = (
+        weights(sentiment_run.run_dir / "model.weights.h5"),
+        weights(tmp_path / "run" / "model.weights.h5"),
+    )
     assert [name for name, _ in first] == [name for name, _ in second] and first
-    for (name, a), (_, b) in zip(first, second):
+    for (name, a), (_, b) in zip(first, second, strict=True):
         np.testing.assert_array_equal(a, b, err_msg=name)
     state_a = json.loads((sentiment_run.run_dir / "state.json").read_text())["metrics"]
     state_b = json.loads((tmp_path / "run" / "state.json").read_text())["metrics"]
@@ -70,7 +93,9 @@ def test_seeded_runs_are_repeatable(sentiment_run, tmp_path):
 def test_nan_loss_is_a_clear_error(tmp_path):
     train = write_tsv(tmp_path / "train.tsv", sentiment_rows(16))
     with pytest.raises(UserError, match=r"NaN or infinite at epoch 1, step \d+.*--learning-rate"):
-        train_tiny(tmp_path / "run", train, **{"training.learning_rate": 1e38, "training.optimizer": "sgd"})
+        train_tiny(
+            tmp_path / "run", train, **{"training.learning_rate": 1e38, "training.optimizer": "sgd"}
+        )
     assert not (tmp_path / "run" / "model.weights.h5").exists()
 
 
@@ -96,7 +121,9 @@ def test_strategy_choice_on_cpu(monkeypatch):
     "settings",
     [
         dict(),
-        dict(optimizer="adamw", weight_decay=0.01, lr_schedule="cosine", warmup_steps=3, clipnorm=1.0),
+        dict(
+            optimizer="adamw", weight_decay=0.01, lr_schedule="cosine", warmup_steps=3, clipnorm=1.0
+        ),
         dict(optimizer="sgd", lr_schedule="linear"),
         dict(optimizer="rmsprop", lr_schedule="cosine"),
     ],
