@@ -146,6 +146,7 @@ class SentimentModelConfig:
     pooling: str = "final"  # final | max | mean
     dropout: float = 0.3  # before the output layer
     class_weight: str = "none"  # none | balanced
+    init_from: str = ""  # a language-model run directory: start from its embedding and stack (and vocabulary)
 
     def __post_init__(self) -> None:
         _at_least("model.embedding_dim", self.embedding_dim, 1)

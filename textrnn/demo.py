@@ -27,8 +27,16 @@ SENTIMENT_INPUT = (
     "not bad at all , though it drags in the middle .\n"
 )
 
+LANGUAGE_MODEL = [
+    "lm train --config tasks/lm/config.toml --run-dir runs/demo/lm --restart",
+    "lm evaluate --run-dir runs/demo/lm --data tasks/lm/data/valid.txt",
+    "lm export --run-dir runs/demo/lm --out saved_models/lm",
+    "generate --model saved_models/lm --prompt ROMEO: --max-tokens 300 --temperature 0.8 --seed 1",
+]
+
 STEPS: list[tuple[str, list[tuple[str, str | None]]]] = [
     ("sentiment analysis", [(c, SENTIMENT_INPUT if "predict" in c else None) for c in SENTIMENT]),
+    ("language model and generation", [(c, None) for c in LANGUAGE_MODEL]),
 ]
 
 

@@ -494,9 +494,11 @@ class LanguageModel(tf.Module):
         last = tf.reduce_sum(tf.cast(ids != PAD_ID, tf.int32), axis=1) - 1  # (batch,)
         return tf.gather(logits, last, axis=1, batch_dims=1), states
 
-    def _decode_loop(self, logits, states, max_tokens, temperature, top_k, top_p, seed):
+    def _decode_loop(self, logits, states, capacity, max_tokens, temperature, top_k, top_p, seed):
+        # XLA compiles once per (batch size, capacity): capacity is max_tokens rounded
+        # up to a power of two, so a new max_tokens rarely means a new compilation.
         batch = tf.shape(logits)[0]
-        tokens = tf.TensorArray(tf.int32, size=max_tokens, element_shape=[None])
+        tokens = tf.TensorArray(tf.int32, size=capacity, element_shape=[None])
 
         def keep_going(t, logits, states, finished, tokens):
             return tf.logical_and(t < max_tokens, tf.logical_not(tf.reduce_all(finished)))
@@ -524,7 +526,12 @@ class LanguageModel(tf.Module):
         checks = sampling.assert_sampling_options(max_tokens, temperature, top_k, top_p, self.vocabulary_size)
         with tf.control_dependencies(checks):
             logits, states = self.prime(prompt)
-        tokens, t = self._decode(logits, states, max_tokens, temperature, top_k, top_p, seed)
+        capacity = tf.cast(
+            tf.pow(2.0, tf.math.ceil(tf.math.log(tf.cast(tf.maximum(max_tokens, 1), tf.float32)) / math.log(2.0))),
+            tf.int32,
+        )
+        capacity = tf.maximum(capacity, max_tokens)  # guard against float rounding
+        tokens, t = self._decode(logits, states, capacity, max_tokens, temperature, top_k, top_p, seed)
         return tokens[:, :t]
 
     def generate(self, prompt, max_tokens, temperature, top_k, top_p, seed) -> dict[str, tf.Tensor]:

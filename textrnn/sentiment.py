@@ -24,7 +24,7 @@ import tensorflow as tf
 from textrnn import data as data_lib
 from textrnn import training as training_lib
 from textrnn.config import SentimentConfig
-from textrnn.errors import DataError, RunDirError
+from textrnn.errors import ConfigError, DataError, RunDirError
 from textrnn.fileio import atomic_write_text
 from textrnn.rnn_stack import MaskedPooling, RNNStack, TokenDropout
 from textrnn.tokenizers import UNK_ID, Tokenizer, build_tokenizer, count_unknown
@@ -210,6 +210,10 @@ def load_datasets(config: SentimentConfig, run_dir: str | os.PathLike) -> traini
         labels.save(run_dir)
     if (run_dir / "vocab.txt").exists():
         tokenizer = Tokenizer.load(run_dir)
+    elif config.model.init_from:
+        tokenizer = copy_tokenizer(config.model.init_from, run_dir)
+        report.append(f"tokenizer: the language model's ({tokenizer.kind}, {tokenizer.vocabulary_size} tokens) "
+                      f"from {config.model.init_from}; [tokenizer] settings are not used")
     else:
         tokenizer = build_tokenizer(config.tokenizer, train.texts, run_dir)
 
@@ -252,7 +256,7 @@ def load_datasets(config: SentimentConfig, run_dir: str | os.PathLike) -> traini
         train=train_dataset,
         valid=valid_dataset,
         tokenizer=tokenizer,
-        model_arguments={"num_classes": len(labels.values)},
+        model_arguments={"num_classes": len(labels.values), "init_from": config.model.init_from or None},
         steps_per_epoch=math.ceil(len(train_ids) / training.batch_size),
         class_weight=class_weight,
         monitor="val_accuracy",
@@ -270,8 +274,13 @@ def build_model(
     num_classes: int = 2,
     total_steps: int | None = None,
     compile: bool = True,
+    init_from: str | None = None,
 ) -> keras.Model:
-    """Embedding -> RNNStack -> pooling -> dropout -> dense; compiled unless `compile=False`."""
+    """Embedding -> RNNStack -> pooling -> dropout -> dense; compiled unless `compile=False`.
+
+    `init_from` (training only; a language-model run directory) copies that
+    model's embedding and recurrent weights in before training starts.
+    """
     model_config, stack = config.model, config.model.stack
     token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")  # (batch, time)
     x = token_ids
@@ -298,6 +307,8 @@ def build_model(
     x = keras.layers.Dropout(model_config.dropout, name="dropout")(x)
     logits = keras.layers.Dense(num_classes, dtype="float32", name="logits")(x)  # (batch, classes)
     model = keras.Model(token_ids, logits, name="sentiment")
+    if init_from:
+        initialize_from_language_model(model, tokenizer, init_from)
     if not compile:
         return model
     model.compile(
@@ -307,6 +318,54 @@ def build_model(
         jit_compile=training_lib.jit_compile_flag(config.training),
     )
     return model
+
+
+def copy_tokenizer(lm_run_dir: str | os.PathLike, run_dir: Path) -> Tokenizer:
+    """Copy a language model's vocabulary files into `run_dir` (same ids, so its weights fit)."""
+    source = Path(lm_run_dir)
+    if not (source / "config.json").is_file():
+        raise RunDirError(f"{source} is not a language-model run directory (--init-from)")
+    for name in ("vocab.txt", "tokenizer.json"):
+        if not (source / name).is_file():
+            raise RunDirError(f"{source}: missing {name} (--init-from)")
+        atomic_write_text(run_dir / name, (source / name).read_text(encoding="utf-8"))
+    return Tokenizer.load(run_dir)
+
+
+def initialize_from_language_model(model: keras.Model, tokenizer: Tokenizer, lm_run_dir: str | os.PathLike) -> None:
+    """Copy the embedding and RNNStack weights of a language-model run into `model`.
+
+    The classifier must use the language model's vocabulary and the same
+    embedding width, cell, number of layers and units. A bidirectional
+    one-layer classifier gets the weights in its forward direction.
+    """
+    from textrnn import language_model
+
+    lm_config, lm_tokenizer, lm_model = language_model.load_run(lm_run_dir)
+    if lm_tokenizer.vocabulary != tokenizer.vocabulary:
+        raise ConfigError(f"--init-from {lm_run_dir}: the vocabulary differs from this run's; "
+                          "use a fresh --run-dir so the language model's vocabulary is copied")
+    stack = model.get_layer("rnn_stack")
+    lm_stack = lm_model.get_layer("rnn_stack")
+    mismatches = [
+        f"{name} {ours} vs {theirs}"
+        for name, ours, theirs in [
+            ("model.embedding_dim", model.get_layer("embedding").output_dim, lm_config.model.embedding_dim),
+            ("model.stack.cell", stack.cell, lm_stack.cell),
+            ("model.stack.num_layers", stack.num_layers, lm_stack.num_layers),
+            ("model.stack.units", stack.units, lm_stack.units),
+        ]
+        if ours != theirs
+    ]
+    if stack.bidirectional and stack.num_layers > 1:
+        mismatches.append("model.stack.bidirectional with more than one layer")
+    if mismatches:
+        raise ConfigError(f"--init-from {lm_run_dir}: the classifier must match the language model: "
+                          + "; ".join(mismatches))
+    model.get_layer("embedding").embeddings.assign(lm_model.get_layer("embedding").embeddings)
+    for ours, theirs in zip(stack.recurrent_layers, lm_stack.recurrent_layers):
+        target = ours.forward_layer if stack.bidirectional else ours
+        target.set_weights(theirs.get_weights())
 
 
 def load_run(run_dir: str | os.PathLike) -> tuple[SentimentConfig, Tokenizer, Labels, keras.Model]:

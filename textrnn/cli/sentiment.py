@@ -37,6 +37,10 @@ def train(
     mixed_precision: common.MixedPrecisionOption = None,
     static_shapes: common.StaticShapesOption = None,
     restart: common.RestartOption = False,
+    init_from: Annotated[
+        Path | None,
+        typer.Option("--init-from", help="Language-model run directory: start from its embedding, stack and vocabulary."),
+    ] = None,
 ) -> None:
     """Train a classifier; rerunning the same command resumes from --run-dir."""
     from textrnn import sentiment, training
@@ -50,6 +54,7 @@ def train(
         "data.encoding": encoding,
         "data.max_length": max_length,
         "tokenizer.kind": tokenizer,
+        "model.init_from": str(init_from) if init_from else None,
         **common.training_overrides(
             epochs, batch_size, learning_rate, strategy, tpu, seed, mixed_precision, static_shapes
         ),
