@@ -467,7 +467,7 @@ class AttentionDecoder(keras.layers.Layer):
 
     def step(self, ids, state: dict, memory, processed_memory, source_mask):
         """Decoding step: previous ids `(batch,)` -> `(log_probs (batch, vocab), state, weights)`."""
-        embedded = self.embedding(ids)  # (batch, embedding_dim)
+        embedded = ops.take(self.embedding.embeddings, ids, axis=0)  # (batch, embedding_dim), no mask
         attentional, weights, states = self.step_embedded(
             embedded, state["feed"], state["states"], memory, processed_memory, source_mask
         )
