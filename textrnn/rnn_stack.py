@@ -400,7 +400,10 @@ class _Attention(keras.layers.Layer):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.supports_masking = False
+        self.supports_masking = True  # the memory's padding comes in as `value_mask`
+
+    def compute_mask(self, query, value=None, value_mask=None, processed_value=None, mask=None):
+        return None
 
     def process_value(self, value):
         """Per-sentence precomputation over the memory (identity unless overridden)."""
