@@ -11,7 +11,8 @@ Prints, in one run:
 2. the input pipeline's throughput alone (iterating textrnn's training dataset,
    no model) against what training consumes: the pipeline must be >= 5x faster;
 3. `textrnn sentiment predict` on 10,000 lines on stdin: lines/s (end to end, in a
-   fresh process, including start-up and model loading; also with start-up taken out).
+   fresh process, including start-up and model loading; and the same lines through
+   `sentiment.predict` on the export loaded in this process).
 
 The machine is shared and noisy, so the contenders alternate for `--rounds`
 rounds in one process (one epoch each per round, after an untimed warm-up
@@ -253,70 +254,59 @@ def median_ratio(numerators: list[float], denominators: list[float]) -> float:
 
 
 def predict_throughput(
-    run_dir: Path, lines: int, rounds: int, timeout: float, log: Callable[[str], None]
+    run_dir: Path,
+    texts: list[str],
+    lines: int,
+    rounds: int,
+    timeout: float,
+    log: Callable[[str], None],
 ) -> dict:
-    """`textrnn sentiment predict --model EXPORT` on `lines` stdin lines, in a fresh process."""
+    """`textrnn sentiment predict --model EXPORT` on `lines` stdin lines (training texts, cycled).
+
+    Alternates the CLI in a fresh process (end to end: start-up, model loading,
+    reading stdin, printing) with the same lines through `sentiment.predict` on
+    the export loaded once in this process (the model's share).
+    """
+    texts = [" ".join(text.split()) for text in texts if text.strip()]
+    chosen = [texts[i % len(texts)] for i in range(lines)]
+    stdin = "".join(text + "\n" for text in chosen).encode()
     with tempfile.TemporaryDirectory(prefix="textrnn-bench-export-") as out:
         version = export.export_run(run_dir, out)
-        rng = np.random.default_rng(0)
-        words = [
-            "a",
-            "good",
-            "bad",
-            "film",
-            "plot",
-            "moving",
-            "dull",
-            "the",
-            "story",
-            ",",
-            ".",
-            "not",
-        ]
-        many = "".join(
-            " ".join(rng.choice(words, size=rng.integers(3, 25))) + "\n" for _ in range(lines)
-        )
-        few = "a good film\n"
+        serve = tf.saved_model.load(str(version)).signatures["serving_default"]
+        sentiment.predict(serve, chosen[:256])  # warm up
 
-        def run(stdin: str) -> float:
+        def cli() -> float:
             env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(ROOT))
+            command = [
+                sys.executable,
+                "-m",
+                "textrnn.cli",
+                "sentiment",
+                "predict",
+                "--model",
+                str(version),
+            ]
             started = time.perf_counter()
             result = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "textrnn.cli",
-                    "sentiment",
-                    "predict",
-                    "--model",
-                    str(version),
-                ],
-                input=stdin.encode(),
-                capture_output=True,
-                timeout=timeout,
-                env=env,
-                cwd=ROOT,
+                command, input=stdin, capture_output=True, timeout=timeout, env=env, cwd=ROOT
             )
             seconds = time.perf_counter() - started
             if result.returncode != 0:
                 raise RuntimeError(f"predict failed: {result.stderr.decode()[-500:]}")
-            if len(result.stdout.splitlines()) != stdin.count("\n"):
+            if len(result.stdout.splitlines()) != lines:
                 raise RuntimeError("predict printed the wrong number of lines")
-            return seconds
+            return lines / seconds
 
-        runs = alternate(
-            {"predict_10k_seconds": lambda: run(many), "startup_seconds": lambda: run(few)},
-            rounds,
-            log,
-        )
-    total = statistics.median(runs["predict_10k_seconds"])
-    startup = statistics.median(runs["startup_seconds"])
+        def in_process() -> float:
+            started = time.perf_counter()
+            sentiment.predict(serve, chosen)
+            return lines / (time.perf_counter() - started)
+
+        runs = alternate({"predict_cli": cli, "predict_in_process": in_process}, rounds, log)
     return {
         "predict_lines": lines,
-        "predict_seconds": total,
-        "predict_lines_per_s": lines / total,
-        "predict_startup_seconds": startup,
-        "predict_lines_per_s_after_startup": lines / max(total - startup, 1e-9),
+        "predict_lines_per_s": statistics.median(runs["predict_cli"]),
+        "predict_in_process_lines_per_s": statistics.median(runs["predict_in_process"]),
     }
 
 
@@ -388,19 +378,24 @@ def main(argv: list[str] | None = None) -> dict:
         if not args.skip_predict:
             weights = run_dir / training.WEIGHTS_FILE
             textrnn_contender.model.save_weights(weights)
+            texts = sentiment.read_examples(
+                config.data.train,
+                config.data.text_column,
+                config.data.label_column,
+                config.data.encoding,
+            ).texts
             log(
-                f"predict: {args.predict_lines:,} lines on stdin, alternating with a 1-line run (start-up):"
+                f"predict: {args.predict_lines:,} lines on stdin (CLI, fresh process) vs in-process:"
             )
             result.update(
                 predict_throughput(
-                    run_dir, args.predict_lines, args.predict_rounds, args.timeout, log
+                    run_dir, texts, args.predict_lines, args.predict_rounds, args.timeout, log
                 )
             )
             log(
                 f"predict: {result['predict_lines_per_s']:,.0f} lines/s end to end "
-                f"({result['predict_seconds']:.1f} s for {args.predict_lines:,} lines, start-up "
-                f"{result['predict_startup_seconds']:.1f} s; {result['predict_lines_per_s_after_startup']:,.0f} "
-                "lines/s after start-up)"
+                f"(`textrnn sentiment predict`, start-up included); "
+                f"{result['predict_in_process_lines_per_s']:,.0f} lines/s in process"
             )
     result = {
         k: (round(v, 3) if isinstance(v, float) and math.isfinite(v) else v)
