@@ -110,11 +110,64 @@ def start_server(base: Path, *options: str) -> ServerProcess:
     return server
 
 
+TRANSLATION_PAIRS = [
+    ("ein mann fährt rad .", "a man rides a bike ."),
+    ("eine frau liest ein buch .", "a woman reads a book ."),
+    ("zwei hunde spielen .", "two dogs play ."),
+    ("ein kind lacht .", "a child laughs ."),
+] * 8
+
+
+def export_tiny_translation(base: Path, workdir: Path) -> str | None:
+    """Train and export a tiny GRU encoder-decoder to `base/translation`.
+
+    Returns None on success, "" when the task does not export yet, else the error.
+    """
+    try:
+        from textrnn import translation
+        from textrnn.config import TranslationConfig
+    except ImportError:
+        return ""
+    if not hasattr(translation, "export_parts"):
+        return ""
+    from textrnn import export, training
+    from textrnn.config import load_config
+
+    source, target = workdir / "train.de", workdir / "train.en"
+    source.write_text("".join(f"{s}\n" for s, _ in TRANSLATION_PAIRS), encoding="utf-8")
+    target.write_text("".join(f"{t}\n" for _, t in TRANSLATION_PAIRS), encoding="utf-8")
+    overrides = {
+        "data.source": str(source),
+        "data.target": str(target),
+        "data.source_max_length": 8,
+        "data.target_max_length": 8,
+        "tokenizer.kind": "word",
+        "tokenizer.vocabulary_size": 40,
+        "model.embedding_dim": 8,
+        "model.encoder.units": 8,
+        "model.decoder.units": 8,
+        "training.epochs": 1,
+        "training.batch_size": 4,
+        "training.seed": 5,
+    }
+    try:
+        config = load_config(TranslationConfig, None, overrides)
+        run_dir = workdir / "translation-run"
+        training.train(
+            translation, config, run_dir, restart=True, echo=lambda line: None, verbose=0
+        )
+        export.export_run(run_dir, base / "translation")
+    except Exception as error:  # noqa: BLE001 - reported by the translation tests, not the fixture
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
 @dataclass(frozen=True)
 class Exports:
     base: Path  # <base>/sentiment/{1,2}, <base>/classifier/1, <base>/lm/1 (when the task exports)
     outside: Path  # an export outside the base path (the target of a symlink inside it)
     tasks: tuple[str, ...]  # model names served besides the classifiers
+    translation_error: str  # why the translation export is missing ("" if the task does not export)
 
 
 LM_TEXT = "".join(f"the cat sat on the mat {i % 7}.\nto be or not to be.\n" for i in range(40))
@@ -164,7 +217,10 @@ def exports(sentiment_run: SentimentRun, tmp_path_factory: pytest.TempPathFactor
     tasks = []
     if export_tiny_language_model(base, tmp_path_factory.mktemp("lm")):
         tasks.append("lm")
-    return Exports(base, outside, tuple(tasks))
+    translation_error = export_tiny_translation(base, tmp_path_factory.mktemp("translation"))
+    if translation_error is None:
+        tasks.append("translation")
+    return Exports(base, outside, tuple(tasks), translation_error or "")
 
 
 @pytest.fixture(scope="session")
@@ -517,6 +573,52 @@ def test_language_model_over_grpc(
     response = prediction.Predict(request, timeout=60)
     expected = lm_reference(in_process, "serving_default", prompt=["the cat"], **GENERATION_KNOBS)
     assert list(tf.make_ndarray(response.outputs["text"])) == list(expected["text"])
+
+
+@pytest.fixture
+def translation_export(exports: Exports) -> str:
+    if exports.translation_error:
+        pytest.fail(
+            f"the translation task exports, but the tiny export failed: {exports.translation_error}"
+        )
+    if "translation" not in exports.tasks:
+        pytest.skip("the translation task does not export yet")
+    return "translation"
+
+
+def test_translation_row_and_columnar(
+    server: ServerProcess, translation_export: str, in_process: dict[Any, Any]
+) -> None:
+    import tensorflow as tf
+
+    sources = ["ein mann fährt rad .", "zwei hunde spielen ."]
+    expected = {
+        k: v.numpy()
+        for k, v in in_process["translation"]
+        .signatures["serving_default"](source=tf.constant(sources))
+        .items()
+    }
+    status, rows = predict(server, {"instances": sources}, model=translation_export)
+    assert status == 200, rows
+    assert [r["translation"] for r in rows["predictions"]] == [
+        t.decode() for t in expected["translation"]
+    ]
+    np.testing.assert_allclose(
+        [r["score"] for r in rows["predictions"]], expected["score"], rtol=1e-5
+    )
+    knobs = {"beam_size": 2, "max_length": 6}
+    status, columns = predict(
+        server,
+        {"signature_name": "translate", "inputs": {"source": sources, **knobs}},
+        model=translation_export,
+    )
+    assert status == 200, columns
+    reference_translate = in_process["translation"].signatures["translate"](
+        source=tf.constant(sources), beam_size=tf.constant(2), max_length=tf.constant(6)
+    )
+    assert columns["outputs"]["translation"] == [
+        t.decode() for t in reference_translate["translation"].numpy()
+    ]
 
 
 # ----------------------------------------------------------------------------- bad requests
