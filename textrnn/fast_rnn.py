@@ -90,8 +90,9 @@ def _lstm_forward(x, h0, c0, mask, kernel, recurrent_kernel, bias, zero_output):
             c_new = tf.where(m, c_new, c)
             output = tf.where(m, h_new, tf.zeros_like(h_new) if zero_output else previous_output)
         gates_ta = gates_ta.write(t, tf.concat([i, f, g, o], axis=-1))
-        return (t + 1, h_new, c_new, output, gates_ta, h_ta.write(t, h_new), c_ta.write(t, c_new),
-                out_ta.write(t, output))
+        if mask is not None:
+            out_ta = out_ta.write(t, output)
+        return t + 1, h_new, c_new, output, gates_ta, h_ta.write(t, h_new), c_ta.write(t, c_new), out_ta
 
     _, h, c, _, gates_ta, h_ta, c_ta, out_ta = tf.while_loop(
         lambda t, *_: t < steps,
@@ -99,7 +100,9 @@ def _lstm_forward(x, h0, c0, mask, kernel, recurrent_kernel, bias, zero_output):
         (tf.constant(0), h0, c0, tf.zeros_like(h0), gates_ta, h_ta, c_ta, out_ta),
         maximum_iterations=steps,
     )
-    return out_ta.stack(), h, c, gates_ta.stack(), h_ta.stack(), c_ta.stack()
+    states_h = h_ta.stack()
+    outputs = states_h if mask is None else out_ta.stack()  # without a mask the outputs are the h states
+    return outputs, h, c, gates_ta.stack(), states_h, c_ta.stack()
 
 
 def _lstm_backward(x, h0, c0, mask, kernel, recurrent_kernel, gates, states_h, states_c,
@@ -190,7 +193,9 @@ def _gru_forward(x, h0, mask, kernel, recurrent_kernel, bias, zero_output):
             h_new = tf.where(m, h_new, h)
             output = tf.where(m, h_new, tf.zeros_like(h_new) if zero_output else previous_output)
         saved_ta = saved_ta.write(t, tf.concat([z, r, hh, r_h], axis=-1))
-        return t + 1, h_new, output, saved_ta, h_ta.write(t, h_new), out_ta.write(t, output)
+        if mask is not None:
+            out_ta = out_ta.write(t, output)
+        return t + 1, h_new, output, saved_ta, h_ta.write(t, h_new), out_ta
 
     _, h, _, saved_ta, h_ta, out_ta = tf.while_loop(
         lambda t, *_: t < steps,
@@ -198,7 +203,9 @@ def _gru_forward(x, h0, mask, kernel, recurrent_kernel, bias, zero_output):
         (tf.constant(0), h0, tf.zeros_like(h0), saved_ta, h_ta, out_ta),
         maximum_iterations=steps,
     )
-    return out_ta.stack(), h, saved_ta.stack(), h_ta.stack()
+    states_h = h_ta.stack()
+    outputs = states_h if mask is None else out_ta.stack()
+    return outputs, h, saved_ta.stack(), states_h
 
 
 def _gru_backward(x, h0, mask, kernel, recurrent_kernel, saved, states_h, d_outputs, d_h, zero_output):
