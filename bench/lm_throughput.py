@@ -47,10 +47,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--vocab", type=int, default=65)
     parser.add_argument("--embedding-dim", type=int, default=64)
     parser.add_argument("--steps", type=int, default=20, help="timed steps per round")
-    parser.add_argument("--warmup", type=int, default=5, help="untimed steps before the first round")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians are quoted")
+    parser.add_argument(
+        "--warmup", type=int, default=5, help="untimed steps before the first round"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="alternating rounds; medians are quoted"
+    )
     parser.add_argument("--implementation", choices=("auto", "fast", "keras"), default="auto")
-    parser.add_argument("--mask", action="store_true", help="Embedding(mask_zero=True), as the LM task")
+    parser.add_argument(
+        "--mask", action="store_true", help="Embedding(mask_zero=True), as the LM task"
+    )
     parser.add_argument("--skip-keras", action="store_true", help="time textrnn only")
     parser.add_argument("--json", action="store_true", help="last line: one JSON object")
     return parser.parse_args(argv)
@@ -69,7 +75,9 @@ def flops_per_token(args: argparse.Namespace) -> float:
 
 def dataset(args: argparse.Namespace) -> tf.data.Dataset:
     rng = np.random.default_rng(0)
-    tokens = rng.integers(1, args.vocab, size=(args.batch_size * 8, args.seq_len + 1)).astype("int32")
+    tokens = rng.integers(1, args.vocab, size=(args.batch_size * 8, args.seq_len + 1)).astype(
+        "int32"
+    )
     data = tf.data.Dataset.from_tensor_slices((tokens[:, :-1], tokens[:, 1:]))
     data = data.batch(args.batch_size, drop_remainder=True).cache().repeat()
     options = tf.data.Options()
@@ -84,7 +92,10 @@ def build(args: argparse.Namespace, textrnn: bool) -> keras.Model:
     x = keras.layers.Embedding(args.vocab, args.embedding_dim, mask_zero=args.mask)(inputs)
     if textrnn:
         x = RNNStack(
-            cell=args.cell, num_layers=args.layers, units=args.units, implementation=args.implementation
+            cell=args.cell,
+            num_layers=args.layers,
+            units=args.units,
+            implementation=args.implementation,
         )(x)
     else:
         layer = keras.layers.LSTM if args.cell == "lstm" else keras.layers.GRU
@@ -116,7 +127,10 @@ def main(argv=None) -> dict:
     for name, model in contenders.items():
         started = time.perf_counter()
         model.fit(data, epochs=1, steps_per_epoch=args.warmup, verbose=0)
-        print(f"{name}: warm-up {args.warmup} steps in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+        print(
+            f"{name}: warm-up {args.warmup} steps in {time.perf_counter() - started:.1f} s",
+            file=sys.stderr,
+        )
     for round_index in range(args.rounds):
         for name, model in contenders.items():
             rate = tokens / timed_fit(model, data, args.steps)
@@ -124,8 +138,13 @@ def main(argv=None) -> dict:
             print(f"round {round_index + 1} {name}: {rate:,.0f} tokens/s", file=sys.stderr)
     flops = flops_per_token(args)
     result = {
-        "cell": args.cell, "units": args.units, "layers": args.layers, "batch_size": args.batch_size,
-        "seq_len": args.seq_len, "vocab": args.vocab, "embedding_dim": args.embedding_dim,
+        "cell": args.cell,
+        "units": args.units,
+        "layers": args.layers,
+        "batch_size": args.batch_size,
+        "seq_len": args.seq_len,
+        "vocab": args.vocab,
+        "embedding_dim": args.embedding_dim,
         "implementation": contenders["textrnn"].layers[2].resolved_implementation,
     }
     for name, values in rates.items():
@@ -135,7 +154,13 @@ def main(argv=None) -> dict:
         result[f"{name}_runs"] = [round(v) for v in values]
     if "keras" in rates:
         result["ratio"] = round(result["textrnn_tokens_per_s"] / result["keras_tokens_per_s"], 3)
-    for key in ("textrnn_tokens_per_s", "keras_tokens_per_s", "ratio", "textrnn_gflops", "keras_gflops"):
+    for key in (
+        "textrnn_tokens_per_s",
+        "keras_tokens_per_s",
+        "ratio",
+        "textrnn_gflops",
+        "keras_gflops",
+    ):
         if key in result:
             print(f"{key}: {result[key]}")
     if args.json:

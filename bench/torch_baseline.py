@@ -43,14 +43,18 @@ def main(argv=None) -> dict:
         args.embedding_dim, args.units, num_layers=args.layers, batch_first=True
     )
     model = nn.ModuleDict(
-        {"embedding": nn.Embedding(args.vocab, args.embedding_dim), "rnn": recurrent,
-         "output": nn.Linear(args.units, args.vocab)}
+        {
+            "embedding": nn.Embedding(args.vocab, args.embedding_dim),
+            "rnn": recurrent,
+            "output": nn.Linear(args.units, args.vocab),
+        }
     )
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_function = nn.CrossEntropyLoss()
     generator = torch.Generator().manual_seed(0)
     batches = [
-        torch.randint(1, args.vocab, (args.batch_size, args.seq_len + 1), generator=generator) for _ in range(8)
+        torch.randint(1, args.vocab, (args.batch_size, args.seq_len + 1), generator=generator)
+        for _ in range(8)
     ]
 
     def step(tokens):
@@ -70,9 +74,14 @@ def main(argv=None) -> dict:
             step(batches[index % len(batches)])
         rates.append(args.steps * args.batch_size * args.seq_len / (time.perf_counter() - started))
         print(f"round {round_index + 1} torch: {rates[-1]:,.0f} tokens/s", file=sys.stderr)
-    result = {"cell": args.cell, "units": args.units, "torch_version": torch.__version__,
-              "threads": torch.get_num_threads(), "torch_tokens_per_s": round(statistics.median(rates), 1),
-              "torch_runs": [round(r) for r in rates]}
+    result = {
+        "cell": args.cell,
+        "units": args.units,
+        "torch_version": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "torch_tokens_per_s": round(statistics.median(rates), 1),
+        "torch_runs": [round(r) for r in rates],
+    }
     print(f"torch_tokens_per_s: {result['torch_tokens_per_s']}")
     if args.json:
         print(json.dumps(result))

@@ -48,23 +48,29 @@ def _outputs_and_gradients(layer, x, mask, initial_state):
 
 def _assert_close(expected, actual, tolerance=1e-5):
     assert len(expected) == len(actual)
-    for e, a in zip(expected, actual):
+    for e, a in zip(expected, actual, strict=True):
         np.testing.assert_allclose(a, e, atol=tolerance, rtol=tolerance)
 
 
 CASES = [
     (cell, go_backwards, masked, zero_output)
-    for cell, go_backwards, masked, zero_output in itertools.product(("lstm", "gru"), *[(False, True)] * 3)
+    for cell, go_backwards, masked, zero_output in itertools.product(
+        ("lstm", "gru"), *[(False, True)] * 3
+    )
     if masked or not zero_output
 ]
 
 
 @pytest.mark.parametrize("cell, go_backwards, masked, zero_output", CASES)
 def test_layer_matches_keras(cell, go_backwards, masked, zero_output):
-    return_sequences = not go_backwards or zero_output  # both kinds of output, with and without masks
+    return_sequences = (
+        not go_backwards or zero_output
+    )  # both kinds of output, with and without masks
     keras_class, fast_class = PAIRS[cell]
     x, mask = _data()
-    settings = dict(units=UNITS, return_sequences=return_sequences, return_state=True, go_backwards=go_backwards)
+    settings = dict(
+        units=UNITS, return_sequences=return_sequences, return_state=True, go_backwards=go_backwards
+    )
     reference, fast = keras_class(**settings), fast_class(**settings)
     reference.build(x.shape)
     fast.build(x.shape)
@@ -72,7 +78,10 @@ def test_layer_matches_keras(cell, go_backwards, masked, zero_output):
     fast.set_weights(reference.get_weights())
     reference.zero_output_for_mask = fast.zero_output_for_mask = zero_output
     rng = np.random.default_rng(2)
-    initial = [tf.constant(rng.normal(size=(BATCH, UNITS)).astype("float32")) for _ in range(2 if cell == "lstm" else 1)]
+    initial = [
+        tf.constant(rng.normal(size=(BATCH, UNITS)).astype("float32"))
+        for _ in range(2 if cell == "lstm" else 1)
+    ]
     expected = _outputs_and_gradients(reference, x, mask if masked else None, initial)
     actual = _outputs_and_gradients(fast, x, mask if masked else None, initial)
     _assert_close(expected[0], actual[0])
@@ -88,11 +97,16 @@ def test_stack_matches_keras_bidirectional_states_and_swaps_weights(cell, tmp_pa
     reference.build(x.shape)
     fast.build(x.shape)
     assert isinstance(fast.recurrent_layers[0].forward_layer, PAIRS[cell][1])
-    assert [w.path.split("/", 1)[1] for w in fast.weights] == [w.path.split("/", 1)[1] for w in reference.weights]
+    assert [w.path.split("/", 1)[1] for w in fast.weights] == [
+        w.path.split("/", 1)[1] for w in reference.weights
+    ]
     _random_weights(reference)
     fast.set_weights(reference.get_weights())
     rng = np.random.default_rng(4)
-    initial = [tf.constant(rng.normal(size=(BATCH, UNITS)).astype("float32")) for _ in range(fast.states_per_layer * 2)]
+    initial = [
+        tf.constant(rng.normal(size=(BATCH, UNITS)).astype("float32"))
+        for _ in range(fast.states_per_layer * 2)
+    ]
     expected = _outputs_and_gradients(reference, x, mask, initial)
     actual = _outputs_and_gradients(fast, x, mask, initial)
     _assert_close(expected[0], actual[0])
@@ -118,7 +132,9 @@ def test_finite_difference_gradient_float64(cell):
     rng = np.random.default_rng(5)
     steps, batch, features, units = 4, 2, 3, 3
     gates = 4 if cell == "lstm" else 3
-    mask = tf.constant(np.array([[True, True], [True, True], [True, False], [False, False]]))  # (T, B)
+    mask = tf.constant(
+        np.array([[True, True], [True, True], [True, False], [False, False]])
+    )  # (T, B)
     arguments = [
         rng.normal(size=(steps, batch, features)),
         rng.normal(size=(batch, units)),
@@ -138,14 +154,16 @@ def test_finite_difference_gradient_float64(cell):
         return tf.reduce_sum(outputs * probe) + tf.reduce_sum(h * h)
 
     theoretical, numerical = tf.test.compute_gradient(loss, arguments, delta=1e-6)
-    for t, n in zip(theoretical, numerical):
+    for t, n in zip(theoretical, numerical, strict=True):
         np.testing.assert_allclose(t, n, atol=1e-6, rtol=1e-6)
 
 
 def test_step_by_step_in_while_loop_matches_full_sequence():
     """Decoders call the stack one step at a time with initial_state / return_state."""
     x, _ = _data(6)
-    stack = RNNStack(cell="lstm", num_layers=2, units=UNITS, return_state=True, implementation="fast")
+    stack = RNNStack(
+        cell="lstm", num_layers=2, units=UNITS, return_state=True, implementation="fast"
+    )
     full = stack(x)
 
     @tf.function
@@ -161,7 +179,10 @@ def test_step_by_step_in_while_loop_matches_full_sequence():
         return tf.transpose(outputs.stack(), (1, 0, 2)), states
 
     outputs, states = loop(tf.constant(x))
-    _assert_close([full[0].numpy()] + [s.numpy() for s in full[1:]], [outputs.numpy()] + [s.numpy() for s in states])
+    _assert_close(
+        [full[0].numpy()] + [s.numpy() for s in full[1:]],
+        [outputs.numpy()] + [s.numpy() for s in states],
+    )
 
 
 @pytest.mark.slow
@@ -181,10 +202,14 @@ def test_trains_under_distribution_strategy_and_exports(tmp_path):
 
     module = tf.Module()
     module.model = model
-    module.serve = tf.function(lambda t: model(t, training=False), input_signature=[tf.TensorSpec((None, None), tf.int32)])
+    module.serve = tf.function(
+        lambda t: model(t, training=False), input_signature=[tf.TensorSpec((None, None), tf.int32)]
+    )
     tf.saved_model.save(module, str(tmp_path / "export"))
     loaded = tf.saved_model.load(str(tmp_path / "export"))
-    np.testing.assert_allclose(loaded.serve(tf.constant(tokens)).numpy(), model(tokens).numpy(), atol=1e-5)
+    np.testing.assert_allclose(
+        loaded.serve(tf.constant(tokens)).numpy(), model(tokens).numpy(), atol=1e-5
+    )
 
 
 def test_implementation_choice_config_and_fallbacks(caplog):
@@ -205,7 +230,9 @@ def test_implementation_choice_config_and_fallbacks(caplog):
     fast.build(x.shape)
     fast.set_weights(reference.get_weights())
     assert not fast.fast_path_supported()
-    np.testing.assert_allclose(fast(x, mask=mask).numpy(), reference(x, mask=mask).numpy(), atol=1e-6)
+    np.testing.assert_allclose(
+        fast(x, mask=mask).numpy(), reference(x, mask=mask).numpy(), atol=1e-6
+    )
 
     with caplog.at_level(logging.WARNING, logger="textrnn.rnn_stack"):
         warn_if_cudnn_disabled(keras.layers.GRU(UNITS, recurrent_dropout=0.1, name="slow_gru"))

@@ -50,7 +50,9 @@ def _flat_matmul(x, w):
 
 def _flat_inner(a, b):
     """Sum over time and batch of a^T b: (T, B, M), (T, B, N) -> (M, N)."""
-    return tf.matmul(tf.reshape(a, (-1, a.shape[-1])), tf.reshape(b, (-1, b.shape[-1])), transpose_a=True)
+    return tf.matmul(
+        tf.reshape(a, (-1, a.shape[-1])), tf.reshape(b, (-1, b.shape[-1])), transpose_a=True
+    )
 
 
 def _shift_in(first, sequence):
@@ -92,7 +94,16 @@ def _lstm_forward(x, h0, c0, mask, kernel, recurrent_kernel, bias, zero_output):
         gates_ta = gates_ta.write(t, tf.concat([i, f, g, o], axis=-1))
         if mask is not None:
             out_ta = out_ta.write(t, output)
-        return t + 1, h_new, c_new, output, gates_ta, h_ta.write(t, h_new), c_ta.write(t, c_new), out_ta
+        return (
+            t + 1,
+            h_new,
+            c_new,
+            output,
+            gates_ta,
+            h_ta.write(t, h_new),
+            c_ta.write(t, c_new),
+            out_ta,
+        )
 
     _, h, c, _, gates_ta, h_ta, c_ta, out_ta = tf.while_loop(
         lambda t, *_: t < steps,
@@ -101,12 +112,27 @@ def _lstm_forward(x, h0, c0, mask, kernel, recurrent_kernel, bias, zero_output):
         maximum_iterations=steps,
     )
     states_h = h_ta.stack()
-    outputs = states_h if mask is None else out_ta.stack()  # without a mask the outputs are the h states
+    outputs = (
+        states_h if mask is None else out_ta.stack()
+    )  # without a mask the outputs are the h states
     return outputs, h, c, gates_ta.stack(), states_h, c_ta.stack()
 
 
-def _lstm_backward(x, h0, c0, mask, kernel, recurrent_kernel, gates, states_h, states_c,
-                   d_outputs, d_h, d_c, zero_output):
+def _lstm_backward(
+    x,
+    h0,
+    c0,
+    mask,
+    kernel,
+    recurrent_kernel,
+    gates,
+    states_h,
+    states_c,
+    d_outputs,
+    d_h,
+    d_c,
+    zero_output,
+):
     steps = tf.shape(x)[0]
     dtype = x.dtype
     c_previous = _shift_in(c0, states_c)  # (T, B, U)
@@ -208,7 +234,9 @@ def _gru_forward(x, h0, mask, kernel, recurrent_kernel, bias, zero_output):
     return outputs, h, saved_ta.stack(), states_h
 
 
-def _gru_backward(x, h0, mask, kernel, recurrent_kernel, saved, states_h, d_outputs, d_h, zero_output):
+def _gru_backward(
+    x, h0, mask, kernel, recurrent_kernel, saved, states_h, d_outputs, d_h, zero_output
+):
     steps = tf.shape(x)[0]
     dtype = x.dtype
     units = recurrent_kernel.shape[0]
@@ -283,24 +311,44 @@ def lstm_sequence(x, h0, c0, mask, kernel, recurrent_kernel, bias, zero_output=F
         outputs (T, B, U), final h, final c.
     """
     has_mask = mask is not None
-    forward = _jit(lambda *a: _lstm_forward(*a[:3], a[3] if has_mask else None, *a[4:], zero_output),
-                   ("lstm_fwd", has_mask, zero_output))
-    backward = _jit(lambda *a: _lstm_backward(*a[:3], a[3] if has_mask else None, *a[4:], zero_output),
-                    ("lstm_bwd", has_mask, zero_output))
+    forward = _jit(
+        lambda *a: _lstm_forward(*a[:3], a[3] if has_mask else None, *a[4:], zero_output),
+        ("lstm_fwd", has_mask, zero_output),
+    )
+    backward = _jit(
+        lambda *a: _lstm_backward(*a[:3], a[3] if has_mask else None, *a[4:], zero_output),
+        ("lstm_bwd", has_mask, zero_output),
+    )
     mask_arg = mask[..., None] if has_mask else tf.zeros((), tf.bool)
 
     @tf.custom_gradient
     def run(x, h0, c0, kernel, recurrent_kernel, bias):
         # stop_gradient: the tape must not trace through the compiled loop (its
         # TensorLists cannot leave XLA); `grad` below is the gradient.
-        x, h0, c0, kernel, recurrent_kernel, bias = _no_tape(x, h0, c0, kernel, recurrent_kernel, bias)
-        outputs, h, c, gates, states_h, states_c = forward(x, h0, c0, mask_arg, kernel, recurrent_kernel, bias)
+        x, h0, c0, kernel, recurrent_kernel, bias = _no_tape(
+            x, h0, c0, kernel, recurrent_kernel, bias
+        )
+        outputs, h, c, gates, states_h, states_c = forward(
+            x, h0, c0, mask_arg, kernel, recurrent_kernel, bias
+        )
 
         def grad(d_outputs, d_h, d_c):
             d_outputs = _zeros_if_none(d_outputs, outputs)
             d_h, d_c = _zeros_if_none(d_h, h), _zeros_if_none(d_c, c)
-            return backward(x, h0, c0, mask_arg, kernel, recurrent_kernel, gates, states_h, states_c,
-                            d_outputs, d_h, d_c)
+            return backward(
+                x,
+                h0,
+                c0,
+                mask_arg,
+                kernel,
+                recurrent_kernel,
+                gates,
+                states_h,
+                states_c,
+                d_outputs,
+                d_h,
+                d_c,
+            )
 
         return (outputs, h, c), grad
 
@@ -314,10 +362,14 @@ def gru_sequence(x, h0, mask, kernel, recurrent_kernel, bias, zero_output=False)
         outputs (T, B, U), final h.
     """
     has_mask = mask is not None
-    forward = _jit(lambda *a: _gru_forward(*a[:2], a[2] if has_mask else None, *a[3:], zero_output),
-                   ("gru_fwd", has_mask, zero_output))
-    backward = _jit(lambda *a: _gru_backward(*a[:2], a[2] if has_mask else None, *a[3:], zero_output),
-                    ("gru_bwd", has_mask, zero_output))
+    forward = _jit(
+        lambda *a: _gru_forward(*a[:2], a[2] if has_mask else None, *a[3:], zero_output),
+        ("gru_fwd", has_mask, zero_output),
+    )
+    backward = _jit(
+        lambda *a: _gru_backward(*a[:2], a[2] if has_mask else None, *a[3:], zero_output),
+        ("gru_bwd", has_mask, zero_output),
+    )
     mask_arg = mask[..., None] if has_mask else tf.zeros((), tf.bool)
 
     @tf.custom_gradient
@@ -328,7 +380,9 @@ def gru_sequence(x, h0, mask, kernel, recurrent_kernel, bias, zero_output=False)
         def grad(d_outputs, d_h):
             d_outputs = _zeros_if_none(d_outputs, outputs)
             d_h = _zeros_if_none(d_h, h)
-            return backward(x, h0, mask_arg, kernel, recurrent_kernel, saved, states_h, d_outputs, d_h)
+            return backward(
+                x, h0, mask_arg, kernel, recurrent_kernel, saved, states_h, d_outputs, d_h
+            )
 
         return (outputs, h), grad
 
@@ -372,7 +426,9 @@ class _FastLoopMixin:
         if isinstance(mask, (list, tuple)):
             mask = mask[0]
         if training and self.dropout:
-            dp_mask = self.cell.get_dropout_mask(sequences[:, 0, :])  # (B, D), as Keras's cuDNN path
+            dp_mask = self.cell.get_dropout_mask(
+                sequences[:, 0, :]
+            )  # (B, D), as Keras's cuDNN path
             sequences = sequences * ops.expand_dims(dp_mask, axis=1)
         x = tf.transpose(sequences, (1, 0, 2))  # (T, B, D)
         if mask is not None:
@@ -382,7 +438,10 @@ class _FastLoopMixin:
             if mask is not None:
                 mask = tf.reverse(mask, [0])
         cell = self.cell
-        weights = [tf.cast(_is_tensor_value(w), x.dtype) for w in (cell.kernel, cell.recurrent_kernel, cell.bias)]
+        weights = [
+            tf.cast(_is_tensor_value(w), x.dtype)
+            for w in (cell.kernel, cell.recurrent_kernel, cell.bias)
+        ]
         states = [tf.cast(s, x.dtype) for s in initial_state]
         outputs, *final_states = self._run_sequence(x, states, mask, *weights)
         last_output = outputs[-1]  # (B, U)
@@ -403,8 +462,16 @@ class FastLSTM(_FastLoopMixin, keras.layers.LSTM):
     """
 
     def _run_sequence(self, x, states, mask, kernel, recurrent_kernel, bias):
-        outputs, h, c = lstm_sequence(x, states[0], states[1], mask, kernel, recurrent_kernel, bias,
-                                      zero_output=self.zero_output_for_mask)
+        outputs, h, c = lstm_sequence(
+            x,
+            states[0],
+            states[1],
+            mask,
+            kernel,
+            recurrent_kernel,
+            bias,
+            zero_output=self.zero_output_for_mask,
+        )
         return outputs, h, c
 
 
@@ -424,6 +491,13 @@ class FastGRU(_FastLoopMixin, keras.layers.GRU):
     """
 
     def _run_sequence(self, x, states, mask, kernel, recurrent_kernel, bias):
-        outputs, h = gru_sequence(x, states[0], mask, kernel, recurrent_kernel, bias,
-                                  zero_output=self.zero_output_for_mask)
+        outputs, h = gru_sequence(
+            x,
+            states[0],
+            mask,
+            kernel,
+            recurrent_kernel,
+            bias,
+            zero_output=self.zero_output_for_mask,
+        )
         return outputs, h
