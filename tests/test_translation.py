@@ -221,7 +221,10 @@ def overfit_run(tmp_path_factory):
     from textrnn import training, translation
 
     directory = tmp_path_factory.mktemp("translation")
-    config = tiny_translation_config(directory, **{"training.epochs": 40, "training.lr_schedule": "constant"})
+    # Static shapes: one batch shape, so the recurrent loops compile once.
+    config = tiny_translation_config(
+        directory, **{"training.epochs": 40, "training.lr_schedule": "constant", "training.static_shapes": True}
+    )
     run_dir = directory / "run"
     metrics = training.train(translation, config, run_dir, echo=lambda line: None, verbose=0)
     return run_dir, metrics

@@ -34,9 +34,23 @@ LANGUAGE_MODEL = [
     "generate --model saved_models/lm --prompt ROMEO: --max-tokens 300 --temperature 0.8 --seed 1",
 ]
 
+TRANSLATION = [
+    "translation train --config tasks/translation/config.toml --run-dir runs/demo/translation --restart",
+    "translation evaluate --run-dir runs/demo/translation --source tasks/translation/data/val.en"
+    " --target tasks/translation/data/val.de",
+    "translation export --run-dir runs/demo/translation --out saved_models/translation",
+    "translation translate --model saved_models/translation --beam-size 4",
+]
+TRANSLATION_INPUT = (
+    "A man is riding a bike.\n"
+    "Two dogs are playing in the snow.\n"
+    "A woman in a red dress is walking down the street.\n"
+)
+
 STEPS: list[tuple[str, list[tuple[str, str | None]]]] = [
     ("sentiment analysis", [(c, SENTIMENT_INPUT if "predict" in c else None) for c in SENTIMENT]),
     ("language model and generation", [(c, None) for c in LANGUAGE_MODEL]),
+    ("translation (English -> German)", [(c, TRANSLATION_INPUT if " translate " in c else None) for c in TRANSLATION]),
 ]
 
 
