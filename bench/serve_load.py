@@ -173,11 +173,18 @@ class ServerProcess:
 # ----------------------------------------------------------------------------- model
 
 
-def build_export(workdir: Path, rows: int) -> Path:
-    """A default-size sentiment model (128-dim embedding, 128-unit LSTM) trained briefly, exported."""
+def build_export(workdir: Path, rows: int, implementation: str = "keras") -> Path:
+    """A default-size sentiment model (128-dim embedding, 128-unit LSTM) trained briefly, exported.
+
+    `implementation` "keras" builds Keras's LSTM; "auto" lets `RNNStack` pick (on CPU the
+    XLA-compiled `textrnn.fast_rnn` loop, whose serving graph compiles once per new input
+    shape: with batching, every new merged batch size).
+    """
     code = f"""
 import sys
-from textrnn import export, sentiment, training
+from textrnn import export, rnn_stack, sentiment, training
+if {implementation!r} != "auto":
+    rnn_stack.resolve_implementation = lambda implementation, cell: {implementation!r}
 from textrnn.config import load_config
 lines = open({str(REPO / "tasks/sentiment/data/train.tsv")!r}, encoding='utf-8').read().splitlines()
 open({str(workdir / "train.tsv")!r}, 'w', encoding='utf-8').write('\\n'.join(lines[: {rows} + 1]) + '\\n')
@@ -252,6 +259,12 @@ def main() -> None:
     parser.add_argument(
         "--train-rows", type=int, default=400, help="Rows to train the built model on."
     )
+    parser.add_argument(
+        "--implementation",
+        default="keras",
+        choices=("keras", "fast", "auto"),
+        help="RNN layers of the built model (fast/auto: XLA loops that compile per input shape).",
+    )
     parser.add_argument("--max-seconds", type=float, default=900, help="Bound on each client run.")
     args = parser.parse_args()
 
@@ -261,10 +274,11 @@ def main() -> None:
             base = args.model_base_path
         else:
             print(
-                f"building a default-size sentiment export ({args.train_rows} rows, 1 epoch) ...",
+                f"building a default-size sentiment export ({args.train_rows} rows, 1 epoch, "
+                f"{args.implementation} RNN layers) ...",
                 flush=True,
             )
-            base = build_export(workdir, args.train_rows)
+            base = build_export(workdir, args.train_rows, args.implementation)
         print(
             f"cores: {os.cpu_count()}   clients: {args.clients} x {args.requests} requests, 1 instance each"
         )
