@@ -30,6 +30,10 @@ def quiet_tensorflow() -> None:
     """Keep TensorFlow's C++ and absl chatter off the terminal (before it is imported)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    # oneDNN's custom ops made no measured difference to recurrent training here
+    # (shared/notes/cpu-rnn-speed.md) and print an error-level line for every
+    # boolean mask op on CPUs without AVX-512.
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     logging.getLogger("absl").setLevel(logging.ERROR)
 
 
