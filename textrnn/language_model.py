@@ -230,7 +230,7 @@ def _stream_dataset(corpus: Corpus, batch_size: int, seq_len: int, carry_state: 
 def _chunk_rows(corpus: Corpus, seq_len: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Lines longer than `seq_len` are split into consecutive windows (no token lost)."""
     inputs, targets = [], []
-    for x, y in zip(corpus.inputs, corpus.targets):
+    for x, y in zip(corpus.inputs, corpus.targets, strict=False):
         for start in range(0, len(x), seq_len):
             inputs.append(x[start : start + seq_len])
             targets.append(y[start : start + seq_len])
@@ -326,8 +326,8 @@ def load_datasets(config: LanguageModelConfig, run_dir: str | os.PathLike) -> tr
     batch_size = training.batch_size
     if data.layout == "continuous":
         train_dataset = _stream_dataset(train, batch_size, data.seq_len, data.carry_state, True, training.seed)
-        valid_batch = batch_size if data.carry_state else batch_size
-        valid_dataset = _stream_dataset(valid, valid_batch, data.seq_len, data.carry_state, False, training.seed)
+        # Same rows as training: a stateful model has a fixed batch size.
+        valid_dataset = _stream_dataset(valid, batch_size, data.seq_len, data.carry_state, False, training.seed)
         steps = (
             math.ceil(math.ceil(train.num_tokens / batch_size) / data.seq_len)
             if data.carry_state
@@ -796,7 +796,7 @@ def generate_texts(serving: Any, prompts: list[str], options: GenerationOptions)
         seed=tf.constant(options.resolved_seed(), tf.int64),
     )
     texts = [t.decode("utf-8", errors="replace") for t in outputs["text"].numpy()]
-    return list(zip(rows, texts))
+    return list(zip(rows, texts, strict=False))
 
 
 def stream_tokens(serving: Any, prompt: str, options: GenerationOptions, row: int = 0):
