@@ -345,6 +345,7 @@ class AttentionDecoder(keras.layers.Layer):
         embedding_dropout: dropout on the target embeddings.
         tie_embeddings: the output layer reuses the embedding matrix (needs
             `attentional_dim == embedding_dim`).
+        implementation: the decoder `RNNStack`'s ("auto", "keras" or "fast").
         **kwargs: standard `keras.layers.Layer` arguments.
 
     Call arguments (teacher forcing):
@@ -381,9 +382,11 @@ class AttentionDecoder(keras.layers.Layer):
         output_dropout: float = 0.0,
         embedding_dropout: float = 0.0,
         tie_embeddings: bool = False,
+        implementation: str = "auto",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.implementation = implementation
         self.vocabulary_size = vocabulary_size
         self.embedding_dim = embedding_dim
         self.cell = cell
@@ -407,7 +410,7 @@ class AttentionDecoder(keras.layers.Layer):
         self.embedding_dropout_layer = keras.layers.Dropout(embedding_dropout, name="embedding_dropout")
         self.stack = RNNStack(
             cell=cell, num_layers=num_layers, units=units, dropout=dropout, residual=residual,
-            return_sequences=True, return_state=True, name="stack",
+            return_sequences=True, return_state=True, implementation=implementation, name="stack",
         )
         self.attention_layer = make_attention(attention, units=attention_units or units, name="attention")
         self.attentional = keras.layers.Dense(self.feed_dim, activation="tanh", use_bias=False, name="attentional")
@@ -523,7 +526,7 @@ class AttentionDecoder(keras.layers.Layer):
             for name in (
                 "vocabulary_size", "embedding_dim", "cell", "num_layers", "units", "dropout", "residual",
                 "attention", "attention_units", "attentional_dim", "input_feeding", "output_dropout",
-                "embedding_dropout", "tie_embeddings",
+                "embedding_dropout", "tie_embeddings", "implementation",
             )
         })
         return config
@@ -582,8 +585,12 @@ def build_model(
     tokenizer: tuple[Tokenizer, Tokenizer],
     total_steps: int | None = None,
     compile: bool = True,
+    implementation: str = "auto",
 ) -> keras.Model:
-    """The teacher-forcing model `{source_ids, target_ids} -> logits`; compiled unless `compile=False`."""
+    """The teacher-forcing model `{source_ids, target_ids} -> logits`; compiled unless `compile=False`.
+
+    `implementation` is the `RNNStack` one; inference uses "keras" (see `load_run`).
+    """
     _check_model_config(config)
     source_tokenizer, target_tokenizer = tokenizer
     model_config, encoder = config.model, config.model.encoder
@@ -596,7 +603,7 @@ def build_model(
     encoded = RNNStack(
         cell=encoder.cell, num_layers=encoder.num_layers, units=encoder.units,
         bidirectional=encoder.bidirectional, dropout=encoder.dropout, residual=encoder.residual,
-        return_sequences=True, return_state=True, name="encoder",
+        return_sequences=True, return_state=True, implementation=implementation, name="encoder",
     )(x)
     memory, encoder_states = encoded[0], encoded[1:]  # (batch, source_time, memory_features)
     decoder_config = model_config.decoder
@@ -620,6 +627,7 @@ def build_model(
         output_dropout=model_config.dropout,
         embedding_dropout=model_config.embedding_dropout,
         tie_embeddings=model_config.tie_embeddings,
+        implementation=implementation,
         name="decoder",
     )(target_ids, memory, source_mask, initial_state)
     model = keras.Model({"source_ids": source_ids, "target_ids": target_ids}, logits, name="translation")
@@ -634,13 +642,18 @@ def build_model(
 
 
 def load_run(run_dir: str | os.PathLike) -> tuple[TranslationConfig, Tokenizer, Tokenizer, keras.Model]:
-    """Rebuild a trained translation model from its run directory."""
+    """Rebuild a trained translation model (Keras recurrent loops) from its run directory."""
     config = training_lib.load_run_config(run_dir, TranslationConfig)
     if config.task != "translation":
         raise RunDirError(f"{run_dir} holds a {config.task!r} run, not a translation one")
     source_tokenizer, target_tokenizer = load_tokenizers(run_dir)
-    model = build_model(config, (source_tokenizer, target_tokenizer), compile=False)
-    training_lib.load_weights(model, run_dir)
+    tokenizers = (source_tokenizer, target_tokenizer)
+    trained = build_model(config, tokenizers, compile=False)
+    training_lib.load_weights(trained, run_dir)
+    # Inference runs Keras's recurrent loop: the fast CPU loop compiles with XLA once
+    # per input shape, which every new (batch, sentence length) of a request would pay.
+    model = build_model(config, tokenizers, compile=False, implementation="keras")
+    model.set_weights(trained.get_weights())
     return config, source_tokenizer, target_tokenizer, model
 
 
