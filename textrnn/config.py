@@ -87,7 +87,9 @@ class TrainingConfig:
     mixed_precision: str = ""  # "" | mixed_float16 | mixed_bfloat16
     jit_compile: str = "auto"  # auto | true | false
     static_shapes: bool = False  # pad every batch to max_length, drop the remainder (TPU)
-    backup_every_steps: int = 0  # BackupAndRestore frequency in steps; 0 = every epoch
+    backup_every_steps: int = 0  # also back up every N training steps (resume mid-epoch); 0 = at epoch ends only
+    worker_hosts: str = ""  # multiworker without TF_CONFIG: host:port,host:port (every worker, same order)
+    task_index: int = 0  # multiworker: this worker's index in worker_hosts (0 = chief)
     shuffle_buffer: int = 100000
 
     def __post_init__(self) -> None:
@@ -111,7 +113,7 @@ class TrainingConfig:
         for name in ("clipnorm", "weight_decay"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"training.{name} must be >= 0")
-        for name in ("warmup_steps", "early_stopping_patience", "backup_every_steps"):
+        for name in ("warmup_steps", "early_stopping_patience", "backup_every_steps", "task_index"):
             _at_least(f"training.{name}", getattr(self, name), 0)
 
 

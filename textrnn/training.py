@@ -13,7 +13,7 @@ Run directory layout:
     labels.json           (classification) label values and names
     model.weights.h5      the final (best) weights, written atomically
     state.json            epochs completed, best validation metric
-    backup/               BackupAndRestore state (resume after a crash)
+    backup/               step-level backups + backup.json index (textrnn.backup: resume after a crash)
     checkpoints/          best.weights.h5, last.weights.h5
     logs/                 TensorBoard
 """
@@ -36,6 +36,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from textrnn import backup as backup_lib
 from textrnn import config as config_lib
 from textrnn.config import TrainingConfig
 from textrnn.errors import ConfigError, RunDirError, UserError
@@ -78,8 +79,41 @@ class TaskData:
 # ----------------------------------------------------------------------------- strategy
 
 
-def choose_strategy(name: str = "auto", tpu: str = "") -> tf.distribute.Strategy:
-    """`auto`: a TPU if a resolver finds one, MirroredStrategy on >1 GPU, else the default."""
+def split_cpu(devices: int) -> bool:
+    """Split the CPU into `devices` logical devices (MirroredStrategy replicas on a CPU-only host).
+
+    Only possible before TensorFlow initializes its runtime; returns whether it worked.
+    `textrnn` does it at start-up when TEXTRNN_CPU_DEVICES is set.
+    """
+    cpus = tf.config.list_physical_devices("CPU")
+    if len(tf.config.list_logical_devices("CPU")) >= devices:
+        return True
+    try:
+        tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * devices)
+    except RuntimeError:
+        return False
+    return True
+
+
+def worker_tf_config(worker_hosts: str, task_index: int) -> str:
+    """TF_CONFIG for worker `task_index` of `host:port,host:port,...` (MultiWorkerMirroredStrategy)."""
+    hosts = [host.strip() for host in worker_hosts.split(",") if host.strip()]
+    if not hosts or any(":" not in host for host in hosts):
+        raise ConfigError(f"--worker-hosts must be host:port,host:port,..., got {worker_hosts!r}")
+    if not 0 <= task_index < len(hosts):
+        raise ConfigError(f"--task-index must be in [0, {len(hosts) - 1}] for {len(hosts)} worker(s), got {task_index}")
+    return json.dumps({"cluster": {"worker": hosts}, "task": {"type": "worker", "index": task_index}})
+
+
+def choose_strategy(
+    name: str = "auto", tpu: str = "", worker_hosts: str = "", task_index: int = 0
+) -> tf.distribute.Strategy:
+    """`auto`: a TPU if a resolver finds one, MirroredStrategy on >1 GPU, else the default.
+
+    `mirrored` uses every local GPU, or every logical CPU device when there is
+    no GPU (see `split_cpu`). `multiworker` reads TF_CONFIG, or builds it from
+    `worker_hosts` / `task_index`. `tpu` connects through a TPUClusterResolver.
+    """
     if name == "tpu" or (name == "auto" and (tpu or os.environ.get("TPU_NAME"))):
         try:
             resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or None)
@@ -90,16 +124,40 @@ def choose_strategy(name: str = "auto", tpu: str = "") -> tf.distribute.Strategy
             if name == "tpu":
                 raise UserError(f"no TPU found (--tpu {tpu or '<unset>'}): {error}") from None
     if name == "multiworker":
+        if worker_hosts:
+            os.environ["TF_CONFIG"] = worker_tf_config(worker_hosts, task_index)
         if "TF_CONFIG" not in os.environ:
-            raise UserError("--strategy multiworker needs TF_CONFIG (see README, 'Scaling out')")
+            raise UserError(
+                "--strategy multiworker needs TF_CONFIG or --worker-hosts HOST:PORT,... --task-index N "
+                "(see README, 'Scaling out')"
+            )
+        try:
+            json.loads(os.environ["TF_CONFIG"])
+        except ValueError as error:
+            raise UserError(f"TF_CONFIG is not valid JSON ({error})") from None
         return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if name == "mirrored":
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+        if len(devices) == 1 and not gpus:
+            logger.warning(
+                "--strategy mirrored: one device only; set TEXTRNN_CPU_DEVICES=2 to split the CPU into replicas"
+            )
         return tf.distribute.MirroredStrategy(devices=devices)
     if name == "auto" and len(gpus) > 1:
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def is_chief() -> bool:
+    """False on a non-chief worker of a multi-worker job (TF_CONFIG task index > 0)."""
+    try:
+        task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
+    except ValueError:
+        return True
+    return task.get("type", "worker") in ("chief", "worker") and (
+        task.get("type") == "chief" or int(task.get("index", 0)) == 0
+    )
 
 
 def set_seed(seed: int) -> None:
@@ -112,8 +170,21 @@ def set_seed(seed: int) -> None:
 
 
 def set_precision(policy: str) -> None:
-    """Set the Keras dtype policy; output layers stay float32 (`dtype="float32"`)."""
+    """Set the Keras dtype policy; output layers stay float32 (`dtype="float32"`).
+
+    Must run before the model is built. Under `mixed_float16` `model.compile`
+    wraps the optimizer in a `LossScaleOptimizer` (dynamic loss scaling).
+    """
     keras.mixed_precision.set_global_policy(policy or "float32")
+
+
+def resolve_precision(policy: str, strategy: tf.distribute.Strategy) -> str:
+    """The policy to train with: as configured; on a TPU `mixed_bfloat16` unless set."""
+    if not policy and isinstance(strategy, tf.distribute.TPUStrategy):
+        return "mixed_bfloat16"
+    if policy == "mixed_float16" and not tf.config.list_logical_devices("GPU"):
+        logger.warning("mixed_float16 without a GPU is slow; mixed_bfloat16 is the CPU / TPU choice")
+    return policy
 
 
 # ----------------------------------------------------------------------------- optimizer
@@ -150,6 +221,9 @@ def make_optimizer(training: TrainingConfig, total_steps: int | None = None) -> 
 
 
 def jit_compile_flag(training: TrainingConfig) -> bool | str:
+    """`training.jit_compile`; `auto` with static shapes means XLA (the TPU path)."""
+    if training.jit_compile == "auto" and training.static_shapes:
+        return True
     return {"auto": "auto", "true": True, "false": False}[training.jit_compile]
 
 
@@ -266,6 +340,24 @@ class NaNGuard(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
+    """`ModelCheckpoint` whose files appear whole or not at all (temporary file, then rename)."""
+
+    def _save_model(self, epoch, batch, logs):
+        model = self.model
+        save_weights = model.save_weights
+
+        def atomic_save_weights(filepath, overwrite=True, **kwargs):
+            with atomic_path(filepath) as tmp:
+                save_weights(tmp, overwrite=True, **kwargs)
+
+        object.__setattr__(model, "save_weights", atomic_save_weights)
+        try:
+            super()._save_model(epoch, batch, logs)
+        finally:
+            object.__delattr__(model, "save_weights")
+
+
 class EpochLog(keras.callbacks.Callback):
     """One line per epoch with every metric, for logs that are not terminals."""
 
@@ -295,13 +387,33 @@ def train(
     """Train `task` (a task module) with `config`; return the final validation metrics."""
     training: TrainingConfig = config.training
     run_dir, resuming = prepare_run_dir(run_dir, config, restart)
+    backup_dir = run_dir / "backup"
+    points, problems = backup_lib.read_points(backup_dir) if resuming else ([], [])
+    if points:
+        echo(f"resuming {run_dir}: resumed from {points[0].describe()}")
+    for problem in problems:
+        echo(f"warning: {problem}" + (f"; using the previous backup ({points[0].describe()})" if points else ""))
     set_seed(training.seed)
-    set_precision(training.mixed_precision)
-    strategy = choose_strategy(training.strategy, training.tpu)
+    strategy = choose_strategy(training.strategy, training.tpu, training.worker_hosts, training.task_index)
+    if isinstance(strategy, tf.distribute.TPUStrategy) and not training.static_shapes:
+        config = config_lib.replace(config, **{"training.static_shapes": True})  # TPUs need fixed shapes
+        training = config.training
+    precision = resolve_precision(training.mixed_precision, strategy)
+    previous_policy = keras.mixed_precision.global_policy()
+    set_precision(precision)
+    try:
+        return _train(task, config, run_dir, resuming, strategy, points, echo, verbose)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)  # later builds (export) are float32
+
+
+def _train(task, config, run_dir: Path, resuming: bool, strategy, points, echo, verbose) -> dict[str, Any]:
+    training: TrainingConfig = config.training
     replicas = strategy.num_replicas_in_sync
     if training.batch_size % replicas:
         raise ConfigError(
-            f"--batch-size {training.batch_size} is not divisible by the {replicas} replicas"
+            f"--batch-size {training.batch_size} (the global batch) is not divisible by the {replicas} "
+            f"replicas of {type(strategy).__name__}; use a multiple of {replicas}"
         )
 
     data: TaskData = task.load_datasets(config, run_dir)
@@ -311,6 +423,7 @@ def train(
     echo(
         f"strategy: {type(strategy).__name__} with {replicas} replica(s); global batch "
         f"{training.batch_size}, {training.batch_size // replicas} per replica"
+        + (f"; precision {keras.mixed_precision.global_policy().name}" if training.mixed_precision else "")
     )
     total_steps = (data.steps_per_epoch or 100) * training.epochs
     with strategy.scope():
@@ -319,10 +432,6 @@ def train(
     state_path = run_dir / STATE_FILE
     if resuming:
         done = json.loads(state_path.read_text()).get("epochs_completed", 0) if state_path.exists() else 0
-        backup = run_dir / "backup" / "training_metadata.json"
-        if backup.exists():
-            meta = json.loads(backup.read_text())
-            echo(f"resuming {run_dir}: from epoch {meta.get('epoch', 0)}, step {meta.get('batch', 0)}")
         if done >= training.epochs and (run_dir / WEIGHTS_FILE).exists():
             echo(
                 f"{run_dir} already completed {done} epoch(s); nothing to do "
@@ -330,32 +439,43 @@ def train(
             )
             return json.loads(state_path.read_text()).get("metrics", {})
 
+    backup = backup_lib.TrainingBackup(
+        run_dir / "backup", training.backup_every_steps, monitor=data.monitor, mode=data.monitor_mode
+    )
+    point = None
+    points = backup_lib.agree_on_point(strategy, points)
+    if points:
+        with strategy.scope():
+            point = backup_lib.restore(model, run_dir / "backup", points, echo)
+        if point is None:
+            echo("warning: no backup loads; training from the start of the run")
+        else:
+            backup.resume_from(point)
+
     checkpoints = run_dir / "checkpoints"
     checkpoints.mkdir(exist_ok=True)
     nan_guard = NaNGuard()
+    best_checkpoint = AtomicModelCheckpoint(
+        str(checkpoints / "best.weights.h5"),
+        monitor=data.monitor,
+        mode=data.monitor_mode,
+        save_best_only=True,
+        save_weights_only=True,
+    )
+    if point is not None and point.best is not None:
+        best_checkpoint.best = point.best
     callbacks: list[keras.callbacks.Callback] = [
         nan_guard,
-        keras.callbacks.BackupAndRestore(
-            str(run_dir / "backup"),
-            save_freq=training.backup_every_steps or "epoch",
-            delete_checkpoint=False,
-            double_checkpoint=True,
-        ),
+        backup,
         # With EMA, validation and the checkpoints below see the averaged weights
-        # (BackupAndRestore, above, keeps the raw ones plus the optimizer's averages).
+        # (the backup, above, keeps the raw ones plus the optimizer's averages).
         *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if training.ema else []),
-        keras.callbacks.ModelCheckpoint(
-            str(checkpoints / "best.weights.h5"),
-            monitor=data.monitor,
-            mode=data.monitor_mode,
-            save_best_only=True,
-            save_weights_only=True,
-        ),
-        keras.callbacks.ModelCheckpoint(str(checkpoints / "last.weights.h5"), save_weights_only=True),
+        best_checkpoint,
+        AtomicModelCheckpoint(str(checkpoints / "last.weights.h5"), save_weights_only=True),
         keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False, profile_batch=0),
         EpochLog(echo, training.epochs),
     ]
-    callbacks[1:1] = data.callbacks  # before BackupAndRestore and the checkpoints
+    callbacks[1:1] = data.callbacks  # before the backup and the checkpoints
     if training.early_stopping_patience:
         callbacks.append(
             keras.callbacks.EarlyStopping(
@@ -364,16 +484,37 @@ def train(
         )
     if verbose == "auto":
         verbose = 1 if os.isatty(1) else 0
+    # A run resumed mid-epoch first finishes that epoch on the batches it had not
+    # reached (the shuffles replayed, the consumed batches skipped), then goes on.
+    first_epoch = point.epoch if point else 0
+    phases = []
+    if point is not None and point.step:
+        backup_lib.advance_epochs(data.train, point.epoch)
+        phases.append((data.train.skip(point.step), first_epoch, first_epoch + 1))
+        first_epoch += 1
+    elif point is not None:
+        backup_lib.advance_epochs(data.train, point.epoch)
+    if first_epoch < training.epochs:
+        phases.append((data.train, first_epoch, training.epochs))
     started = time.perf_counter()
-    history = model.fit(
-        data.train,
-        validation_data=data.valid,
-        epochs=training.epochs,
-        callbacks=callbacks,
-        class_weight=data.class_weight,
-        shuffle=False,  # the pipeline shuffles
-        verbose=verbose,
-    )
+    history = keras.callbacks.History()
+    history.history, history.epoch = {}, []
+    for dataset, initial_epoch, epochs in phases:
+        if nan_guard.failed_at or getattr(model, "stop_training", False):
+            break
+        result = model.fit(
+            dataset,
+            validation_data=data.valid,
+            initial_epoch=initial_epoch,
+            epochs=epochs,
+            callbacks=callbacks,
+            class_weight=data.class_weight,
+            shuffle=False,  # the pipeline shuffles
+            verbose=verbose,
+        )
+        history.epoch += result.epoch
+        for key, values in result.history.items():
+            history.history.setdefault(key, []).extend(values)
     seconds = time.perf_counter() - started
     if nan_guard.failed_at:
         epoch, step = nan_guard.failed_at
@@ -383,7 +524,10 @@ def train(
         )
     best = checkpoints / "best.weights.h5"
     if best.exists():
-        model.load_weights(best)
+        try:
+            model.load_weights(best)
+        except Exception as error:  # noqa: BLE001 - a damaged file: keep the weights in memory
+            echo(f"warning: {best} does not load ({type(error).__name__}); keeping the last weights")
     with atomic_path(run_dir / WEIGHTS_FILE) as tmp:
         model.save_weights(tmp)
     metrics = {}

@@ -37,11 +37,13 @@ def quiet_tensorflow() -> None:
     logging.getLogger("absl").setLevel(logging.ERROR)
 
 
-def import_tensorflow_quietly() -> None:
+def import_tensorflow_quietly(cpu_devices: int = 0) -> None:
     """Import TensorFlow with its C++ start-up banner (oneDNN, CUDA probes) kept off stderr.
 
     absl writes those lines before any log level applies, so stderr is pointed
     at /dev/null for the import only; Python errors still surface afterwards.
+    `cpu_devices` (or TEXTRNN_CPU_DEVICES) > 1 splits the CPU into that many
+    logical devices first: MirroredStrategy replicas on a host without GPUs.
     """
     if "tensorflow" in sys.modules:
         return
@@ -55,6 +57,12 @@ def import_tensorflow_quietly() -> None:
         import tensorflow as tf
         import tensorflow_text  # noqa: F401 - registers its ops
 
+        cpu_devices = cpu_devices or int(os.environ.get("TEXTRNN_CPU_DEVICES", "0") or 0)
+        if cpu_devices > 1 and not tf.config.list_physical_devices("GPU"):
+            cpus = tf.config.list_physical_devices("CPU")
+            tf.config.set_logical_device_configuration(
+                cpus[0], [tf.config.LogicalDeviceConfiguration()] * cpu_devices
+            )
         tf.config.list_logical_devices()
     finally:
         os.dup2(saved, 2)
@@ -73,7 +81,8 @@ def command(function: F) -> F:
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            import_tensorflow_quietly()
+            # `--strategy mirrored` without GPUs: two CPU replicas (set before TF initializes).
+            import_tensorflow_quietly(2 if kwargs.get("strategy") == "mirrored" else 0)
             return function(*args, **kwargs)
         except (typer.Exit, typer.Abort, SystemExit):
             raise
@@ -150,6 +159,25 @@ StaticShapesOption = Annotated[
     bool | None,
     typer.Option("--static-shapes/--dynamic-shapes", help="Fixed padded shapes (TPU / XLA)."),
 ]
+BackupEveryStepsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--backup-every-steps",
+        min=0,
+        help="Back up every N steps too (a killed run resumes mid-epoch); 0 = at epoch ends only.",
+    ),
+]
+WorkerHostsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--worker-hosts",
+        help="--strategy multiworker without TF_CONFIG: host:port,host:port (same list on every worker).",
+    ),
+]
+TaskIndexOption = Annotated[
+    int | None,
+    typer.Option("--task-index", min=0, help="This worker's position in --worker-hosts (0 = chief)."),
+]
 RestartOption = Annotated[
     bool, typer.Option("--restart", help="Start over instead of resuming from --run-dir.")
 ]
@@ -172,6 +200,9 @@ def training_overrides(
     seed: int | None,
     mixed_precision: str | None,
     static_shapes: bool | None,
+    backup_every_steps: int | None = None,
+    worker_hosts: str | None = None,
+    task_index: int | None = None,
 ) -> dict[str, Any]:
     return {
         "training.epochs": epochs,
@@ -182,4 +213,7 @@ def training_overrides(
         "training.seed": seed,
         "training.mixed_precision": mixed_precision,
         "training.static_shapes": static_shapes,
+        "training.backup_every_steps": backup_every_steps,
+        "training.worker_hosts": worker_hosts,
+        "training.task_index": task_index,
     }

@@ -41,6 +41,9 @@ def train(
     seed: common.SeedOption = None,
     mixed_precision: common.MixedPrecisionOption = None,
     static_shapes: common.StaticShapesOption = None,
+    backup_every_steps: common.BackupEveryStepsOption = None,
+    worker_hosts: common.WorkerHostsOption = None,
+    task_index: common.TaskIndexOption = None,
     restart: common.RestartOption = False,
 ) -> None:
     """Train a language model; rerunning the same command resumes from --run-dir."""
@@ -56,7 +59,8 @@ def train(
         "data.carry_state": carry_state,
         "tokenizer.kind": tokenizer,
         **common.training_overrides(
-            epochs, batch_size, learning_rate, strategy, tpu, seed, mixed_precision, static_shapes
+            epochs, batch_size, learning_rate, strategy, tpu, seed, mixed_precision, static_shapes,
+            backup_every_steps, worker_hosts, task_index,
         ),
     }
     resolved = load_config(language_model.Config, config, overrides)

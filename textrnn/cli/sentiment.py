@@ -36,6 +36,9 @@ def train(
     seed: common.SeedOption = None,
     mixed_precision: common.MixedPrecisionOption = None,
     static_shapes: common.StaticShapesOption = None,
+    backup_every_steps: common.BackupEveryStepsOption = None,
+    worker_hosts: common.WorkerHostsOption = None,
+    task_index: common.TaskIndexOption = None,
     restart: common.RestartOption = False,
     init_from: Annotated[
         Path | None,
@@ -56,7 +59,8 @@ def train(
         "tokenizer.kind": tokenizer,
         "model.init_from": str(init_from) if init_from else None,
         **common.training_overrides(
-            epochs, batch_size, learning_rate, strategy, tpu, seed, mixed_precision, static_shapes
+            epochs, batch_size, learning_rate, strategy, tpu, seed, mixed_precision, static_shapes,
+            backup_every_steps, worker_hosts, task_index,
         ),
     }
     resolved = load_config(sentiment.Config, config, overrides)

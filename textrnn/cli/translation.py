@@ -45,6 +45,9 @@ def train(
     seed: common.SeedOption = None,
     mixed_precision: common.MixedPrecisionOption = None,
     static_shapes: common.StaticShapesOption = None,
+    backup_every_steps: common.BackupEveryStepsOption = None,
+    worker_hosts: common.WorkerHostsOption = None,
+    task_index: common.TaskIndexOption = None,
     restart: common.RestartOption = False,
 ) -> None:
     """Train a translation model; rerunning the same command resumes from --run-dir."""
@@ -62,7 +65,8 @@ def train(
         "data.target_column": target_column,
         "data.encoding": encoding,
         **common.training_overrides(
-            epochs, batch_size, learning_rate, strategy, tpu, seed, mixed_precision, static_shapes
+            epochs, batch_size, learning_rate, strategy, tpu, seed, mixed_precision, static_shapes,
+            backup_every_steps, worker_hosts, task_index,
         ),
     }
     resolved = load_config(translation.Config, config, overrides)
