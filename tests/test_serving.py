@@ -9,7 +9,8 @@ models (`sentiment` versions 1 and 2, and the same classifier again as
 - `timeout_server`: a batch wait far longer than its request deadline.
 
 Every error test checks the answer's status and message, then that the
-server still answers.
+server still answers. The language model and translation exports (trained
+here, tiny) are served by a fourth server in the tests marked slow.
 """
 
 from __future__ import annotations
@@ -214,13 +215,51 @@ def exports(sentiment_run: SentimentRun, tmp_path_factory: pytest.TempPathFactor
     shutil.copytree(base / "sentiment" / "1", base / "classifier" / "1")
     outside = tmp_path_factory.mktemp("outside")
     shutil.copytree(base / "sentiment" / "1", outside / "1")
+    return Exports(base, outside, (), "")
+
+
+@pytest.fixture(scope="session")
+def task_exports(tmp_path_factory: pytest.TempPathFactory) -> Exports:
+    """Tiny language model and translation exports (slow tests only): <base>/lm/1, <base>/translation/1."""
+    base = tmp_path_factory.mktemp("tasks")
     tasks = []
     if export_tiny_language_model(base, tmp_path_factory.mktemp("lm")):
         tasks.append("lm")
     translation_error = export_tiny_translation(base, tmp_path_factory.mktemp("translation"))
     if translation_error is None:
         tasks.append("translation")
-    return Exports(base, outside, tuple(tasks), translation_error or "")
+    return Exports(base, base, tuple(tasks), translation_error or "")
+
+
+@pytest.fixture(scope="session")
+def task_server(task_exports: Exports):
+    """A server over the language model and translation exports."""
+    if not task_exports.tasks:
+        pytest.skip("neither the language model nor the translation task exports yet")
+    server = start_server(task_exports.base, "--poll-seconds", "0").wait_ready()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def task_in_process(task_exports: Exports) -> dict[str, Any]:
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401 - registers its ops
+
+    return {
+        task: tf.saved_model.load(str(task_exports.base / task / "1"))
+        for task in task_exports.tasks
+    }
+
+
+@pytest.fixture(scope="session")
+def task_grpc(task_server: ServerProcess):
+    grpc = pytest.importorskip("grpc")
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    channel = grpc.insecure_channel(f"127.0.0.1:{task_server.grpc_port}")
+    yield prediction_service_pb2_grpc.PredictionServiceStub(channel), None
+    channel.close()
 
 
 @pytest.fixture(scope="session")
@@ -377,7 +416,8 @@ def test_startup_loads_every_model_and_replays_warmup(
     expected += [(task, 1) for task in exports.tasks]
     for name, version in expected:
         assert re.search(
-            rf"model {name} version {version}: loaded .* [1-9]\d* warm-up request\(s\) replayed", text
+            rf"model {name} version {version}: loaded .* [1-9]\d* warm-up request\(s\) replayed",
+            text,
         ), text
     assert "escape" not in re.findall(r"model (\S+) version", text)
 
@@ -485,54 +525,67 @@ def test_classify_rest(server: ServerProcess, in_process: dict[int, Any]) -> Non
     for row, probabilities in zip(answer["result"], expected["probabilities"], strict=True):
         assert [label for label, _ in row] == [b.decode() for b in expected["classes"][0]]
         np.testing.assert_allclose([score for _, score in row], probabilities, rtol=1e-6)
+    # Without signature_name the classify signature is used (a single example: another batch size,
+    # so compare with a float tolerance).
     status, default = http(
         server, "POST", "/v1/models/sentiment:classify", {"examples": [{"text": TEXTS[0]}]}
     )
-    assert status == 200 and default["result"][0] == answer["result"][0]
+    assert status == 200
+    assert [label for label, _ in default["result"][0]] == [
+        label for label, _ in answer["result"][0]
+    ]
+    np.testing.assert_allclose(
+        [score for _, score in default["result"][0]],
+        [score for _, score in answer["result"][0]],
+        rtol=1e-6,
+    )
 
 
 GENERATION_KNOBS = {"max_tokens": 6, "temperature": 1.0, "top_k": 1, "top_p": 1.0, "seed": 5}
 
 
 @pytest.fixture
-def lm_export(exports: Exports) -> str:
-    if "lm" not in exports.tasks:
+def lm_export(task_exports: Exports) -> str:
+    if "lm" not in task_exports.tasks:
         pytest.skip("the language model task does not export yet")
     return "lm"
 
 
 def lm_reference(
-    in_process: dict[Any, Any], signature: str, **inputs: Any
+    task_in_process: dict[Any, Any], signature: str, **inputs: Any
 ) -> dict[str, np.ndarray]:
     import tensorflow as tf
 
-    function = in_process["lm"].signatures[signature]
+    function = task_in_process["lm"].signatures[signature]
     specs = function.structured_input_signature[1]
     tensors = {k: tf.constant(v, dtype=specs[k].dtype) for k, v in inputs.items()}
     return {key: value.numpy() for key, value in function(**tensors).items()}
 
 
+@pytest.mark.slow
 def test_language_model_generation_row_and_columnar(
-    server: ServerProcess, lm_export: str, in_process: dict[Any, Any]
+    task_server: ServerProcess, lm_export: str, task_in_process: dict[Any, Any]
 ) -> None:
     prompts = ["the cat", "to be"]
-    expected = lm_reference(in_process, "serving_default", prompt=prompts, **GENERATION_KNOBS)
+    expected = lm_reference(task_in_process, "serving_default", prompt=prompts, **GENERATION_KNOBS)
     # Columnar: the knobs are scalars beside the batch of prompts.
     status, answer = predict(
-        server, {"inputs": {"prompt": prompts, **GENERATION_KNOBS}}, model=lm_export
+        task_server, {"inputs": {"prompt": prompts, **GENERATION_KNOBS}}, model=lm_export
     )
     assert status == 200, answer
     assert answer["outputs"]["text"] == [t.decode() for t in expected["text"]]
     assert answer["outputs"]["num_tokens"] == expected["num_tokens"].tolist()
     # Row format: each instance repeats the (scalar) knobs.
     status, rows = predict(
-        server, {"instances": [{"prompt": p, **GENERATION_KNOBS} for p in prompts]}, model=lm_export
+        task_server,
+        {"instances": [{"prompt": p, **GENERATION_KNOBS} for p in prompts]},
+        model=lm_export,
     )
     assert status == 200, rows
     assert [r["text"] for r in rows["predictions"]] == answer["outputs"]["text"]
     # Knobs that differ between instances cannot be one scalar.
     status, error = predict(
-        server,
+        task_server,
         {
             "instances": [
                 {"prompt": p, **GENERATION_KNOBS, "seed": i} for i, p in enumerate(prompts)
@@ -542,63 +595,70 @@ def test_language_model_generation_row_and_columnar(
     )
     assert status == 400 and "'seed' is a scalar" in error["error"]
     status, error = predict(
-        server, {"inputs": {"prompt": prompts, **GENERATION_KNOBS, "top_k": "one"}}, model=lm_export
+        task_server,
+        {"inputs": {"prompt": prompts, **GENERATION_KNOBS, "top_k": "one"}},
+        model=lm_export,
     )
     assert status == 400 and "'top_k' expects int32" in error["error"]
 
 
+@pytest.mark.slow
 def test_language_model_score_signature(
-    server: ServerProcess, lm_export: str, in_process: dict[Any, Any]
+    task_server: ServerProcess, lm_export: str, task_in_process: dict[Any, Any]
 ) -> None:
     texts = ["the cat sat", "to be or not"]
     status, answer = predict(
-        server, {"signature_name": "score", "inputs": {"text": texts}}, model=lm_export
+        task_server, {"signature_name": "score", "inputs": {"text": texts}}, model=lm_export
     )
     assert status == 200, answer
-    expected = lm_reference(in_process, "score", text=texts)
+    expected = lm_reference(task_in_process, "score", text=texts)
     for key, value in expected.items():
         np.testing.assert_allclose(answer["outputs"][key], value, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_language_model_over_grpc(
-    grpc_stubs: Any, lm_export: str, in_process: dict[Any, Any]
+    task_grpc: Any, lm_export: str, task_in_process: dict[Any, Any]
 ) -> None:
     import tensorflow as tf
 
-    prediction, _ = grpc_stubs
+    prediction, _ = task_grpc
     request = predict_request(["the cat"], model=lm_export, name="prompt")
     for key, value in GENERATION_KNOBS.items():
         dtype = {"max_tokens": tf.int32, "top_k": tf.int32, "seed": tf.int64}.get(key, tf.float32)
         request.inputs[key].CopyFrom(tf.make_tensor_proto(value, dtype=dtype))
     response = prediction.Predict(request, timeout=60)
-    expected = lm_reference(in_process, "serving_default", prompt=["the cat"], **GENERATION_KNOBS)
+    expected = lm_reference(
+        task_in_process, "serving_default", prompt=["the cat"], **GENERATION_KNOBS
+    )
     assert list(tf.make_ndarray(response.outputs["text"])) == list(expected["text"])
 
 
 @pytest.fixture
-def translation_export(exports: Exports) -> str:
-    if exports.translation_error:
+def translation_export(task_exports: Exports) -> str:
+    if task_exports.translation_error:
         pytest.fail(
-            f"the translation task exports, but the tiny export failed: {exports.translation_error}"
+            f"the translation task exports, but the tiny export failed: {task_exports.translation_error}"
         )
-    if "translation" not in exports.tasks:
+    if "translation" not in task_exports.tasks:
         pytest.skip("the translation task does not export yet")
     return "translation"
 
 
+@pytest.mark.slow
 def test_translation_row_and_columnar(
-    server: ServerProcess, translation_export: str, in_process: dict[Any, Any]
+    task_server: ServerProcess, translation_export: str, task_in_process: dict[Any, Any]
 ) -> None:
     import tensorflow as tf
 
     sources = ["ein mann fährt rad .", "zwei hunde spielen ."]
     expected = {
         k: v.numpy()
-        for k, v in in_process["translation"]
+        for k, v in task_in_process["translation"]
         .signatures["serving_default"](source=tf.constant(sources))
         .items()
     }
-    status, rows = predict(server, {"instances": sources}, model=translation_export)
+    status, rows = predict(task_server, {"instances": sources}, model=translation_export)
     assert status == 200, rows
     assert [r["translation"] for r in rows["predictions"]] == [
         t.decode() for t in expected["translation"]
@@ -608,12 +668,12 @@ def test_translation_row_and_columnar(
     )
     knobs = {"beam_size": 2, "max_length": 6}
     status, columns = predict(
-        server,
+        task_server,
         {"signature_name": "translate", "inputs": {"source": sources, **knobs}},
         model=translation_export,
     )
     assert status == 200, columns
-    reference_translate = in_process["translation"].signatures["translate"](
+    reference_translate = task_in_process["translation"].signatures["translate"](
         source=tf.constant(sources), beam_size=tf.constant(2), max_length=tf.constant(6)
     )
     assert columns["outputs"]["translation"] == [
@@ -922,7 +982,7 @@ def test_grpc_predict_equals_in_process(grpc_stubs: Any, in_process: dict[int, A
     outputs = {key: tf.make_ndarray(value) for key, value in response.outputs.items()}
     expected = reference(in_process, TEXTS)
     assert list(outputs["label"]) == list(expected["label"])
-    np.testing.assert_array_equal(outputs["probabilities"], expected["probabilities"])
+    np.testing.assert_allclose(outputs["probabilities"], expected["probabilities"], rtol=1e-6)
     filtered = prediction.Predict(predict_request(TEXTS[:1], version=1), timeout=30)
     assert filtered.model_spec.version.value == 1
 
