@@ -134,13 +134,30 @@ def require_columns(table: Any, columns: dict[str, str], source: str) -> None:
             )
 
 
-def pipeline_options(deterministic: bool = True) -> tf.data.Options:
-    """tf.data options measured to keep 2 cores busy training, not tuning."""
+def auto_shard_policy(num_files: int = 1) -> tf.data.experimental.AutoShardPolicy:
+    """How a multi-worker job splits a pipeline: by file when there are enough files, else by data.
+
+    FILE gives each worker whole files (no worker reads what it then drops)
+    but needs at least one file per worker, or a worker gets nothing; DATA has
+    every worker read everything and keep every N-th global batch. textrnn's
+    pipelines start from one tokenized, cached corpus, so they use DATA.
+    """
+    if num_files > 1:
+        return tf.data.experimental.AutoShardPolicy.FILE
+    return tf.data.experimental.AutoShardPolicy.DATA
+
+
+def pipeline_options(deterministic: bool = True, num_files: int = 1) -> tf.data.Options:
+    """tf.data options measured to keep 2 cores busy training, not tuning.
+
+    The auto-shard policy is set deliberately (`auto_shard_policy`): AUTO would
+    try FILE first and warn, then fall back, on our in-memory sources.
+    """
     options = tf.data.Options()
     options.autotune.enabled = False
     options.threading.private_threadpool_size = 1
     options.deterministic = deterministic
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    options.experimental_distribute.auto_shard_policy = auto_shard_policy(num_files)
     return options
 
 

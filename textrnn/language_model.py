@@ -207,7 +207,10 @@ def contiguous_batches(
     ]
 
 
-def _stream_dataset(corpus: Corpus, batch_size: int, seq_len: int, carry_state: bool, shuffle: bool, seed: int) -> tf.data.Dataset:
+def _stream_dataset(
+    corpus: Corpus, batch_size: int, seq_len: int, carry_state: bool, shuffle: bool, seed: int,
+    static_shapes: bool = False,
+) -> tf.data.Dataset:
     rows_in, rows_out = contiguous_layout(corpus.inputs[0], corpus.targets[0], batch_size, seq_len)
     if carry_state:
         chunks = rows_in.shape[1] // seq_len
@@ -223,7 +226,7 @@ def _stream_dataset(corpus: Corpus, batch_size: int, seq_len: int, carry_state: 
         dataset = tf.data.Dataset.from_tensor_slices((x[keep], y[keep])).cache()
         if shuffle:
             dataset = dataset.shuffle(int(keep.sum()), seed=seed, reshuffle_each_iteration=True)
-        dataset = dataset.batch(batch_size)
+        dataset = dataset.batch(batch_size, drop_remainder=static_shapes)  # static: (batch, seq_len)
     return dataset.prefetch(2).with_options(data_lib.pipeline_options())
 
 
@@ -237,7 +240,9 @@ def _chunk_rows(corpus: Corpus, seq_len: int) -> tuple[list[np.ndarray], list[np
     return inputs, targets
 
 
-def _lines_dataset(corpus: Corpus, batch_size: int, seq_len: int, shuffle: bool, seed: int) -> tf.data.Dataset:
+def _lines_dataset(
+    corpus: Corpus, batch_size: int, seq_len: int, shuffle: bool, seed: int, static_shapes: bool = False
+) -> tf.data.Dataset:
     inputs, targets = _chunk_rows(corpus, seq_len)
     lengths = np.array([len(x) for x in inputs], np.int64)
     splits = np.concatenate([[0], np.cumsum(lengths)])
@@ -252,6 +257,9 @@ def _lines_dataset(corpus: Corpus, batch_size: int, seq_len: int, shuffle: bool,
     dataset = tf.data.Dataset.range(len(inputs)).map(row).cache()
     if shuffle:
         dataset = dataset.shuffle(len(inputs), seed=seed, reshuffle_each_iteration=True)
+    if static_shapes:  # every batch (batch_size, seq_len), remainder dropped (TPU / XLA)
+        dataset = dataset.padded_batch(batch_size, padded_shapes=([seq_len], [seq_len]), drop_remainder=True)
+        return dataset.prefetch(2).with_options(data_lib.pipeline_options())
     boundaries = data_lib.bucket_boundaries(seq_len)
     dataset = dataset.bucket_by_sequence_length(
         element_length_func=lambda x, y: tf.shape(x)[0],
@@ -325,17 +333,21 @@ def load_datasets(config: LanguageModelConfig, run_dir: str | os.PathLike) -> tr
     )
     batch_size = training.batch_size
     if data.layout == "continuous":
-        train_dataset = _stream_dataset(train, batch_size, data.seq_len, data.carry_state, True, training.seed)
+        train_dataset = _stream_dataset(
+            train, batch_size, data.seq_len, data.carry_state, True, training.seed, training.static_shapes
+        )
         # Same rows as training: a stateful model has a fixed batch size.
-        valid_dataset = _stream_dataset(valid, batch_size, data.seq_len, data.carry_state, False, training.seed)
+        valid_dataset = _stream_dataset(
+            valid, batch_size, data.seq_len, data.carry_state, False, training.seed, training.static_shapes
+        )
         steps = (
             math.ceil(math.ceil(train.num_tokens / batch_size) / data.seq_len)
             if data.carry_state
             else math.ceil(train.num_tokens / data.seq_len / batch_size)
         )
     else:
-        train_dataset = _lines_dataset(train, batch_size, data.seq_len, True, training.seed)
-        valid_dataset = _lines_dataset(valid, batch_size, data.seq_len, False, training.seed)
+        train_dataset = _lines_dataset(train, batch_size, data.seq_len, True, training.seed, training.static_shapes)
+        valid_dataset = _lines_dataset(valid, batch_size, data.seq_len, False, training.seed, training.static_shapes)
         steps = math.ceil(len(_chunk_rows(train, data.seq_len)[0]) / batch_size)
     if data.carry_state:
         report.append(

@@ -135,6 +135,7 @@ def choose_strategy(
             json.loads(os.environ["TF_CONFIG"])
         except ValueError as error:
             raise UserError(f"TF_CONFIG is not valid JSON ({error})") from None
+        patch_keras_multi_worker_reduce()
         return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if name == "mirrored":
@@ -149,6 +150,33 @@ def choose_strategy(
     return tf.distribute.get_strategy()
 
 
+def patch_keras_multi_worker_reduce() -> None:
+    """Work around keras 3.15 under MultiWorkerMirroredStrategy: it reduces scalar metrics with
+    `strategy.reduce("MEAN", v, axis=0)`, which fails ("Invalid reduction dimension 0"); scalars
+    are reduced with `axis=None` here, everything else as Keras does. Idempotent.
+    """
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    if getattr(tf_trainer.reduce_per_replica, "textrnn_patched", False):
+        return
+    original = tf_trainer.reduce_per_replica
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and tf_trainer._collective_all_reduce_multi_worker(strategy):
+
+            def reduce(value):
+                if not tf_trainer._is_per_replica_instance(value):
+                    return value
+                rank = strategy.experimental_local_results(value)[0].shape.rank
+                return strategy.reduce("MEAN", value, axis=0 if rank else None)
+
+            return tf.nest.map_structure(reduce, values)
+        return original(values, strategy, reduction)
+
+    reduce_per_replica.textrnn_patched = True
+    tf_trainer.reduce_per_replica = reduce_per_replica
+
+
 def is_chief() -> bool:
     """False on a non-chief worker of a multi-worker job (TF_CONFIG task index > 0)."""
     try:
@@ -160,13 +188,19 @@ def is_chief() -> bool:
     )
 
 
-def set_seed(seed: int) -> None:
-    """Seed Python, NumPy, TensorFlow and Keras; make CPU kernels deterministic."""
+def set_seed(seed: int, deterministic: bool = True) -> None:
+    """Seed Python, NumPy, TensorFlow and Keras; make CPU kernels deterministic.
+
+    `deterministic=False` (XLA requested) turns op determinism off again:
+    Keras silently drops `jit_compile=True` while it is on.
+    """
     keras.utils.set_random_seed(seed)
-    try:
-        tf.config.experimental.enable_op_determinism()
-    except (AttributeError, RuntimeError):  # pragma: no cover - old TF
-        pass
+    from tensorflow.python.framework import config as tf_config
+
+    if deterministic:
+        tf_config.enable_op_determinism()
+    else:
+        tf_config.disable_op_determinism()
 
 
 def set_precision(policy: str) -> None:
@@ -376,6 +410,26 @@ class EpochLog(keras.callbacks.Callback):
 # ----------------------------------------------------------------------------- train
 
 
+def build_for_fit(model: keras.Model, strategy: tf.distribute.Strategy, dataset: tf.data.Dataset) -> None:
+    """Create the metric, loss and optimizer variables now, once, from one plain batch.
+
+    Keras builds them at the start of every `fit` under a strategy by drawing a
+    batch from a fresh iterator: that shifts a seeded, reshuffling pipeline by
+    one iteration per `fit` call (a resumed run calls `fit` twice), and under
+    MultiWorkerMirroredStrategy it fails (keras 3.15 reduces the nested int
+    batch with MEAN). Building here and switching that step off keeps the data
+    order a function of the epoch alone.
+    """
+    if not hasattr(model, "_symbolic_build"):  # pragma: no cover - other Keras versions
+        return
+    batch = next(iter(dataset.take(1)))
+    with strategy.scope():
+        model._symbolic_build(data_batch=batch)
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+    object.__setattr__(model, "_maybe_symbolic_build", lambda iterator=None, data_batch=None: None)
+
+
 def train(
     task: ModuleType,
     config: Any,
@@ -393,7 +447,7 @@ def train(
         echo(f"resuming {run_dir}: resumed from {points[0].describe()}")
     for problem in problems:
         echo(f"warning: {problem}" + (f"; using the previous backup ({points[0].describe()})" if points else ""))
-    set_seed(training.seed)
+    set_seed(training.seed, deterministic=jit_compile_flag(training) is not True)
     strategy = choose_strategy(training.strategy, training.tpu, training.worker_hosts, training.task_index)
     if isinstance(strategy, tf.distribute.TPUStrategy) and not training.static_shapes:
         config = config_lib.replace(config, **{"training.static_shapes": True})  # TPUs need fixed shapes
@@ -442,6 +496,7 @@ def _train(task, config, run_dir: Path, resuming: bool, strategy, points, echo, 
     backup = backup_lib.TrainingBackup(
         run_dir / "backup", training.backup_every_steps, monitor=data.monitor, mode=data.monitor_mode
     )
+    build_for_fit(model, strategy, data.train)
     point = None
     points = backup_lib.agree_on_point(strategy, points)
     if points:

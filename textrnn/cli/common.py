@@ -37,13 +37,15 @@ def quiet_tensorflow() -> None:
     logging.getLogger("absl").setLevel(logging.ERROR)
 
 
-def import_tensorflow_quietly(cpu_devices: int = 0) -> None:
+def import_tensorflow_quietly(cpu_devices: int = 0, initialize: bool = True) -> None:
     """Import TensorFlow with its C++ start-up banner (oneDNN, CUDA probes) kept off stderr.
 
     absl writes those lines before any log level applies, so stderr is pointed
     at /dev/null for the import only; Python errors still surface afterwards.
     `cpu_devices` (or TEXTRNN_CPU_DEVICES) > 1 splits the CPU into that many
     logical devices first: MirroredStrategy replicas on a host without GPUs.
+    `initialize=False` leaves the runtime alone: MultiWorkerMirroredStrategy
+    must configure collective ops before it starts.
     """
     if "tensorflow" in sys.modules:
         return
@@ -63,7 +65,8 @@ def import_tensorflow_quietly(cpu_devices: int = 0) -> None:
             tf.config.set_logical_device_configuration(
                 cpus[0], [tf.config.LogicalDeviceConfiguration()] * cpu_devices
             )
-        tf.config.list_logical_devices()
+        if initialize:
+            tf.config.list_logical_devices()
     finally:
         os.dup2(saved, 2)
         os.close(saved)
@@ -82,7 +85,10 @@ def command(function: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             # `--strategy mirrored` without GPUs: two CPU replicas (set before TF initializes).
-            import_tensorflow_quietly(2 if kwargs.get("strategy") == "mirrored" else 0)
+            import_tensorflow_quietly(
+                2 if kwargs.get("strategy") == "mirrored" else 0,
+                initialize=kwargs.get("strategy") != "multiworker" and "TF_CONFIG" not in os.environ,
+            )
             return function(*args, **kwargs)
         except (typer.Exit, typer.Abort, SystemExit):
             raise
