@@ -102,7 +102,7 @@ def read_pairs(
             )
         where = f"{source} / {target}"
     pairs = Pairs([], [], where=where)
-    for s, t in zip(sources, targets):
+    for s, t in zip(sources, targets, strict=True):
         if not isinstance(s, str) or not isinstance(t, str) or not s.strip() or not t.strip():
             pairs.skipped_empty += 1
             continue
@@ -900,7 +900,7 @@ def translate_texts(
         for row, index in enumerate(indices):
             hypotheses = [
                 (text.decode("utf-8"), float(score))
-                for text, score in zip(outputs["hypotheses"][row], outputs["hypothesis_scores"][row])
+                for text, score in zip(outputs["hypotheses"][row], outputs["hypothesis_scores"][row], strict=True)
                 if score > sampling.NEGATIVE / 2
             ][:n_best]
             source_tokens = [t.decode("utf-8") for t in outputs["source_tokens"][row] if t != b"[PAD]"]
@@ -992,7 +992,7 @@ def evaluate(
     if len(sources) != len(targets):
         raise DataError(f"{source} has {len(sources)} lines but {target} has {len(targets)}; "
                         "--source and --target must be aligned line by line")
-    keep = [i for i, (s, t) in enumerate(zip(sources, targets)) if s.strip() and t.strip()]
+    keep = [i for i, (s, t) in enumerate(zip(sources, targets, strict=True)) if s.strip() and t.strip()]
     if not keep:
         raise DataError(f"{source} / {target}: no non-empty sentence pairs")
     beam = config.decoding.beam_size if beam_size is None else beam_size
@@ -1007,7 +1007,7 @@ def evaluate(
     nll = validation_loss(config, source_tokenizer, target_tokenizer, model, pairs, batch_size)
     if output:
         lines = [""] * len(sources)
-        for index, hypothesis in zip(keep, hypotheses):
+        for index, hypothesis in zip(keep, hypotheses, strict=True):
             lines[index] = hypothesis
         Path(output).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     metrics.update({
