@@ -95,11 +95,19 @@ def test_sigkill_mid_epoch_resumes_at_the_last_backup_and_matches_an_uninterrupt
     first_line = output.splitlines()[0]
     assert f"resumed from epoch {saved.epoch + 1}, step {saved.step}" in first_line, output[:500]
     assert saved.global_step >= kill_after - 10  # lost at most one backup interval
-    metrics = json.loads((run_dir / "state.json").read_text())["metrics"]
-    assert metrics["val_accuracy"] == pytest.approx(reference_metrics["val_accuracy"], abs=0.05)
-    assert metrics["val_loss"] == pytest.approx(reference_metrics["val_loss"], abs=0.02)
+    # The final epoch's validation metrics match the uninterrupted run (same seed, replayed data order).
+    final, expected = _last_epoch(output), _last_epoch(reference)
+    assert final["val_accuracy"] == pytest.approx(expected["val_accuracy"], abs=0.05)
+    assert final["val_loss"] == pytest.approx(expected["val_loss"], abs=0.02)
+    assert reference_metrics  # the reference wrote its best metrics too
     assert json.loads((run_dir / "state.json").read_text())["epochs_completed"] == 2
     assert not list(run_dir.rglob(".tmp-*"))  # no half-written files left behind
+
+
+def _last_epoch(output):
+    line = [line for line in output.splitlines() if line.startswith("epoch 2/2")][-1]
+    words = line.split("): ")[1].split()
+    return {words[i]: float(words[i + 1]) for i in range(0, len(words), 2)}
 
 
 def _backed_up_run(tmp_path, epochs=1, **extra):

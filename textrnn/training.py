@@ -120,7 +120,7 @@ def choose_strategy(
             tf.config.experimental_connect_to_cluster(resolver)
             tf.tpu.experimental.initialize_tpu_system(resolver)
             return tf.distribute.TPUStrategy(resolver)
-        except (ValueError, RuntimeError, tf.errors.OpError) as error:
+        except Exception as error:  # noqa: BLE001 - resolvers raise ValueError, OpError, URLError...
             if name == "tpu":
                 raise UserError(f"no TPU found (--tpu {tpu or '<unset>'}): {error}") from None
     if name == "multiworker":
