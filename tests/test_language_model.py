@@ -312,17 +312,26 @@ def test_word_model_with_unk_aliases(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- transfer to sentiment
 
 
-def test_sentiment_init_from_language_model(tmp_path: Path) -> None:
-    from conftest import sentiment_rows, train_tiny, write_tsv
+@pytest.fixture(scope="module")
+def phrase_lm(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
+    """A one-layer word LM (embedding 8, 4 units) on the tiny sentiment phrases."""
+    from conftest import sentiment_rows
+
+    base = tmp_path_factory.mktemp("phrase_lm")
+    rows = sentiment_rows(40, seed=1)
+    text_file = base / "text.txt"
+    text_file.write_text("".join(text + "\n" for text, _ in rows), encoding="utf-8")
+    train_lm(base / "lm", text_file, **{"data.layout": "lines", "tokenizer.kind": "word", "model.embedding_dim": 8,
+                                        "model.stack.units": 4, "model.stack.num_layers": 1})
+    return base / "lm", rows
+
+
+def test_sentiment_init_from_copies_embedding_and_stack(phrase_lm, tmp_path: Path) -> None:
+    from conftest import write_tsv
 
     from textrnn import sentiment
 
-    rows = sentiment_rows(40, seed=1)
-    text_file = tmp_path / "text.txt"
-    text_file.write_text("".join(text + "\n" for text, _ in rows), encoding="utf-8")
-    lm_run = tmp_path / "lm"
-    train_lm(lm_run, text_file, **{"data.layout": "lines", "tokenizer.kind": "word", "model.embedding_dim": 8,
-                                   "model.stack.units": 4, "model.stack.num_layers": 1})
+    lm_run, rows = phrase_lm
     _, lm_tokenizer, lm_model = lm_lib.load_run(lm_run)
     train_tsv = write_tsv(tmp_path / "train.tsv", rows)
     run_dir = tmp_path / "sentiment"
@@ -337,7 +346,15 @@ def test_sentiment_init_from_language_model(tmp_path: Path) -> None:
     ours = model.get_layer("rnn_stack").recurrent_layers[0].get_weights()
     for a, b in zip(ours, lm_model.get_layer("rnn_stack").recurrent_layers[0].get_weights(), strict=False):
         np.testing.assert_array_equal(a, b)
-    # End to end through training (the tiny sentiment recipe, --init-from).
+
+
+@pytest.mark.slow
+def test_sentiment_train_init_from_end_to_end(phrase_lm, tmp_path: Path) -> None:
+    from conftest import train_tiny, write_tsv
+
+    lm_run, rows = phrase_lm
+    train_tsv = write_tsv(tmp_path / "train.tsv", rows)
+    run_dir = tmp_path / "sentiment"
     metrics = train_tiny(run_dir / "full", train_tsv, **{"model.embedding_dim": 8, "model.stack.units": 4,
                                                          "model.init_from": str(lm_run)})
     assert "val_accuracy" in metrics
