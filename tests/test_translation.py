@@ -266,7 +266,7 @@ def test_export_reloads_in_a_fresh_process_after_the_run_is_deleted(overfit_run,
     )
     result = subprocess.run(
         [sys.executable, "-c", script, str(path), json.dumps(sources)],
-        capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, check=True,
+        capture_output=True, text=True, timeout=3 * SUBPROCESS_TIMEOUT, check=True,  # traces two searches
     )
     loaded = json.loads(result.stdout.strip().splitlines()[-1])
     expected = [r.translation for r in in_process]
