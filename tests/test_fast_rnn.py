@@ -38,7 +38,9 @@ def _outputs_and_gradients(layer, x, mask, initial_state):
     with tf.GradientTape() as tape:
         tape.watch(x)
         tape.watch(initial_state)
-        result = layer(x, mask=mask, initial_state=initial_state)
+        # training=True: the fast loop runs only in training (no dropout here, so
+        # Keras's reference computes the same function).
+        result = layer(x, mask=mask, initial_state=initial_state, training=True)
         result = result if isinstance(result, (list, tuple)) else [result]
         weights = np.linspace(-1.0, 1.0, result[0].shape[-1]).astype("float32")
         loss = tf.reduce_sum(result[0] * weights) + sum(tf.reduce_sum(s * s) for s in result[1:])
@@ -122,7 +124,9 @@ def test_stack_matches_keras_bidirectional_states_and_swaps_weights(cell, tmp_pa
     keras_model.get_layer("stack").set_weights(reference.get_weights())
     keras_model.save_weights(tmp_path / "keras.weights.h5")
     fast_model.load_weights(tmp_path / "keras.weights.h5")
-    _assert_close([o.numpy() for o in keras_model(x)], [o.numpy() for o in fast_model(x)])
+    _assert_close(
+        [o.numpy() for o in keras_model(x)], [o.numpy() for o in fast_model(x, training=True)]
+    )
     fast_model.save_weights(tmp_path / "fast.weights.h5")
     model("keras").load_weights(tmp_path / "fast.weights.h5")
 
@@ -164,7 +168,7 @@ def test_step_by_step_in_while_loop_matches_full_sequence():
     stack = RNNStack(
         cell="lstm", num_layers=2, units=UNITS, return_state=True, implementation="fast"
     )
-    full = stack(x)
+    full = stack(x, training=True)  # the fast loop vs step-by-step cell calls
 
     @tf.function
     def loop(x):
@@ -229,10 +233,15 @@ def test_implementation_choice_config_and_fallbacks(caplog):
     reference.build(x.shape)
     fast.build(x.shape)
     fast.set_weights(reference.get_weights())
-    assert not fast.fast_path_supported()
+    assert not fast.fast_path_supported(training=True)
     np.testing.assert_allclose(
-        fast(x, mask=mask).numpy(), reference(x, mask=mask).numpy(), atol=1e-6
+        fast(x, mask=mask, training=True).numpy(), reference(x, mask=mask).numpy(), atol=1e-6
     )
+    # Inference never takes the per-shape-compiled fast loop.
+    supported = FastLSTM(UNITS)
+    supported.build(x.shape)
+    assert supported.fast_path_supported(training=True)
+    assert not supported.fast_path_supported(training=False)
 
     with caplog.at_level(logging.WARNING, logger="textrnn.rnn_stack"):
         warn_if_cudnn_disabled(keras.layers.GRU(UNITS, recurrent_dropout=0.1, name="slow_gru"))

@@ -408,10 +408,17 @@ class _FastLoopMixin:
     """Shared inner-loop dispatch for `FastLSTM` / `FastGRU`."""
 
     def fast_path_supported(self, training=False) -> bool:
-        """True when the fast loop computes exactly what the stock loop would."""
+        """True when the fast loop runs: training, in a configuration it computes exactly.
+
+        Inference (`training=False`: evaluation, prediction, exports, serving)
+        keeps Keras's loop: the fast loop is compiled with XLA once per input
+        shape, which pays off over thousands of training steps but made every
+        new (batch, length) of a request wait 0.5-6 s for a compile.
+        """
         cell = self.cell
         return (
-            cell.activation is keras.activations.tanh
+            bool(training)
+            and cell.activation is keras.activations.tanh
             and cell.recurrent_activation is keras.activations.sigmoid
             and cell.use_bias
             and not self.unroll
