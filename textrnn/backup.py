@@ -25,6 +25,7 @@ the newest global step that every worker still has.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -127,23 +128,30 @@ def agree_on_point(strategy: tf.distribute.Strategy, points: list[BackupPoint]) 
     """With several workers, keep only the newest backup every worker holds (same global step).
 
     Workers save at the same steps, but one killed mid-save may be one backup
-    behind the others; each keeps two, so a common step normally exists.
+    behind the others; each keeps two, so a common step normally exists. The
+    same step can be saved as "last step of epoch E" by one worker and "epoch
+    E + 1, step 0" by another (killed during validation): both hold the same
+    weights, and every worker takes the later reading so all run the same epochs.
     """
     workers = getattr(strategy.extended, "_num_workers", 1)
     if workers <= 1:
         return points
-    mine = [p.global_step for p in points][:2] + [-1] * (2 - len(points[:2]))
-    local = tf.constant([mine], tf.int64)  # (1, 2)
+    mine = [[p.global_step, p.epoch] for p in points[:2]] + [[-1, -1]] * (2 - len(points[:2]))
+    local = tf.constant([sum(mine, [])], tf.int64)  # (1, 4): step, epoch, step, epoch
     per_replica = strategy.experimental_distribute_values_from_function(lambda context: local)
-    gathered = strategy.gather(per_replica, axis=0).numpy()  # (replicas, 2)
-    common = set(gathered[0].tolist())
+    gathered = strategy.gather(per_replica, axis=0).numpy().reshape(-1, 2, 2)  # (replicas, 2, [step, epoch])
+    common = set(gathered[0, :, 0].tolist())
     for row in gathered[1:]:
-        common &= set(row.tolist())
+        common &= set(row[:, 0].tolist())
     common.discard(-1)
     if not common:
         return []
     step = max(common)
-    return [p for p in points if p.global_step == step]
+    epoch = int(max(e for s, e in gathered.reshape(-1, 2).tolist() if s == step))
+    chosen = [p for p in points if p.global_step == step][:1]
+    return [
+        dataclasses.replace(p, epoch=epoch, step=0) if p.epoch < epoch else p for p in chosen
+    ]
 
 
 class TrainingBackup(keras.callbacks.Callback):

@@ -498,7 +498,10 @@ def _train(task, config, run_dir: Path, resuming: bool, strategy, points, echo, 
     )
     build_for_fit(model, strategy, data.train)
     point = None
+    first = points[0] if points else None
     points = backup_lib.agree_on_point(strategy, points)
+    if points and points[0] != first:
+        echo(f"workers agreed to resume from {points[0].describe()}")
     if points:
         with strategy.scope():
             point = backup_lib.restore(model, run_dir / "backup", points, echo)
