@@ -171,16 +171,28 @@ def bucket_boundaries(max_length: int) -> list[int]:
     return boundaries
 
 
-def ragged_rows(ids: tf.RaggedTensor, targets: Any) -> tf.data.Dataset:
-    """Dataset of (dense int32 row, target) from a RaggedTensor, cached."""
-    values = tf.cast(ids.flat_values, tf.int32)
-    splits = ids.row_splits
-    targets = tf.convert_to_tensor(targets)
+def ragged_rows(*columns: tf.RaggedTensor | Any) -> tf.data.Dataset:
+    """Dataset of per-example tuples from aligned columns, cached.
 
-    def row(index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        return values[splits[index] : splits[index + 1]], targets[index]
+    A `tf.RaggedTensor` column yields each row as a dense int32 vector; any
+    other column (labels) yields its element. Rows are sliced from the flat
+    values by index, which tf.data handles far better than ragged elements.
+    """
+    parts = []
+    for column in columns:
+        if isinstance(column, tf.RaggedTensor):
+            parts.append((tf.cast(column.flat_values, tf.int32), column.row_splits))
+        else:
+            parts.append((tf.convert_to_tensor(column), None))
 
-    return tf.data.Dataset.range(int(ids.nrows())).map(row).cache()
+    def row(index: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        return tuple(
+            values[splits[index] : splits[index + 1]] if splits is not None else values[index]
+            for values, splits in parts
+        )
+
+    rows = columns[0].nrows() if isinstance(columns[0], tf.RaggedTensor) else len(columns[0])
+    return tf.data.Dataset.range(int(rows)).map(row).cache()
 
 
 def batched_sequences(
@@ -245,16 +257,7 @@ def batched_pairs(
     are bucketed by the longer side of each pair (or padded to `max_length`
     with `static_shapes`).
     """
-    source_values, source_splits = tf.cast(source_ids.flat_values, tf.int32), source_ids.row_splits
-    target_values, target_splits = tf.cast(target_ids.flat_values, tf.int32), target_ids.row_splits
-
-    def row(index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        return (
-            source_values[source_splits[index] : source_splits[index + 1]],
-            target_values[target_splits[index] : target_splits[index + 1]],
-        )
-
-    dataset = tf.data.Dataset.range(int(source_ids.nrows())).map(row).cache()
+    dataset = ragged_rows(source_ids, target_ids)
     if shuffle:
         dataset = dataset.shuffle(
             min(shuffle_buffer, int(source_ids.nrows())), seed=seed, reshuffle_each_iteration=True
