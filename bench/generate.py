@@ -55,10 +55,17 @@ def make_model(run_dir: str | None) -> lm_lib.LanguageModel:
     config = load_config(
         lm_lib.Config,
         None,
-        {"model.embedding_dim": 64, "model.stack.units": 256, "model.stack.num_layers": 2, "model.stack.cell": "lstm"},
+        {
+            "model.embedding_dim": 64,
+            "model.stack.units": 256,
+            "model.stack.num_layers": 2,
+            "model.stack.cell": "lstm",
+        },
     )
     text = (ROOT / "tasks/lm/data/train.txt").read_text(encoding="utf-8")
-    tokenizer = build_tokenizer(config.tokenizer, text.splitlines(keepends=True), tempfile.mkdtemp())
+    tokenizer = build_tokenizer(
+        config.tokenizer, text.splitlines(keepends=True), tempfile.mkdtemp()
+    )
     model = lm_lib.build_model(config, tokenizer, compile=False)
     return lm_lib.inference_model(config, tokenizer, model)
 
@@ -69,7 +76,14 @@ def in_graph(lm: lm_lib.LanguageModel, batch: int, tokens: int, rounds: int) -> 
 
     def call(n: int) -> tuple[float, float]:
         started, cpu = time.perf_counter(), time.process_time()
-        ids = function(prompts, tf.constant(n), tf.constant(1.0), tf.constant(0), tf.constant(1.0), tf.constant(1, tf.int64))
+        ids = function(
+            prompts,
+            tf.constant(n),
+            tf.constant(1.0),
+            tf.constant(0),
+            tf.constant(1.0),
+            tf.constant(1, tf.int64),
+        )
         ids.numpy()
         return time.perf_counter() - started, time.process_time() - cpu
 
@@ -93,13 +107,17 @@ def naive(lm: lm_lib.LanguageModel, batch: int, tokens: int, lengths: tuple[int,
 
     @tf.function(reduce_retracing=True)
     def next_token(ids: tf.Tensor, t: tf.Tensor) -> tf.Tensor:
-        logits = lm.model(ids, training=False)[:, -1]  # (batch, vocabulary): the whole sequence again
+        logits = lm.model(ids, training=False)[
+            :, -1
+        ]  # (batch, vocabulary): the whole sequence again
         return sampling.sample_logits(logits + lm.banned, 1.0, 0, 1.0, sampling.step_seed(1, t))
 
     prompt = lm.prompt_ids(tf.constant([PROMPT] * batch))
     per_token = {}
     for length in lengths:
-        ids = tf.concat([prompt, tf.fill([batch, max(0, length - prompt.shape[1])], BOS_ID + 10)], axis=1)
+        ids = tf.concat(
+            [prompt, tf.fill([batch, max(0, length - prompt.shape[1])], BOS_ID + 10)], axis=1
+        )
         next_token(ids, tf.constant(0)).numpy()  # trace for this length
         samples = []
         for t in range(3):
@@ -146,7 +164,9 @@ def stepped(lm: lm_lib.LanguageModel, tokens: int) -> float:
     out = step(token_ids=token, states=states)
     started = time.perf_counter()
     for t in range(tokens):
-        token = sampling.sample_logits(out["logits"] + lm.banned, 1.0, 0, 1.0, sampling.step_seed(1, t))
+        token = sampling.sample_logits(
+            out["logits"] + lm.banned, 1.0, 0, 1.0, sampling.step_seed(1, t)
+        )
         out = step(token_ids=token, states=out["states"])
     return tokens / (time.perf_counter() - started)
 
@@ -162,18 +182,24 @@ def memory(lm: lm_lib.LanguageModel) -> dict:
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         for _ in range(3):
             function(prompts, tf.constant(n), *knobs).numpy()
-        out[f"peak_rss_growth_kb_{n}_tokens"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+        out[f"peak_rss_growth_kb_{n}_tokens"] = (
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+        )
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", help="a trained character run directory (default: random 2 x 256 LSTM)")
+    parser.add_argument(
+        "--model", help="a trained character run directory (default: random 2 x 256 LSTM)"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     lm = make_model(args.model)
-    results: dict = {"model": f"{lm.stack.num_layers} x {lm.stack.units} {lm.stack.cell}, vocabulary {lm.vocabulary_size}"}
+    results: dict = {
+        "model": f"{lm.stack.num_layers} x {lm.stack.units} {lm.stack.cell}, vocabulary {lm.vocabulary_size}"
+    }
     for batch in (1, 64):
         for tokens in (200, 1000):
             fast = in_graph(lm, batch, tokens, args.rounds)
@@ -199,8 +225,12 @@ def main() -> None:
         print(json.dumps(results))
         return
     print(f"load average after the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    print(f"naive, batch 1, 200 tokens, run end to end: {results['naive_measured_batch1_tokens200_tokens_per_second']:,.1f} tok/s")
-    print(f"step signature from Python (streaming), batch 1: {results['step_signature_batch1_tokens_per_second']:,.0f} tok/s")
+    print(
+        f"naive, batch 1, 200 tokens, run end to end: {results['naive_measured_batch1_tokens200_tokens_per_second']:,.1f} tok/s"
+    )
+    print(
+        f"step signature from Python (streaming), batch 1: {results['step_signature_batch1_tokens_per_second']:,.0f} tok/s"
+    )
     print(
         f"peak RSS growth: {results['peak_rss_growth_kb_1000_tokens']} kB for 1,000 tokens, then "
         f"{results['peak_rss_growth_kb_10000_tokens']} kB for 10,000"

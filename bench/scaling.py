@@ -58,21 +58,36 @@ def epoch_seconds(output: str) -> list[float]:
 
 
 def run(args: list[str], cwd: Path, timeout: float) -> str:
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES=os.environ.get("CUDA_VISIBLE_DEVICES", ""), TF_CPP_MIN_LOG_LEVEL="2",
-               PYTHONPATH=str(REPO))
+    env = dict(
+        os.environ,
+        CUDA_VISIBLE_DEVICES=os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+        TF_CPP_MIN_LOG_LEVEL="2",
+        PYTHONPATH=str(REPO),
+    )
     processes = []
     try:
-        processes = [subprocess.Popen([sys.executable, "-m", "textrnn", *a], cwd=cwd, env=env, text=True,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE) for a in args]
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "-m", "textrnn", *a],
+                cwd=cwd,
+                env=env,
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            for a in args
+        ]
         outputs = [p.communicate(timeout=timeout) for p in processes]
     finally:
         for p in processes:
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    for p, (out, err) in zip(processes, outputs):
+    for p, (_out, err) in zip(processes, outputs, strict=True):
         if p.returncode:
-            raise SystemExit(f"failed: {err.strip().splitlines()[-1] if err.strip() else p.returncode}")
+            raise SystemExit(
+                f"failed: {err.strip().splitlines()[-1] if err.strip() else p.returncode}"
+            )
     return outputs[0][0]
 
 
@@ -91,30 +106,67 @@ def main() -> None:
         (cwd / "tiny.toml").write_text(RECIPE)
         write_tsv(cwd / "train.tsv", sentiment_rows(options.rows, seed=1))
         write_tsv(cwd / "valid.tsv", sentiment_rows(64, seed=2))
-        common = ["sentiment", "train", "--config", "tiny.toml", "--train", "train.tsv", "--valid", "valid.tsv",
-                  "--epochs", str(options.epochs), "--batch-size", str(options.batch_size), "--static-shapes"]
+        common = [
+            "sentiment",
+            "train",
+            "--config",
+            "tiny.toml",
+            "--train",
+            "train.tsv",
+            "--valid",
+            "valid.tsv",
+            "--epochs",
+            str(options.epochs),
+            "--batch-size",
+            str(options.batch_size),
+            "--static-shapes",
+        ]
         hosts = ",".join(f"127.0.0.1:{p}" for p in free_ports(2))
         configurations = {
             "1 replica": ([[*common, "--run-dir", "one", "--strategy", "cpu"]], 1),
-            "2 logical CPU replicas": ([[*common, "--run-dir", "mirrored", "--strategy", "mirrored"]], 2),
-            "2 worker processes": ([[*common, "--run-dir", f"w{i}", "--strategy", "multiworker",
-                                     "--worker-hosts", hosts, "--task-index", str(i)] for i in range(2)], 2),
+            "2 logical CPU replicas": (
+                [[*common, "--run-dir", "mirrored", "--strategy", "mirrored"]],
+                2,
+            ),
+            "2 worker processes": (
+                [
+                    [
+                        *common,
+                        "--run-dir",
+                        f"w{i}",
+                        "--strategy",
+                        "multiworker",
+                        "--worker-hosts",
+                        hosts,
+                        "--task-index",
+                        str(i),
+                    ]
+                    for i in range(2)
+                ],
+                2,
+            ),
         }
         results = {}
-        examples = options.rows // options.batch_size * options.batch_size  # static shapes drop the remainder
+        examples = (
+            options.rows // options.batch_size * options.batch_size
+        )  # static shapes drop the remainder
         for name, (args, replicas) in configurations.items():
             seconds = epoch_seconds(run(args, cwd, options.timeout))[1:] or [float("nan")]
             throughput = examples / (sum(seconds) / len(seconds))
             results[name] = {"replicas": replicas, "examples_per_second": round(throughput, 1)}
         base = results["1 replica"]["examples_per_second"]
         for value in results.values():
-            value["scaling_efficiency"] = round(value["examples_per_second"] / (value["replicas"] * base), 3)
+            value["scaling_efficiency"] = round(
+                value["examples_per_second"] / (value["replicas"] * base), 3
+            )
     if options.json:
         print(json.dumps(results))
         return
     print(f"{'configuration':<26}{'examples/s':>12}{'efficiency':>12}")
     for name, value in results.items():
-        print(f"{name:<26}{value['examples_per_second']:>12.1f}{value['scaling_efficiency']:>12.2f}")
+        print(
+            f"{name:<26}{value['examples_per_second']:>12.1f}{value['scaling_efficiency']:>12.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -12,7 +12,15 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import PYTHON, REPO, SUBPROCESS_TIMEOUT, sentiment_rows, subprocess_env, tiny_config, write_tsv
+from conftest import (
+    PYTHON,
+    REPO,
+    SUBPROCESS_TIMEOUT,
+    sentiment_rows,
+    subprocess_env,
+    tiny_config,
+    write_tsv,
+)
 
 from textrnn import data as data_lib
 from textrnn import sampling, sentiment, training
@@ -65,7 +73,9 @@ def _assert_fully_defined(dataset):
 
 def _sentiment_config(tmp_path, **extra):
     train = write_tsv(tmp_path / "train.tsv", sentiment_rows(24))
-    return tiny_config(train, **{"training.static_shapes": True, "training.jit_compile": "true", **extra})
+    return tiny_config(
+        train, **{"training.static_shapes": True, "training.jit_compile": "true", **extra}
+    )
 
 
 def _lm_config(tmp_path, **extra):
@@ -73,11 +83,22 @@ def _lm_config(tmp_path, **extra):
 
     path = tmp_path / "lm.txt"
     path.write_text("the cat sat on the mat.\nto be or not to be.\n" * 20, encoding="utf-8")
-    return load_config(LanguageModelConfig, None, {
-        "data.train": str(path), "data.seq_len": 8, "model.embedding_dim": 8, "model.stack.units": 8,
-        "training.epochs": 1, "training.batch_size": 4, "training.seed": 3,
-        "training.static_shapes": True, "training.jit_compile": "true", **extra,
-    })
+    return load_config(
+        LanguageModelConfig,
+        None,
+        {
+            "data.train": str(path),
+            "data.seq_len": 8,
+            "model.embedding_dim": 8,
+            "model.stack.units": 8,
+            "training.epochs": 1,
+            "training.batch_size": 4,
+            "training.seed": 3,
+            "training.static_shapes": True,
+            "training.jit_compile": "true",
+            **extra,
+        },
+    )
 
 
 def _translation_config(tmp_path, **extra):
@@ -97,15 +118,20 @@ def _translation_config(tmp_path, **extra):
         ("language_model", _lm_config, {"data.carry_state": True}),
         ("translation", _translation_config, {"model.input_feeding": False}),
         pytest.param(
-            "translation", _translation_config, None,
+            "translation",
+            _translation_config,
+            None,
             marks=pytest.mark.xfail(
                 reason="input feeding: AttentionDecoder's tf.while_loop TensorArray has no maximum_iterations, "
-                "which XLA needs (translation.py)", strict=False,
+                "which XLA needs (translation.py)",
+                strict=False,
             ),
         ),
     ],
 )
-def test_static_shapes_give_fixed_batches_and_train_with_xla(tmp_path, task_name, make_config, extra, monkeypatch):
+def test_static_shapes_give_fixed_batches_and_train_with_xla(
+    tmp_path, task_name, make_config, extra, monkeypatch
+):
     import importlib
 
     task = importlib.import_module(f"textrnn.{task_name}")
@@ -159,7 +185,10 @@ def test_language_model_decode_loop_is_xla_compiled_by_default():
 
     from textrnn import language_model
 
-    assert inspect.signature(language_model.LanguageModel.__init__).parameters["jit_compile"].default is True
+    assert (
+        inspect.signature(language_model.LanguageModel.__init__).parameters["jit_compile"].default
+        is True
+    )
 
 
 # ----------------------------------------------------------------------------- mixed precision
@@ -233,30 +262,65 @@ def _free_ports(count):
 def _weights(path):
     values = {}
     with h5py.File(path, "r") as handle:
-        handle.visititems(lambda n, i: values.__setitem__(n, i[()]) if isinstance(i, h5py.Dataset) else None)
+        handle.visititems(
+            lambda n, i: values.__setitem__(n, i[()]) if isinstance(i, h5py.Dataset) else None
+        )
     return values
 
 
 def _epoch_losses(output):
-    return [float(line.split(" loss ")[1].split()[0]) for line in output.splitlines() if line.startswith("epoch ")]
+    return [
+        float(line.split(" loss ")[1].split()[0])
+        for line in output.splitlines()
+        if line.startswith("epoch ")
+    ]
 
 
 def _files(tmp_path):
     (tmp_path / "tiny.toml").write_text(RECIPE)
     write_tsv(tmp_path / "train.tsv", sentiment_rows(64, seed=1))
     write_tsv(tmp_path / "valid.tsv", sentiment_rows(16, seed=2))
-    return ["sentiment", "train", "--config", "tiny.toml", "--train", "train.tsv", "--valid", "valid.tsv",
-            "--epochs", "2", "--batch-size", "8", "--static-shapes", "--backup-every-steps", "3"]
+    return [
+        "sentiment",
+        "train",
+        "--config",
+        "tiny.toml",
+        "--train",
+        "train.tsv",
+        "--valid",
+        "valid.tsv",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--static-shapes",
+        "--backup-every-steps",
+        "3",
+    ]
 
 
 def _start_workers(tmp_path, args, ports, suffix=""):
     hosts = ",".join(f"127.0.0.1:{port}" for port in ports)
     return [
         subprocess.Popen(
-            [PYTHON, "-m", "textrnn", *args, "--run-dir", f"w{index}", "--strategy", "multiworker",
-             "--worker-hosts", hosts, "--task-index", str(index)],
-            stdout=open(tmp_path / f"w{index}{suffix}.out", "w"), stderr=open(tmp_path / f"w{index}{suffix}.err", "w"),
-            env=subprocess_env(), cwd=tmp_path,
+            [
+                PYTHON,
+                "-m",
+                "textrnn",
+                *args,
+                "--run-dir",
+                f"w{index}",
+                "--strategy",
+                "multiworker",
+                "--worker-hosts",
+                hosts,
+                "--task-index",
+                str(index),
+            ],
+            stdout=open(tmp_path / f"w{index}{suffix}.out", "w"),
+            stderr=open(tmp_path / f"w{index}{suffix}.err", "w"),
+            env=subprocess_env(),
+            cwd=tmp_path,
         )
         for index in range(len(ports))
     ]
@@ -273,30 +337,62 @@ def _stop(processes):
 @pytest.mark.timeout(3 * SUBPROCESS_TIMEOUT)
 def test_mirrored_cli_over_two_logical_cpus(tmp_path):
     args = _files(tmp_path)
-    result = subprocess.run([PYTHON, "-m", "textrnn", *args, "--run-dir", "run", "--strategy", "mirrored"],
-                            capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, env=subprocess_env(),
-                            cwd=tmp_path)
+    result = subprocess.run(
+        [PYTHON, "-m", "textrnn", *args, "--run-dir", "run", "--strategy", "mirrored"],
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT,
+        env=subprocess_env(),
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "MirroredStrategy with 2 replica(s); global batch 8, 4 per replica" in result.stdout
-    result = subprocess.run([PYTHON, "-m", "textrnn", *args, "--run-dir", "odd", "--strategy", "mirrored",
-                             "--batch-size", "3"], capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT,
-                            env=subprocess_env(), cwd=tmp_path)
-    assert result.returncode == 2 and "--batch-size 3" in result.stderr and "2 replicas" in result.stderr
+    result = subprocess.run(
+        [
+            PYTHON,
+            "-m",
+            "textrnn",
+            *args,
+            "--run-dir",
+            "odd",
+            "--strategy",
+            "mirrored",
+            "--batch-size",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT,
+        env=subprocess_env(),
+        cwd=tmp_path,
+    )
+    assert (
+        result.returncode == 2
+        and "--batch-size 3" in result.stderr
+        and "2 replicas" in result.stderr
+    )
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(6 * SUBPROCESS_TIMEOUT)
 def test_two_workers_end_identical_match_one_worker_and_survive_a_killed_worker(tmp_path):
     args = _files(tmp_path)
-    single = subprocess.run([PYTHON, "-m", "textrnn", *args, "--run-dir", "single", "--strategy", "cpu"],
-                            capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, env=subprocess_env(),
-                            cwd=tmp_path)
+    single = subprocess.run(
+        [PYTHON, "-m", "textrnn", *args, "--run-dir", "single", "--strategy", "cpu"],
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT,
+        env=subprocess_env(),
+        cwd=tmp_path,
+    )
     assert single.returncode == 0, single.stderr[-3000:]
 
     workers = _start_workers(tmp_path, args, _free_ports(2))
     try:
         for process in workers:
-            assert process.wait(timeout=SUBPROCESS_TIMEOUT) == 0, (tmp_path / "w0.err").read_text()[-3000:]
+            assert process.wait(timeout=SUBPROCESS_TIMEOUT) == 0, (tmp_path / "w0.err").read_text()[
+                -3000:
+            ]
     finally:
         _stop(workers)
     w0, w1 = (_weights(tmp_path / f"w{i}" / "model.weights.h5") for i in range(2))
@@ -304,7 +400,9 @@ def test_two_workers_end_identical_match_one_worker_and_survive_a_killed_worker(
     for name in w0:
         np.testing.assert_array_equal(w0[name], w1[name], err_msg=name)
     outputs = [(tmp_path / f"w{i}.out").read_text() for i in range(2)]
-    assert "CollectiveAllReduceStrategy with 2 replica(s); global batch 8, 4 per replica" in outputs[0]
+    assert (
+        "CollectiveAllReduceStrategy with 2 replica(s); global batch 8, 4 per replica" in outputs[0]
+    )
     np.testing.assert_allclose(_epoch_losses(outputs[0]), _epoch_losses(single.stdout), atol=2e-3)
 
     # Kill one worker of a longer job, restart the job: it resumes from the backups and finishes.
@@ -330,7 +428,9 @@ def test_two_workers_end_identical_match_one_worker_and_survive_a_killed_worker(
     workers = _start_workers(tmp_path, longer, _free_ports(2), suffix="-restarted")
     try:
         for process in workers:
-            assert process.wait(timeout=2 * SUBPROCESS_TIMEOUT) == 0, (tmp_path / "w0-restarted.err").read_text()[-3000:]
+            assert process.wait(timeout=2 * SUBPROCESS_TIMEOUT) == 0, (
+                tmp_path / "w0-restarted.err"
+            ).read_text()[-3000:]
     finally:
         _stop(workers)
     restarted = (tmp_path / "w0-restarted.out").read_text()

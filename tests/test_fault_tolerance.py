@@ -43,16 +43,39 @@ seed = 7
 
 def _train_command(tmp_path, run_dir):
     return [
-        PYTHON, "-m", "textrnn", "sentiment", "train", "--config", str(tmp_path / "tiny.toml"),
-        "--train", str(tmp_path / "train.tsv"), "--valid", str(tmp_path / "valid.tsv"),
-        "--run-dir", str(run_dir), "--strategy", "cpu", "--epochs", "2", "--batch-size", "2",
-        "--backup-every-steps", "10",
+        PYTHON,
+        "-m",
+        "textrnn",
+        "sentiment",
+        "train",
+        "--config",
+        str(tmp_path / "tiny.toml"),
+        "--train",
+        str(tmp_path / "train.tsv"),
+        "--valid",
+        str(tmp_path / "valid.tsv"),
+        "--run-dir",
+        str(run_dir),
+        "--strategy",
+        "cpu",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "2",
+        "--backup-every-steps",
+        "10",
     ]
 
 
 def _run(command, cwd):
-    result = subprocess.run(command, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT,
-                            env=subprocess_env(), cwd=cwd)
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT,
+        env=subprocess_env(),
+        cwd=cwd,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
@@ -68,8 +91,13 @@ def test_sigkill_mid_epoch_resumes_at_the_last_backup_and_matches_an_uninterrupt
 
     run_dir = tmp_path / "run"
     kill_after = random.Random().randint(25, 330)  # a random global step, usually mid-epoch
-    process = subprocess.Popen(_train_command(tmp_path, run_dir), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, env=subprocess_env(), cwd=tmp_path)
+    process = subprocess.Popen(
+        _train_command(tmp_path, run_dir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=subprocess_env(),
+        cwd=tmp_path,
+    )
     index = run_dir / "backup" / backup_lib.INDEX_FILE
     try:
         deadline = time.monotonic() + SUBPROCESS_TIMEOUT
@@ -125,8 +153,14 @@ def test_backups_rotate_two_verified_files(tmp_path):
     latest, previous = points
     assert (latest.epoch, latest.step) == (1, 0)  # the epoch-end backup
     last_periodic = latest.global_step // 4 * 4  # the one before: the last every-4-steps backup
-    assert (previous.epoch, previous.step, previous.global_step) == (0, last_periodic, last_periodic)
-    assert sorted(p.name for p in (run_dir / "backup").glob("ckpt-*")) == sorted([latest.file, previous.file])
+    assert (previous.epoch, previous.step, previous.global_step) == (
+        0,
+        last_periodic,
+        last_periodic,
+    )
+    assert sorted(p.name for p in (run_dir / "backup").glob("ckpt-*")) == sorted(
+        [latest.file, previous.file]
+    )
 
 
 def test_truncated_latest_backup_is_reported_and_the_previous_one_used(tmp_path):
@@ -157,8 +191,13 @@ def test_a_backup_that_passes_the_checksum_but_does_not_load_falls_back(tmp_path
 
     monkeypatch.setattr(backup_lib, "load_point", flaky)
     lines = []
-    training.train(sentiment, tiny_config(train, valid, **{**extra, "training.epochs": 2}), run_dir,
-                   echo=lines.append, verbose=0)
+    training.train(
+        sentiment,
+        tiny_config(train, valid, **{**extra, "training.epochs": 2}),
+        run_dir,
+        echo=lines.append,
+        verbose=0,
+    )
     assert any("does not load" in line for line in lines)
     assert any(f"previous backup instead: epoch 1, step {previous.step}" in line for line in lines)
 
@@ -201,7 +240,9 @@ def test_read_only_run_dir_is_a_clear_cli_error(tmp_path):
 
         from textrnn.cli.main import app
 
-        result = CliRunner().invoke(app, ["sentiment", "train", "--train", str(train), "--run-dir", str(run_dir)])
+        result = CliRunner().invoke(
+            app, ["sentiment", "train", "--train", str(train), "--run-dir", str(run_dir)]
+        )
         assert result.exit_code == 2
         assert "cannot write to" in result.output and "--run-dir" in result.output
     finally:

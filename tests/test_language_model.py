@@ -80,7 +80,9 @@ def generate(signature, prompts, max_tokens=20, temperature=1.0, top_k=0, top_p=
 # ----------------------------------------------------------------------------- batching
 
 
-@pytest.mark.parametrize("tokens, batch, seq_len", [(1, 1, 1), (100, 4, 7), (101, 3, 10), (37, 8, 5), (64, 8, 8)])
+@pytest.mark.parametrize(
+    "tokens, batch, seq_len", [(1, 1, 1), (100, 4, 7), (101, 3, 10), (37, 8, 5), (64, 8, 8)]
+)
 def test_contiguous_batching_covers_every_token_once(tokens: int, batch: int, seq_len: int) -> None:
     targets = np.arange(10, 10 + tokens, dtype=np.int32)  # distinct, never 0
     inputs = np.concatenate([[BOS_ID], targets[:-1]]).astype(np.int32)
@@ -103,7 +105,9 @@ def test_encode_corpus_layouts() -> None:
     from textrnn.config import TokenizerConfig
     from textrnn.tokenizers import build_tokenizer
 
-    tokenizer = build_tokenizer(TokenizerConfig(kind="word"), ["a b c"], Path(pytest.TempPathFactory.__name__))
+    tokenizer = build_tokenizer(
+        TokenizerConfig(kind="word"), ["a b c"], Path(pytest.TempPathFactory.__name__)
+    )
     shutil.rmtree(pytest.TempPathFactory.__name__)
     stream = lm_lib.encode_corpus(tokenizer, "a b\nc\n", "continuous")
     assert stream.inputs[0][0] == BOS_ID and stream.num_tokens == 3
@@ -125,17 +129,23 @@ def test_uniform_model_perplexity_is_the_vocabulary_size(char_run: Path) -> None
     metrics = lm_lib.evaluate_corpus(lm, corpus, batch_size=3)
     assert metrics["tokens"] == 500
     assert metrics["perplexity"] == pytest.approx(tokenizer.vocabulary_size, rel=1e-4)
-    assert metrics["bits_per_character"] == pytest.approx(math.log2(tokenizer.vocabulary_size), rel=1e-4)
+    assert metrics["bits_per_character"] == pytest.approx(
+        math.log2(tokenizer.vocabulary_size), rel=1e-4
+    )
 
 
-def test_evaluate_counts_every_token_and_matches_score(char_run: Path, char_lm, corpus_file: Path) -> None:
+def test_evaluate_counts_every_token_and_matches_score(
+    char_run: Path, char_lm, corpus_file: Path
+) -> None:
     metrics = lm_lib.evaluate(char_run, str(corpus_file), batch_size=1)
     assert metrics["tokens"] == len(TEXT) and metrics["characters"] == len(TEXT)
     assert metrics["perplexity"] == pytest.approx(math.exp(metrics["nats_per_token"]))
     # One stream, one row: the same as scoring the whole text as one line.
     scored = lm_lib.serving_signatures(char_lm)["score"](text=tf.constant([TEXT]))
     assert float(scored["num_tokens"][0]) == len(TEXT)
-    assert -float(scored["log_likelihood"][0]) / len(TEXT) == pytest.approx(metrics["nats_per_token"], rel=1e-4)
+    assert -float(scored["log_likelihood"][0]) / len(TEXT) == pytest.approx(
+        metrics["nats_per_token"], rel=1e-4
+    )
     # More rows only add cold starts: every token is still counted.
     assert lm_lib.evaluate(char_run, str(corpus_file), batch_size=7)["tokens"] == len(TEXT)
 
@@ -145,7 +155,9 @@ def test_evaluate_counts_every_token_and_matches_score(char_run: Path, char_lm, 
 
 def test_in_graph_loop_equals_step_by_step(char_run: Path) -> None:
     serving = export.load_serving(char_run, expected_task="lm")
-    options = lm_lib.GenerationOptions(max_tokens=30, temperature=1.0, top_k=0, top_p=1.0, seed=5, num_samples=2)
+    options = lm_lib.GenerationOptions(
+        max_tokens=30, temperature=1.0, top_k=0, top_p=1.0, seed=5, num_samples=2
+    )
     batched = lm_lib.generate_texts(serving, ["to be", "the"], options)
     for row, (prompt, text) in enumerate(batched):
         streamed = "".join(lm_lib.stream_tokens(serving, prompt, options, row=row))
@@ -174,7 +186,9 @@ def test_lines_model_stops_at_eos(corpus_file: Path, tmp_path: Path) -> None:
     bias = np.zeros(tokenizer.vocabulary_size, np.float32)
     bias[EOS_ID] = 1e4  # force [EOS]
     logits.set_weights([np.zeros_like(logits.get_weights()[0]), bias])
-    signature = lm_lib.serving_signatures(lm_lib.inference_model(config, tokenizer, model))["generate"]
+    signature = lm_lib.serving_signatures(lm_lib.inference_model(config, tokenizer, model))[
+        "generate"
+    ]
     assert generate(signature, ["the cat", ""], max_tokens=50) == ["", ""]
     metrics = lm_lib.evaluate(run_dir, str(corpus_file))
     words = len(TEXT.replace(".", " .").split())  # the script split separates punctuation
@@ -185,7 +199,9 @@ def test_step_signature_shapes(char_lm) -> None:
     signatures = lm_lib.serving_signatures(char_lm)
     primed = signatures["tokenize"](text=tf.constant(["ab", ""]))
     assert primed["token_ids"].shape[0] == 2 and list(primed["lengths"].numpy()) == [3, 1]
-    out = signatures["step"](token_ids=tf.constant([BOS_ID, BOS_ID]), states=primed["initial_states"])
+    out = signatures["step"](
+        token_ids=tf.constant([BOS_ID, BOS_ID]), states=primed["initial_states"]
+    )
     assert out["logits"].shape == (2, char_lm.vocabulary_size)
     assert out["states"].shape == (2, 4, 8)  # 2 layers x (h, c), 8 units
 
@@ -198,8 +214,12 @@ def test_export_reloads_in_a_fresh_process_without_the_run(char_run: Path, tmp_p
     shutil.copytree(char_run, run_copy)
     serving = export.load_serving(run_copy)
     options = lm_lib.GenerationOptions(max_tokens=25, temperature=0.9, top_k=5, top_p=0.95, seed=42)
-    expected = [text for _, text in lm_lib.generate_texts(serving, ["to be", "", "zz\u00e9"], options)]
-    expected_score = serving.signatures["score"](text=tf.constant(["the cat"]))["log_likelihood"].numpy()
+    expected = [
+        text for _, text in lm_lib.generate_texts(serving, ["to be", "", "zz\u00e9"], options)
+    ]
+    expected_score = serving.signatures["score"](text=tf.constant(["the cat"]))[
+        "log_likelihood"
+    ].numpy()
     version = export.export_run(run_copy, tmp_path / "exports")
     shutil.rmtree(run_copy)
     script = f"""
@@ -214,7 +234,11 @@ print(json.dumps({{"text": [t.decode() for t in out["text"].numpy()],
                   "signatures": sorted(loaded.signatures)}}))
 """
     result = subprocess.run(
-        [PYTHON, "-c", script], capture_output=True, text=True, env=subprocess_env(), timeout=SUBPROCESS_TIMEOUT
+        [PYTHON, "-c", script],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=SUBPROCESS_TIMEOUT,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     reloaded = json.loads(result.stdout.strip().splitlines()[-1])
@@ -224,8 +248,23 @@ print(json.dumps({{"text": [t.decode() for t in out["text"].numpy()],
     # `textrnn generate` on the export, batched and streamed through `step`: the same text.
     from textrnn.cli.main import app
 
-    args = ["generate", "--model", str(version), "--prompt", "to be", "--max-tokens", "25", "--temperature", "0.9",
-            "--top-k", "5", "--top-p", "0.95", "--seed", "42"]
+    args = [
+        "generate",
+        "--model",
+        str(version),
+        "--prompt",
+        "to be",
+        "--max-tokens",
+        "25",
+        "--temperature",
+        "0.9",
+        "--top-k",
+        "5",
+        "--top-p",
+        "0.95",
+        "--seed",
+        "42",
+    ]
     for extra in ([], ["--stream"]):
         result = CliRunner().invoke(app, args + extra)
         assert result.exit_code == 0, result.output
@@ -239,13 +278,25 @@ def test_cli_generate_and_bad_options(char_run: Path) -> None:
     from textrnn.cli.main import app
 
     runner = CliRunner()
-    args = ["generate", "--model", str(char_run), "--prompt", "to be", "--max-tokens", "15", "--seed", "3"]
+    args = [
+        "generate",
+        "--model",
+        str(char_run),
+        "--prompt",
+        "to be",
+        "--max-tokens",
+        "15",
+        "--seed",
+        "3",
+    ]
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
     assert first.output.startswith("to be") and first.output == runner.invoke(app, args).output
     streamed = runner.invoke(app, [*args, "--stream"])
     assert streamed.exit_code == 0 and streamed.output == first.output
-    unseen = runner.invoke(app, ["generate", "--model", str(char_run), "--prompt", "QQ", "--max-tokens", "3"])
+    unseen = runner.invoke(
+        app, ["generate", "--model", str(char_run), "--prompt", "QQ", "--max-tokens", "3"]
+    )
     assert unseen.exit_code == 0 and "2 prompt token(s) unseen" in unseen.output
     for flag, value, option in [
         ("--temperature", "-1", "--temperature"),
@@ -263,7 +314,9 @@ def test_cli_generate_and_bad_options(char_run: Path) -> None:
 def test_cli_evaluate_json(char_run: Path, corpus_file: Path) -> None:
     from textrnn.cli.main import app
 
-    result = CliRunner().invoke(app, ["lm", "evaluate", "--run-dir", str(char_run), "--data", str(corpus_file), "--json"])
+    result = CliRunner().invoke(
+        app, ["lm", "evaluate", "--run-dir", str(char_run), "--data", str(corpus_file), "--json"]
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.output)
     assert {"nats_per_token", "perplexity", "bits_per_character", "tokens"} <= set(metrics)
@@ -298,9 +351,15 @@ def test_word_model_with_unk_aliases(tmp_path: Path) -> None:
     train.write_text(text, encoding="utf-8")
     run_dir = tmp_path / "word"
     train_lm(
-        run_dir, train,
-        **{"data.layout": "lines", "tokenizer.kind": "word", "tokenizer.split": "whitespace",
-           "tokenizer.unknown_aliases": ["<unk>"], "tokenizer.vocabulary_size": 10000},
+        run_dir,
+        train,
+        **{
+            "data.layout": "lines",
+            "tokenizer.kind": "word",
+            "tokenizer.split": "whitespace",
+            "tokenizer.unknown_aliases": ["<unk>"],
+            "tokenizer.vocabulary_size": 10000,
+        },
     )
     vocabulary = (run_dir / "vocab.txt").read_text().split("\n")
     assert "<unk>" not in vocabulary
@@ -321,8 +380,17 @@ def phrase_lm(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
     rows = sentiment_rows(40, seed=1)
     text_file = base / "text.txt"
     text_file.write_text("".join(text + "\n" for text, _ in rows), encoding="utf-8")
-    train_lm(base / "lm", text_file, **{"data.layout": "lines", "tokenizer.kind": "word", "model.embedding_dim": 8,
-                                        "model.stack.units": 4, "model.stack.num_layers": 1})
+    train_lm(
+        base / "lm",
+        text_file,
+        **{
+            "data.layout": "lines",
+            "tokenizer.kind": "word",
+            "model.embedding_dim": 8,
+            "model.stack.units": 4,
+            "model.stack.num_layers": 1,
+        },
+    )
     return base / "lm", rows
 
 
@@ -335,16 +403,28 @@ def test_sentiment_init_from_copies_embedding_and_stack(phrase_lm, tmp_path: Pat
     _, lm_tokenizer, lm_model = lm_lib.load_run(lm_run)
     train_tsv = write_tsv(tmp_path / "train.tsv", rows)
     run_dir = tmp_path / "sentiment"
-    config = load_config(sentiment.Config, None, {"data.train": str(train_tsv), "model.embedding_dim": 8,
-                                                  "model.stack.units": 4, "model.init_from": str(lm_run)})
+    config = load_config(
+        sentiment.Config,
+        None,
+        {
+            "data.train": str(train_tsv),
+            "model.embedding_dim": 8,
+            "model.stack.units": 4,
+            "model.init_from": str(lm_run),
+        },
+    )
     sentiment.copy_tokenizer(lm_run, run_dir)
     tokenizer = sentiment.Tokenizer.load(run_dir)
     assert tokenizer.vocabulary == lm_tokenizer.vocabulary
     model = sentiment.build_model(config, tokenizer, init_from=str(lm_run), compile=False)
-    np.testing.assert_array_equal(model.get_layer("embedding").get_weights()[0],
-                                  lm_model.get_layer("embedding").get_weights()[0])
+    np.testing.assert_array_equal(
+        model.get_layer("embedding").get_weights()[0],
+        lm_model.get_layer("embedding").get_weights()[0],
+    )
     ours = model.get_layer("rnn_stack").recurrent_layers[0].get_weights()
-    for a, b in zip(ours, lm_model.get_layer("rnn_stack").recurrent_layers[0].get_weights(), strict=False):
+    for a, b in zip(
+        ours, lm_model.get_layer("rnn_stack").recurrent_layers[0].get_weights(), strict=False
+    ):
         np.testing.assert_array_equal(a, b)
 
 
@@ -355,10 +435,16 @@ def test_sentiment_train_init_from_end_to_end(phrase_lm, tmp_path: Path) -> None
     lm_run, rows = phrase_lm
     train_tsv = write_tsv(tmp_path / "train.tsv", rows)
     run_dir = tmp_path / "sentiment"
-    metrics = train_tiny(run_dir / "full", train_tsv, **{"model.embedding_dim": 8, "model.stack.units": 4,
-                                                         "model.init_from": str(lm_run)})
+    metrics = train_tiny(
+        run_dir / "full",
+        train_tsv,
+        **{"model.embedding_dim": 8, "model.stack.units": 4, "model.init_from": str(lm_run)},
+    )
     assert "val_accuracy" in metrics
     assert (run_dir / "full" / "vocab.txt").read_text() == (lm_run / "vocab.txt").read_text()
     with pytest.raises(ConfigError, match="model.stack.units"):
-        train_tiny(run_dir / "bad", train_tsv, **{"model.embedding_dim": 8, "model.stack.units": 6,
-                                                  "model.init_from": str(lm_run)})
+        train_tiny(
+            run_dir / "bad",
+            train_tsv,
+            **{"model.embedding_dim": 8, "model.stack.units": 6, "model.init_from": str(lm_run)},
+        )

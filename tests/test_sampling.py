@@ -13,7 +13,9 @@ VOCABULARY = 10
 
 
 def random_logits(seed: int, batch: int = 4) -> tf.Tensor:
-    return tf.constant(np.random.default_rng(seed).normal(size=(batch, VOCABULARY)).astype(np.float32))
+    return tf.constant(
+        np.random.default_rng(seed).normal(size=(batch, VOCABULARY)).astype(np.float32)
+    )
 
 
 def draw(logits, temperature=1.0, top_k=0, top_p=1.0, seed=0, step=0) -> np.ndarray:
@@ -39,13 +41,17 @@ def test_temperature_zero_is_argmax() -> None:
 def test_top_k_one_is_greedy() -> None:
     for seed in range(5):
         logits = random_logits(seed)
-        np.testing.assert_array_equal(draw(logits, 1.5, top_k=1, seed=seed), np.argmax(logits, axis=-1))
+        np.testing.assert_array_equal(
+            draw(logits, 1.5, top_k=1, seed=seed), np.argmax(logits, axis=-1)
+        )
 
 
 def test_tiny_top_p_is_greedy() -> None:
     for seed in range(5):
         logits = random_logits(seed)
-        np.testing.assert_array_equal(draw(logits, 1.5, top_p=1e-6, seed=seed), np.argmax(logits, axis=-1))
+        np.testing.assert_array_equal(
+            draw(logits, 1.5, top_p=1e-6, seed=seed), np.argmax(logits, axis=-1)
+        )
 
 
 def test_same_seed_same_tokens_and_seeds_differ() -> None:
@@ -118,7 +124,9 @@ def test_hash_uniform_is_uniform_and_row_addressable() -> None:
     values = sampling.hash_uniform(tf.constant([200, 500]), sampling.step_seed(3, 1)).numpy()
     assert 0.0 < values.min() and values.max() < 1.0
     assert abs(values.mean() - 0.5) < 0.01 and abs(values.std() - 12**-0.5) < 0.01
-    row = sampling.hash_uniform(tf.constant([1, 500]), sampling.step_seed(3, 1), first_row=17).numpy()
+    row = sampling.hash_uniform(
+        tf.constant([1, 500]), sampling.step_seed(3, 1), first_row=17
+    ).numpy()
     np.testing.assert_array_equal(row[0], values[17])
     other = sampling.hash_uniform(tf.constant([200, 500]), sampling.step_seed(-3, 1)).numpy()
     assert np.corrcoef(values.ravel(), other.ravel())[0, 1] < 0.05

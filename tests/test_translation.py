@@ -13,13 +13,20 @@ import pytest
 
 from tests.conftest import SUBPROCESS_TIMEOUT
 
-SUBJECTS = [("the dog", "der Hund"), ("a cat", "eine Katze"), ("the man", "der Mann"), ("a woman", "eine Frau"),
-            ("the child", "das Kind")]
+SUBJECTS = [
+    ("the dog", "der Hund"),
+    ("a cat", "eine Katze"),
+    ("the man", "der Mann"),
+    ("a woman", "eine Frau"),
+    ("the child", "das Kind"),
+]
 VERBS = [("runs", "läuft"), ("sleeps", "schläft"), ("eats", "isst"), ("sings", "singt")]
 PAIRS = [(f"{s} {v}", f"{ts} {tv}") for (s, ts) in SUBJECTS for (v, tv) in VERBS]  # 20 pairs
 
 
-def write_pairs(directory: Path, pairs: list[tuple[str, str]], name: str = "train") -> tuple[Path, Path]:
+def write_pairs(
+    directory: Path, pairs: list[tuple[str, str]], name: str = "train"
+) -> tuple[Path, Path]:
     source, target = directory / f"{name}.en", directory / f"{name}.de"
     source.write_text("".join(s + "\n" for s, _ in pairs), encoding="utf-8")
     target.write_text("".join(t + "\n" for _, t in pairs), encoding="utf-8")
@@ -32,16 +39,28 @@ def tiny_translation_config(directory: Path, **extra):
 
     source, target = write_pairs(directory, PAIRS)
     overrides = {
-        "data.source": str(source), "data.target": str(target),
-        "data.valid_source": str(source), "data.valid_target": str(target),
-        "data.source_max_length": 8, "data.target_max_length": 8,
-        "tokenizer.kind": "word", "tokenizer.joint": True, "tokenizer.vocabulary_size": 64,
-        "model.embedding_dim": 16, "model.embedding_dropout": 0.0, "model.dropout": 0.0,
+        "data.source": str(source),
+        "data.target": str(target),
+        "data.valid_source": str(source),
+        "data.valid_target": str(target),
+        "data.source_max_length": 8,
+        "data.target_max_length": 8,
+        "tokenizer.kind": "word",
+        "tokenizer.joint": True,
+        "tokenizer.vocabulary_size": 64,
+        "model.embedding_dim": 16,
+        "model.embedding_dropout": 0.0,
+        "model.dropout": 0.0,
         "model.label_smoothing": 0.0,
-        "model.encoder.units": 16, "model.decoder.units": 32,
-        "decoding.beam_size": 3, "decoding.max_length_offset": 3,
-        "training.epochs": 1, "training.batch_size": 4, "training.learning_rate": 0.01,
-        "training.seed": 3, "training.shuffle_buffer": 20,
+        "model.encoder.units": 16,
+        "model.decoder.units": 32,
+        "decoding.beam_size": 3,
+        "decoding.max_length_offset": 3,
+        "training.epochs": 1,
+        "training.batch_size": 4,
+        "training.learning_rate": 0.01,
+        "training.seed": 3,
+        "training.shuffle_buffer": 20,
     }
     overrides.update(extra)
     return load_config(translation.Config, None, overrides)
@@ -122,7 +141,9 @@ def test_beam_hypotheses_sorted_by_length_penalized_score():
 
     step, table = toy_step(seed=11)
     alpha = 0.8
-    result = sampling.beam_search(step, {"t": tf.zeros([2, 1])}, tf.constant([7, 9]), 4, 2, 3, 3, alpha)
+    result = sampling.beam_search(
+        step, {"t": tf.zeros([2, 1])}, tf.constant([7, 9]), 4, 2, 3, 3, alpha
+    )
     scores, ids, lengths = result["score"].numpy(), result["ids"].numpy(), result["lengths"].numpy()
     table = table.numpy()
     for row in range(2):
@@ -147,7 +168,11 @@ def test_output_is_capped_relative_to_source_length():
     never_eos = tf.one_hot(4, vocabulary, on_value=0.0, off_value=-20.0)  # always prefers token 4
 
     def step(ids, state):
-        return tf.tile(never_eos[tf.newaxis], [tf.shape(ids)[0], 1]), state, tf.zeros([tf.shape(ids)[0], 2])
+        return (
+            tf.tile(never_eos[tf.newaxis], [tf.shape(ids)[0], 1]),
+            state,
+            tf.zeros([tf.shape(ids)[0], 2]),
+        )
 
     limits = tf.constant([2, 5])
     greedy = sampling.greedy_search(step, {"s": tf.zeros([2, 1])}, limits, 2, 3, 2)
@@ -160,7 +185,9 @@ def test_output_is_capped_relative_to_source_length():
 # ----------------------------------------------------------------------------- model
 
 
-@pytest.mark.parametrize("input_feeding, attention", [(True, "general"), (False, "additive"), (True, "dot")])
+@pytest.mark.parametrize(
+    "input_feeding, attention", [(True, "general"), (False, "additive"), (True, "dot")]
+)
 def test_step_by_step_decoding_matches_teacher_forcing(tmp_path, input_feeding, attention):
     import tensorflow as tf
 
@@ -221,12 +248,21 @@ def overfit_run(tmp_path_factory):
     from textrnn import training, translation
 
     directory = tmp_path_factory.mktemp("translation")
-    source, target = write_pairs(directory, PAIRS * 8, name="repeated")  # few epochs, little callback overhead
+    source, target = write_pairs(
+        directory, PAIRS * 8, name="repeated"
+    )  # few epochs, little callback overhead
     # Static shapes: one batch shape, so the recurrent loops compile once.
-    config = tiny_translation_config(directory, **{
-        "data.source": str(source), "data.target": str(target), "training.epochs": 8,
-        "training.batch_size": 8, "training.lr_schedule": "constant", "training.static_shapes": True,
-    })
+    config = tiny_translation_config(
+        directory,
+        **{
+            "data.source": str(source),
+            "data.target": str(target),
+            "training.epochs": 8,
+            "training.batch_size": 8,
+            "training.lr_schedule": "constant",
+            "training.static_shapes": True,
+        },
+    )
     run_dir = directory / "run"
     metrics = training.train(translation, config, run_dir, echo=lambda line: None, verbose=0)
     return run_dir, metrics
@@ -266,7 +302,10 @@ def test_export_reloads_in_a_fresh_process_after_the_run_is_deleted(overfit_run,
     )
     result = subprocess.run(
         [sys.executable, "-c", script, str(path), json.dumps(sources)],
-        capture_output=True, text=True, timeout=3 * SUBPROCESS_TIMEOUT, check=True,  # traces two searches
+        capture_output=True,
+        text=True,
+        timeout=3 * SUBPROCESS_TIMEOUT,
+        check=True,  # traces two searches
     )
     loaded = json.loads(result.stdout.strip().splitlines()[-1])
     expected = [r.translation for r in in_process]
@@ -282,14 +321,32 @@ def test_bleu_matches_sacrebleu_cli(tmp_path):
     from textrnn.translation import corpus_scores
 
     hypotheses = ["Ein Mann fährt ein Fahrrad.", "Zwei Hunde spielen im Schnee", "Eine Frau singt."]
-    references = ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee.", "Eine Frau singt ein Lied."]
+    references = [
+        "Ein Mann fährt Fahrrad.",
+        "Zwei Hunde spielen im Schnee.",
+        "Eine Frau singt ein Lied.",
+    ]
     (tmp_path / "hyp").write_text("\n".join(hypotheses) + "\n", encoding="utf-8")
     (tmp_path / "ref").write_text("\n".join(references) + "\n", encoding="utf-8")
     scores = corpus_scores(hypotheses, references)
     cli = Path(sys.executable).parent / "sacrebleu"
     result = subprocess.run(
-        [str(cli), str(tmp_path / "ref"), "-i", str(tmp_path / "hyp"), "-m", "bleu", "chrf", "-b", "-w", "2"],
-        capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, check=True,
+        [
+            str(cli),
+            str(tmp_path / "ref"),
+            "-i",
+            str(tmp_path / "hyp"),
+            "-m",
+            "bleu",
+            "chrf",
+            "-b",
+            "-w",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT,
+        check=True,
     )
     bleu, chrf = json.loads(result.stdout)  # `-b` with two metrics prints a JSON list
     assert scores["bleu"] == pytest.approx(bleu, abs=0.01)
@@ -365,9 +422,21 @@ def test_cli_reports_mismatched_files_with_exit_code_2(tmp_path):
     source, target = write_pairs(tmp_path, PAIRS[:3])
     target.write_text("eins\n", encoding="utf-8")
     result = CliRunner().invoke(
-        app, ["translation", "train", "--source", str(source), "--target", str(target), "--run-dir", str(tmp_path / "r")]
+        app,
+        [
+            "translation",
+            "train",
+            "--source",
+            str(source),
+            "--target",
+            str(target),
+            "--run-dir",
+            str(tmp_path / "r"),
+        ],
     )
     assert result.exit_code == 2
     assert "3 lines" in result.output and "has 1" in result.output
-    result = CliRunner().invoke(app, ["translation", "translate", "--model", str(tmp_path / "nope"), "hi"])
+    result = CliRunner().invoke(
+        app, ["translation", "translate", "--model", str(tmp_path / "nope"), "hi"]
+    )
     assert result.exit_code == 2

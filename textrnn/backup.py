@@ -94,7 +94,9 @@ def read_points(directory: Path) -> tuple[list[BackupPoint], list[str]]:
                 f"({path.stat().st_size} of {point.size} bytes)"
             )
         elif file_digest(path) != point.sha256:
-            problems.append(f"backup {path.name} ({point.describe()}) is damaged (checksum mismatch)")
+            problems.append(
+                f"backup {path.name} ({point.describe()}) is damaged (checksum mismatch)"
+            )
         else:
             points.append(point)
     return points, problems
@@ -115,8 +117,10 @@ def restore(
         try:
             load_point(model, directory, point)
         except Exception as error:  # noqa: BLE001 - h5py raises OSError, KeyError, ValueError...
-            echo(f"warning: backup {point.file} ({point.describe()}) does not load ({type(error).__name__}: "
-                 f"{str(error).splitlines()[0] if str(error) else ''}); trying the previous one")
+            echo(
+                f"warning: backup {point.file} ({point.describe()}) does not load ({type(error).__name__}: "
+                f"{str(error).splitlines()[0] if str(error) else ''}); trying the previous one"
+            )
             continue
         if number:
             echo(f"resumed from the previous backup instead: {point.describe()}")
@@ -124,7 +128,9 @@ def restore(
     return None
 
 
-def agree_on_point(strategy: tf.distribute.Strategy, points: list[BackupPoint]) -> list[BackupPoint]:
+def agree_on_point(
+    strategy: tf.distribute.Strategy, points: list[BackupPoint]
+) -> list[BackupPoint]:
     """With several workers, keep only the newest backup every worker holds (same global step).
 
     Workers save at the same steps, but one killed mid-save may be one backup
@@ -139,7 +145,9 @@ def agree_on_point(strategy: tf.distribute.Strategy, points: list[BackupPoint]) 
     mine = [[p.global_step, p.epoch] for p in points[:2]] + [[-1, -1]] * (2 - len(points[:2]))
     local = tf.constant([sum(mine, [])], tf.int64)  # (1, 4): step, epoch, step, epoch
     per_replica = strategy.experimental_distribute_values_from_function(lambda context: local)
-    gathered = strategy.gather(per_replica, axis=0).numpy().reshape(-1, 2, 2)  # (replicas, 2, [step, epoch])
+    gathered = (
+        strategy.gather(per_replica, axis=0).numpy().reshape(-1, 2, 2)
+    )  # (replicas, 2, [step, epoch])
     common = set(gathered[0, :, 0].tolist())
     for row in gathered[1:]:
         common &= set(row[:, 0].tolist())
@@ -149,9 +157,7 @@ def agree_on_point(strategy: tf.distribute.Strategy, points: list[BackupPoint]) 
     step = max(common)
     epoch = int(max(e for s, e in gathered.reshape(-1, 2).tolist() if s == step))
     chosen = [p for p in points if p.global_step == step][:1]
-    return [
-        dataclasses.replace(p, epoch=epoch, step=0) if p.epoch < epoch else p for p in chosen
-    ]
+    return [dataclasses.replace(p, epoch=epoch, step=0) if p.epoch < epoch else p for p in chosen]
 
 
 class TrainingBackup(keras.callbacks.Callback):
@@ -171,8 +177,14 @@ class TrainingBackup(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, directory: str | os.PathLike, every_steps: int = 0, monitor: str = "val_loss",
-                 mode: str = "min", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        every_steps: int = 0,
+        monitor: str = "val_loss",
+        mode: str = "min",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.directory = Path(directory)
         self.every_steps = every_steps
@@ -206,7 +218,9 @@ class TrainingBackup(keras.callbacks.Callback):
         logs = logs or {}
         value = logs.get(self.monitor)
         if value is not None and _finite(value):
-            better = self.best is None or (value < self.best if self.mode == "min" else value > self.best)
+            better = self.best is None or (
+                value < self.best if self.mode == "min" else value > self.best
+            )
             self.best = float(value) if better else self.best
         if not _finite(logs.get("loss")):
             return  # a diverged run keeps its last good backup
@@ -222,8 +236,15 @@ class TrainingBackup(keras.callbacks.Callback):
             self.model.save_weights(tmp)
             with open(tmp, "rb+") as handle:
                 os.fsync(handle.fileno())
-        point = BackupPoint(self.epoch, self.step, self.global_step, name, path.stat().st_size,
-                            file_digest(path), self.best)
+        point = BackupPoint(
+            self.epoch,
+            self.step,
+            self.global_step,
+            name,
+            path.stat().st_size,
+            file_digest(path),
+            self.best,
+        )
         previous = self.saved if self.saved and self.saved.file != name else None
         index = {"latest": asdict(point), "previous": asdict(previous) if previous else None}
         atomic_write_text(self.directory / INDEX_FILE, json.dumps(index, indent=2) + "\n")

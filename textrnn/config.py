@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+
+import tomllib
 
 from textrnn.errors import ConfigError
 
@@ -87,8 +88,12 @@ class TrainingConfig:
     mixed_precision: str = ""  # "" | mixed_float16 | mixed_bfloat16
     jit_compile: str = "auto"  # auto | true | false
     static_shapes: bool = False  # pad every batch to max_length, drop the remainder (TPU)
-    backup_every_steps: int = 0  # also back up every N training steps (resume mid-epoch); 0 = at epoch ends only
-    worker_hosts: str = ""  # multiworker without TF_CONFIG: host:port,host:port (every worker, same order)
+    backup_every_steps: int = (
+        0  # also back up every N training steps (resume mid-epoch); 0 = at epoch ends only
+    )
+    worker_hosts: str = (
+        ""  # multiworker without TF_CONFIG: host:port,host:port (every worker, same order)
+    )
     task_index: int = 0  # multiworker: this worker's index in worker_hosts (0 = chief)
     shuffle_buffer: int = 100000
 
@@ -148,7 +153,9 @@ class SentimentModelConfig:
     pooling: str = "final"  # final | max | mean
     dropout: float = 0.3  # before the output layer
     class_weight: str = "none"  # none | balanced
-    init_from: str = ""  # a language-model run directory: start from its embedding and stack (and vocabulary)
+    init_from: str = (
+        ""  # a language-model run directory: start from its embedding and stack (and vocabulary)
+    )
 
     def __post_init__(self) -> None:
         _at_least("model.embedding_dim", self.embedding_dim, 1)
@@ -329,7 +336,9 @@ class LanguageModelDataConfig:
     train: str = ""
     valid: str = ""  # empty: hold out the last `validation_split` of the training text
     encoding: str = "utf-8"
-    layout: str = "continuous"  # continuous (one stream, e.g. a book) | lines (one sentence a line + [EOS])
+    layout: str = (
+        "continuous"  # continuous (one stream, e.g. a book) | lines (one sentence a line + [EOS])
+    )
     validation_split: float = 0.05
     seq_len: int = 100  # tokens per training window (truncated-BPTT length)
     carry_state: bool = False  # continuous only: each batch row continues the previous batch's row
@@ -340,7 +349,7 @@ class LanguageModelDataConfig:
         if not 0.0 < self.validation_split < 1.0:
             raise ConfigError("data.validation_split must be in (0, 1)")
         if self.carry_state and self.layout != "continuous":
-            raise ConfigError("data.carry_state needs data.layout = \"continuous\"")
+            raise ConfigError('data.carry_state needs data.layout = "continuous"')
 
 
 @dataclass(frozen=True)
@@ -365,7 +374,9 @@ class LanguageModelConfig:
 
     task: str = "language_model"
     data: LanguageModelDataConfig = field(default_factory=LanguageModelDataConfig)
-    tokenizer: TokenizerConfig = field(default_factory=lambda: TokenizerConfig(kind="char", lowercase=False, normalization=""))
+    tokenizer: TokenizerConfig = field(
+        default_factory=lambda: TokenizerConfig(kind="char", lowercase=False, normalization="")
+    )
     model: LanguageModelModelConfig = field(default_factory=LanguageModelModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
 
@@ -432,7 +443,9 @@ class TranslationModelConfig:
         _fraction("model.dropout", self.dropout)
         _fraction("model.label_smoothing", self.label_smoothing)
         if self.decoder.bidirectional:
-            raise ConfigError("model.decoder.bidirectional must be false (a decoder reads left to right)")
+            raise ConfigError(
+                "model.decoder.bidirectional must be false (a decoder reads left to right)"
+            )
 
 
 @dataclass(frozen=True)

@@ -26,14 +26,25 @@ from textrnn.errors import DataError
 
 logger = logging.getLogger(__name__)
 
-TABLE_SUFFIXES = {".tsv": "csv", ".csv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+TABLE_SUFFIXES = {
+    ".tsv": "csv",
+    ".csv": "csv",
+    ".jsonl": "json",
+    ".json": "json",
+    ".parquet": "parquet",
+}
 TEXT_SUFFIXES = {".txt", ".text", ".train", ".dev", ".test", ".valid", ""}
 
 
 def is_file_reference(source: str) -> bool:
     """True when `source` names a local file rather than a hub data set."""
     path = Path(source)
-    return path.exists() or path.suffix.lower() in TABLE_SUFFIXES or path.suffix.lower() in {".txt"} or source.startswith((".", "/", "~"))
+    return (
+        path.exists()
+        or path.suffix.lower() in TABLE_SUFFIXES
+        or path.suffix.lower() in {".txt"}
+        or source.startswith((".", "/", "~"))
+    )
 
 
 def check_encoding(path: str | os.PathLike, encoding: str, option: str) -> None:
@@ -53,7 +64,9 @@ def check_encoding(path: str | os.PathLike, encoding: str, option: str) -> None:
                 ) from None
 
 
-def read_lines(path: str | os.PathLike, encoding: str = "utf-8", option: str = "--data") -> list[str]:
+def read_lines(
+    path: str | os.PathLike, encoding: str = "utf-8", option: str = "--data"
+) -> list[str]:
     """All lines of a text file, without line ends; errors name the file and line."""
     path = _existing_file(path, option)
     check_encoding(path, encoding, option)
@@ -80,7 +93,9 @@ def _existing_file(path: str | os.PathLike, option: str) -> Path:
     return path
 
 
-def load_table(source: str, encoding: str = "utf-8", option: str = "--train", split: str = "train") -> Any:
+def load_table(
+    source: str, encoding: str = "utf-8", option: str = "--train", split: str = "train"
+) -> Any:
     """Load a table of rows as a `datasets.Dataset`.
 
     `source` is a `.tsv` / `.csv` / `.jsonl` / `.json` / `.parquet` file, a
@@ -111,7 +126,9 @@ def load_table(source: str, encoding: str = "utf-8", option: str = "--train", sp
         kwargs["encoding"] = encoding
     if builder == "csv":
         # Text is data: no quote processing, no "NA" -> NaN guessing.
-        kwargs.update(delimiter="\t" if suffix == ".tsv" else ",", keep_default_na=False, na_filter=False)
+        kwargs.update(
+            delimiter="\t" if suffix == ".tsv" else ",", keep_default_na=False, na_filter=False
+        )
         if suffix == ".tsv":
             kwargs["quoting"] = 3  # csv.QUOTE_NONE
     try:
@@ -213,7 +230,9 @@ def batched_sequences(
     """
     dataset = ragged_rows(ids, targets)
     if shuffle:
-        dataset = dataset.shuffle(min(shuffle_buffer, int(ids.nrows())), seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.shuffle(
+            min(shuffle_buffer, int(ids.nrows())), seed=seed, reshuffle_each_iteration=True
+        )
     if static_shapes:
         dataset = dataset.padded_batch(
             batch_size, padded_shapes=([max_length], []), drop_remainder=True

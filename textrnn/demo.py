@@ -50,7 +50,10 @@ TRANSLATION_INPUT = (
 STEPS: list[tuple[str, list[tuple[str, str | None]]]] = [
     ("sentiment analysis", [(c, SENTIMENT_INPUT if "predict" in c else None) for c in SENTIMENT]),
     ("language model and generation", [(c, None) for c in LANGUAGE_MODEL]),
-    ("translation (English -> German)", [(c, TRANSLATION_INPUT if " translate " in c else None) for c in TRANSLATION]),
+    (
+        "translation (English -> German)",
+        [(c, TRANSLATION_INPUT if " translate " in c else None) for c in TRANSLATION],
+    ),
 ]
 
 

@@ -26,7 +26,12 @@ from typing import Any
 from textrnn.errors import ModelPathError, RunDirError
 
 TASKS = ("sentiment", "language_model", "translation")
-TASK_ALIASES = {"lm": "language_model", "language_model": "language_model", "sentiment": "sentiment", "translation": "translation"}
+TASK_ALIASES = {
+    "lm": "language_model",
+    "language_model": "language_model",
+    "sentiment": "sentiment",
+    "translation": "translation",
+}
 MANIFEST = "textrnn.json"  # in assets.extra: task and settings, for clients that want them
 
 
@@ -40,7 +45,9 @@ def task_module(task: str):
 def numeric_versions(base: Path) -> list[int]:
     if not base.is_dir():
         return []
-    return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and re.fullmatch(r"\d+", p.name))
+    return sorted(
+        int(p.name) for p in base.iterdir() if p.is_dir() and re.fullmatch(r"\d+", p.name)
+    )
 
 
 def is_saved_model(path: Path) -> bool:
@@ -52,7 +59,9 @@ def run_task(run_dir: Path) -> str:
     try:
         return json.loads(config_path.read_text(encoding="utf-8"))["task"]
     except FileNotFoundError:
-        raise RunDirError(f"{run_dir}: missing config.json; is this a textrnn run directory?") from None
+        raise RunDirError(
+            f"{run_dir}: missing config.json; is this a textrnn run directory?"
+        ) from None
     except (ValueError, KeyError) as error:
         raise RunDirError(f"{config_path}: corrupt ({error}); retrain with --restart") from None
 
@@ -111,10 +120,14 @@ def write_warmup_requests(path: Path, requests: list[tuple[str, dict[str, Any]]]
         return
     with tf.io.TFRecordWriter(str(path)) as writer:
         for signature, inputs in requests:
-            request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(signature_name=signature))
+            request = predict_pb2.PredictRequest(
+                model_spec=model_pb2.ModelSpec(signature_name=signature)
+            )
             for key, value in inputs.items():
                 request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
-            log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request)
+            )
             writer.write(log.SerializeToString())
 
 
@@ -133,7 +146,9 @@ class Serving:
 def resolve_model_path(path: str | os.PathLike) -> tuple[str, Path]:
     path = Path(path)
     if not path.exists():
-        raise ModelPathError(f"model not found: {path} (--model takes a run directory or an export)")
+        raise ModelPathError(
+            f"model not found: {path} (--model takes a run directory or an export)"
+        )
     if is_saved_model(path):
         return "export", path
     versions = numeric_versions(path)
@@ -154,8 +169,10 @@ def load_serving(path: str | os.PathLike, expected_task: str | None = None) -> S
         try:
             loaded = tf.saved_model.load(str(resolved))
         except Exception as error:  # noqa: BLE001 - TF raises many kinds for a bad SavedModel
-            raise ModelPathError(f"{resolved}: cannot load SavedModel ({type(error).__name__}: "
-                                 f"{str(error).splitlines()[0] if str(error) else ''})") from None
+            raise ModelPathError(
+                f"{resolved}: cannot load SavedModel ({type(error).__name__}: "
+                f"{str(error).splitlines()[0] if str(error) else ''})"
+            ) from None
         manifest = {}
         with contextlib.suppress(OSError, ValueError):
             manifest = json.loads((resolved / "assets.extra" / MANIFEST).read_text())
@@ -167,6 +184,10 @@ def load_serving(path: str | os.PathLike, expected_task: str | None = None) -> S
         loaded = module.load_run(resolved)
         signatures, _, manifest = module.export_parts(*loaded)
         serving = Serving(task, resolved, signatures, "run", {"task": task, **manifest}, loaded)
-    if expected_task and serving.task and TASK_ALIASES.get(serving.task) != TASK_ALIASES.get(expected_task):
+    if (
+        expected_task
+        and serving.task
+        and TASK_ALIASES.get(serving.task) != TASK_ALIASES.get(expected_task)
+    ):
         raise ModelPathError(f"{path} holds a {serving.task!r} model, not a {expected_task!r} one")
     return serving

@@ -208,7 +208,12 @@ def contiguous_batches(
 
 
 def _stream_dataset(
-    corpus: Corpus, batch_size: int, seq_len: int, carry_state: bool, shuffle: bool, seed: int,
+    corpus: Corpus,
+    batch_size: int,
+    seq_len: int,
+    carry_state: bool,
+    shuffle: bool,
+    seed: int,
     static_shapes: bool = False,
 ) -> tf.data.Dataset:
     rows_in, rows_out = contiguous_layout(corpus.inputs[0], corpus.targets[0], batch_size, seq_len)
@@ -226,7 +231,9 @@ def _stream_dataset(
         dataset = tf.data.Dataset.from_tensor_slices((x[keep], y[keep])).cache()
         if shuffle:
             dataset = dataset.shuffle(int(keep.sum()), seed=seed, reshuffle_each_iteration=True)
-        dataset = dataset.batch(batch_size, drop_remainder=static_shapes)  # static: (batch, seq_len)
+        dataset = dataset.batch(
+            batch_size, drop_remainder=static_shapes
+        )  # static: (batch, seq_len)
     return dataset.prefetch(2).with_options(data_lib.pipeline_options())
 
 
@@ -241,7 +248,12 @@ def _chunk_rows(corpus: Corpus, seq_len: int) -> tuple[list[np.ndarray], list[np
 
 
 def _lines_dataset(
-    corpus: Corpus, batch_size: int, seq_len: int, shuffle: bool, seed: int, static_shapes: bool = False
+    corpus: Corpus,
+    batch_size: int,
+    seq_len: int,
+    shuffle: bool,
+    seed: int,
+    static_shapes: bool = False,
 ) -> tf.data.Dataset:
     inputs, targets = _chunk_rows(corpus, seq_len)
     lengths = np.array([len(x) for x in inputs], np.int64)
@@ -258,7 +270,9 @@ def _lines_dataset(
     if shuffle:
         dataset = dataset.shuffle(len(inputs), seed=seed, reshuffle_each_iteration=True)
     if static_shapes:  # every batch (batch_size, seq_len), remainder dropped (TPU / XLA)
-        dataset = dataset.padded_batch(batch_size, padded_shapes=([seq_len], [seq_len]), drop_remainder=True)
+        dataset = dataset.padded_batch(
+            batch_size, padded_shapes=([seq_len], [seq_len]), drop_remainder=True
+        )
         return dataset.prefetch(2).with_options(data_lib.pipeline_options())
     boundaries = data_lib.bucket_boundaries(seq_len)
     dataset = dataset.bucket_by_sequence_length(
@@ -334,11 +348,23 @@ def load_datasets(config: LanguageModelConfig, run_dir: str | os.PathLike) -> tr
     batch_size = training.batch_size
     if data.layout == "continuous":
         train_dataset = _stream_dataset(
-            train, batch_size, data.seq_len, data.carry_state, True, training.seed, training.static_shapes
+            train,
+            batch_size,
+            data.seq_len,
+            data.carry_state,
+            True,
+            training.seed,
+            training.static_shapes,
         )
         # Same rows as training: a stateful model has a fixed batch size.
         valid_dataset = _stream_dataset(
-            valid, batch_size, data.seq_len, data.carry_state, False, training.seed, training.static_shapes
+            valid,
+            batch_size,
+            data.seq_len,
+            data.carry_state,
+            False,
+            training.seed,
+            training.static_shapes,
         )
         steps = (
             math.ceil(math.ceil(train.num_tokens / batch_size) / data.seq_len)
@@ -346,8 +372,12 @@ def load_datasets(config: LanguageModelConfig, run_dir: str | os.PathLike) -> tr
             else math.ceil(train.num_tokens / data.seq_len / batch_size)
         )
     else:
-        train_dataset = _lines_dataset(train, batch_size, data.seq_len, True, training.seed, training.static_shapes)
-        valid_dataset = _lines_dataset(valid, batch_size, data.seq_len, False, training.seed, training.static_shapes)
+        train_dataset = _lines_dataset(
+            train, batch_size, data.seq_len, True, training.seed, training.static_shapes
+        )
+        valid_dataset = _lines_dataset(
+            valid, batch_size, data.seq_len, False, training.seed, training.static_shapes
+        )
         steps = math.ceil(len(_chunk_rows(train, data.seq_len)[0]) / batch_size)
     if data.carry_state:
         report.append(
@@ -387,7 +417,9 @@ def build_model(
             raise ConfigError(
                 f"data.carry_state needs one replica, the strategy has {replicas}; set it false"
             )
-        token_ids = keras.Input(batch_shape=(config.training.batch_size, None), dtype="int32", name="token_ids")
+        token_ids = keras.Input(
+            batch_shape=(config.training.batch_size, None), dtype="int32", name="token_ids"
+        )
     else:
         token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")  # (batch, time)
     embedding = ReversibleEmbedding(
@@ -440,7 +472,9 @@ class LanguageModel(tf.Module):
         continuous: the corpus layout was `continuous` (no `[EOS]` to stop at).
     """
 
-    def __init__(self, model: keras.Model, tokenizer: Tokenizer, continuous: bool, jit_compile: bool = True):
+    def __init__(
+        self, model: keras.Model, tokenizer: Tokenizer, continuous: bool, jit_compile: bool = True
+    ):
         super().__init__(name="language_model")
         self.model = model
         self.tokenizer = tokenizer
@@ -456,7 +490,9 @@ class LanguageModel(tf.Module):
         self.banned = tf.constant(
             np.isin(np.arange(self.vocabulary_size), banned) * -1e9, tf.float32
         )  # (vocabulary,)
-        self._decode = tf.function(self._decode_loop, jit_compile=jit_compile, reduce_retracing=True)
+        self._decode = tf.function(
+            self._decode_loop, jit_compile=jit_compile, reduce_retracing=True
+        )
 
     # -- pieces ---------------------------------------------------------------------
 
@@ -469,13 +505,19 @@ class LanguageModel(tf.Module):
         return tf.cast(self.embedding(features, reverse=True), tf.float32)
 
     def zero_states(self, batch: tf.Tensor) -> list[tf.Tensor]:
-        return [tf.zeros([batch, self.stack.units], self.stack.compute_dtype) for _ in range(self.num_states)]
+        return [
+            tf.zeros([batch, self.stack.units], self.stack.compute_dtype)
+            for _ in range(self.num_states)
+        ]
 
     def pack(self, states: list[tf.Tensor]) -> tf.Tensor:
         return tf.cast(tf.stack(states, axis=1), tf.float32)  # (batch, num_states, units)
 
     def unpack(self, states: tf.Tensor) -> list[tf.Tensor]:
-        return [tf.cast(s, self.stack.compute_dtype) for s in tf.unstack(states, num=self.num_states, axis=1)]
+        return [
+            tf.cast(s, self.stack.compute_dtype)
+            for s in tf.unstack(states, num=self.num_states, axis=1)
+        ]
 
     def run(self, ids: tf.Tensor, states: list[tf.Tensor]) -> tuple[tf.Tensor, list[tf.Tensor]]:
         """Ids `(batch, time)` (0 = padding, skipped) from `states` -> logits `(batch, time, vocabulary)`, final states."""
@@ -484,7 +526,9 @@ class LanguageModel(tf.Module):
         outputs = self.stack(x, mask=mask, initial_state=states, training=False)
         return self.logits(outputs[0]), list(outputs[1:])
 
-    def step(self, token_ids: tf.Tensor, states: list[tf.Tensor]) -> tuple[tf.Tensor, list[tf.Tensor]]:
+    def step(
+        self, token_ids: tf.Tensor, states: list[tf.Tensor]
+    ) -> tuple[tf.Tensor, list[tf.Tensor]]:
         """Token ids `(batch,)` -> next-token logits `(batch, vocabulary)`, new states."""
         x = tf.identity(self.embedding(token_ids))  # (batch, embedding_dim), no Keras mask
         output, states = self.stack.step(x, states)
@@ -535,20 +579,31 @@ class LanguageModel(tf.Module):
 
     def generate_ids(self, prompt, max_tokens, temperature, top_k, top_p, seed) -> tf.Tensor:
         """Prompts `[batch]` -> generated ids `int32 (batch, tokens)`, 0 after `[EOS]`."""
-        checks = sampling.assert_sampling_options(max_tokens, temperature, top_k, top_p, self.vocabulary_size)
+        checks = sampling.assert_sampling_options(
+            max_tokens, temperature, top_k, top_p, self.vocabulary_size
+        )
         with tf.control_dependencies(checks):
             logits, states = self.prime(prompt)
         capacity = tf.cast(
-            tf.pow(2.0, tf.math.ceil(tf.math.log(tf.cast(tf.maximum(max_tokens, 1), tf.float32)) / math.log(2.0))),
+            tf.pow(
+                2.0,
+                tf.math.ceil(
+                    tf.math.log(tf.cast(tf.maximum(max_tokens, 1), tf.float32)) / math.log(2.0)
+                ),
+            ),
             tf.int32,
         )
         capacity = tf.maximum(capacity, max_tokens)  # guard against float rounding
-        tokens, t = self._decode(logits, states, capacity, max_tokens, temperature, top_k, top_p, seed)
+        tokens, t = self._decode(
+            logits, states, capacity, max_tokens, temperature, top_k, top_p, seed
+        )
         return tokens[:, :t]
 
     def generate(self, prompt, max_tokens, temperature, top_k, top_p, seed) -> dict[str, tf.Tensor]:
         ids = self.generate_ids(prompt, max_tokens, temperature, top_k, top_p, seed)
-        lengths = tf.reduce_sum(tf.cast(tf.logical_and(ids != PAD_ID, ids != EOS_ID), tf.int32), axis=1)
+        lengths = tf.reduce_sum(
+            tf.cast(tf.logical_and(ids != PAD_ID, ids != EOS_ID), tf.int32), axis=1
+        )
         return {"text": self.tokenizer.detokenize(ids), "num_tokens": lengths}
 
     # -- scoring --------------------------------------------------------------------
@@ -568,7 +623,9 @@ class LanguageModel(tf.Module):
         targets = targets.to_tensor(default_value=PAD_ID, shape=tf.shape(inputs))
         logits, _ = self.run(inputs, self.zero_states(batch))  # (batch, time, vocabulary)
         weights = tf.cast(targets != PAD_ID, tf.float32)
-        nll = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits) * weights
+        nll = (
+            tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits) * weights
+        )
         log_likelihood = -tf.reduce_sum(nll, axis=1)
         count = tf.reduce_sum(weights, axis=1)
         return {
@@ -581,7 +638,9 @@ class LanguageModel(tf.Module):
         """Summed nats and token count of one `(batch, time)` chunk, carrying `states`."""
         logits, states = self.run(inputs, states)
         weights = tf.cast(targets != PAD_ID, tf.float32)
-        nll = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits) * weights
+        nll = (
+            tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits) * weights
+        )
         return tf.reduce_sum(nll), tf.reduce_sum(weights), states
 
 
@@ -644,7 +703,9 @@ def serving_signatures(lm: LanguageModel) -> dict[str, Any]:
             "token_ids": ids,
             "lengths": tf.reduce_sum(tf.cast(ids != PAD_ID, tf.int32), axis=1),
             "unknown": tf.reduce_sum(tf.cast(ids == UNK_ID, tf.int32), axis=1),
-            "initial_states": tf.zeros([tf.shape(text)[0], lm.num_states, lm.stack.units], tf.float32),
+            "initial_states": tf.zeros(
+                [tf.shape(text)[0], lm.num_states, lm.stack.units], tf.float32
+            ),
         }
 
     @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32, name="token_ids")])
@@ -661,7 +722,9 @@ def serving_signatures(lm: LanguageModel) -> dict[str, Any]:
     }
 
 
-def inference_model(config: LanguageModelConfig, tokenizer: Tokenizer, model: keras.Model) -> LanguageModel:
+def inference_model(
+    config: LanguageModelConfig, tokenizer: Tokenizer, model: keras.Model
+) -> LanguageModel:
     return LanguageModel(model, tokenizer, continuous=config.data.layout == "continuous")
 
 
@@ -709,7 +772,9 @@ def evaluate_corpus(lm: LanguageModel, corpus: Corpus, batch_size: int = 32) -> 
     if lm.continuous:
         stream_rows = max(1, min(batch_size, math.ceil(corpus.num_tokens / EVALUATE_SEQ_LEN)))
         states = lm.zero_states(stream_rows)
-        for x, y in contiguous_batches(corpus.inputs[0], corpus.targets[0], stream_rows, EVALUATE_SEQ_LEN):
+        for x, y in contiguous_batches(
+            corpus.inputs[0], corpus.targets[0], stream_rows, EVALUATE_SEQ_LEN
+        ):
             nats, n, states = chunk(tf.constant(x), tf.constant(y), states)
             total += float(nats)
             count += float(n)
@@ -749,7 +814,13 @@ def evaluate(
         raise DataError(f"{data_path}: no tokens to evaluate (--data)")
     lm = inference_model(config, tokenizer, model)
     metrics = evaluate_corpus(lm, corpus, batch_size)
-    metrics.update({"tokenizer": tokenizer.kind, "layout": config.data.layout, "skipped_empty_lines": corpus.skipped_empty})
+    metrics.update(
+        {
+            "tokenizer": tokenizer.kind,
+            "layout": config.data.layout,
+            "skipped_empty_lines": corpus.skipped_empty,
+        }
+    )
     return metrics
 
 
@@ -792,7 +863,9 @@ def count_prompt_unknown(serving: Any, prompts: list[str]) -> int:
     return int(tf.reduce_sum(outputs["unknown"]))
 
 
-def generate_texts(serving: Any, prompts: list[str], options: GenerationOptions) -> list[tuple[str, str]]:
+def generate_texts(
+    serving: Any, prompts: list[str], options: GenerationOptions
+) -> list[tuple[str, str]]:
     """`(prompt, continuation)` for each prompt and sample, rows in the order prompt-major.
 
     Row r of the batch (prompt r // num_samples) draws the same noise as
@@ -847,7 +920,9 @@ def stream_tokens(serving: Any, prompt: str, options: GenerationOptions, row: in
         if token == EOS_ID:
             return
         generated.append(token)
-        text = signatures["detokenize"](token_ids=tf.constant([generated], tf.int32))["text"].numpy()[0]
+        text = signatures["detokenize"](token_ids=tf.constant([generated], tf.int32))[
+            "text"
+        ].numpy()[0]
         text = text.decode("utf-8", errors="replace")
         if text.startswith(shown):
             piece, shown = text[len(shown) :], text

@@ -23,13 +23,15 @@ IMPLEMENTATIONS = ("auto", "keras", "fast")
 
 
 def resolve_implementation(implementation: str, cell: str) -> str:
-    """"keras" or "fast": which recurrent layers `RNNStack` builds on this machine.
+    """ "keras" or "fast": which recurrent layers `RNNStack` builds on this machine.
 
     `auto` keeps Keras's layers (cuDNN) when a GPU is visible and for the simple
     RNN cell, and takes the fast CPU loop of `textrnn.fast_rnn` otherwise.
     """
     if implementation not in IMPLEMENTATIONS:
-        raise ValueError(f"implementation must be one of {', '.join(IMPLEMENTATIONS)}, got {implementation!r}")
+        raise ValueError(
+            f"implementation must be one of {', '.join(IMPLEMENTATIONS)}, got {implementation!r}"
+        )
     if cell == "rnn":
         return "keras"  # no fast simple-RNN loop
     if implementation != "auto":
@@ -48,7 +50,9 @@ def warn_if_cudnn_disabled(layer: keras.layers.Layer) -> None:
     if cell.activation is not keras.activations.tanh:
         reasons.append(f"activation={getattr(cell.activation, '__name__', cell.activation)}")
     if cell.recurrent_activation is not keras.activations.sigmoid:
-        reasons.append(f"recurrent_activation={getattr(cell.recurrent_activation, '__name__', cell.recurrent_activation)}")
+        reasons.append(
+            f"recurrent_activation={getattr(cell.recurrent_activation, '__name__', cell.recurrent_activation)}"
+        )
     if getattr(layer, "unroll", False):
         reasons.append("unroll=True")
     if not getattr(cell, "use_bias", True):
@@ -58,7 +62,8 @@ def warn_if_cudnn_disabled(layer: keras.layers.Layer) -> None:
     if reasons:
         logger.warning(
             "%s: %s disables the cuDNN kernel on GPU (and the fast CPU loop); expect slow training",
-            layer.name, ", ".join(reasons),
+            layer.name,
+            ", ".join(reasons),
         )
 
 
@@ -153,7 +158,8 @@ class RNNStack(keras.layers.Layer):
                 layer = keras.layers.Bidirectional(layer, name=f"bidirectional_{index}")
             self.recurrent_layers.append(layer)
         self.dropout_layers = [
-            keras.layers.Dropout(dropout, name=f"dropout_{index}") for index in range(num_layers - 1)
+            keras.layers.Dropout(dropout, name=f"dropout_{index}")
+            for index in range(num_layers - 1)
         ]
 
     def _make_layer(self, return_sequences: bool, name: str) -> keras.layers.Layer:
@@ -263,7 +269,11 @@ class RNNStack(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         batch, time = input_shape[0], input_shape[1]
-        output = (batch, time, self.output_features) if self.return_sequences else (batch, self.output_features)
+        output = (
+            (batch, time, self.output_features)
+            if self.return_sequences
+            else (batch, self.output_features)
+        )
         if self.return_state:
             return [output] + [(batch, self.units)] * (self.states_per_layer * self.num_layers)
         return output
@@ -431,7 +441,9 @@ class _Attention(keras.layers.Layer):
             return [ops.squeeze(context, 1), ops.squeeze(weights, 1)]
         return [context, weights]
 
-    def compute_output_shape(self, query_shape, value_shape, value_mask_shape=None, processed_value_shape=None):
+    def compute_output_shape(
+        self, query_shape, value_shape, value_mask_shape=None, processed_value_shape=None
+    ):
         prefix = tuple(query_shape[:-1])
         return [prefix + (value_shape[-1],), prefix + (value_shape[1],)]
 
@@ -452,7 +464,9 @@ class DotAttention(_Attention):
     ((2, 3, 8), (2, 3, 5))
     """
 
-    def build(self, query_shape, value_shape=None, value_mask_shape=None, processed_value_shape=None):
+    def build(
+        self, query_shape, value_shape=None, value_mask_shape=None, processed_value_shape=None
+    ):
         if value_shape is not None and query_shape[-1] != value_shape[-1]:
             raise ValueError(
                 f"dot attention needs equal query and value features, got {query_shape[-1]} and {value_shape[-1]}"
@@ -485,9 +499,13 @@ class GeneralAttention(_Attention):
         super().__init__(**kwargs)
         self.use_bias = use_bias
 
-    def build(self, query_shape, value_shape=None, value_mask_shape=None, processed_value_shape=None):
+    def build(
+        self, query_shape, value_shape=None, value_mask_shape=None, processed_value_shape=None
+    ):
         features = (value_shape or processed_value_shape)[-1]
-        self.query_projection = keras.layers.Dense(features, use_bias=self.use_bias, name="query_projection")
+        self.query_projection = keras.layers.Dense(
+            features, use_bias=self.use_bias, name="query_projection"
+        )
         self.query_projection.build(tuple(query_shape))
         self.built = True
 
@@ -525,10 +543,16 @@ class AdditiveAttention(_Attention):
             raise ValueError(f"units must be >= 1, got {units}")
         self.units = units
 
-    def build(self, query_shape, value_shape=None, value_mask_shape=None, processed_value_shape=None):
-        self.query_projection = keras.layers.Dense(self.units, use_bias=False, name="query_projection")
+    def build(
+        self, query_shape, value_shape=None, value_mask_shape=None, processed_value_shape=None
+    ):
+        self.query_projection = keras.layers.Dense(
+            self.units, use_bias=False, name="query_projection"
+        )
         self.query_projection.build(tuple(query_shape))
-        self.value_projection = keras.layers.Dense(self.units, use_bias=True, name="value_projection")
+        self.value_projection = keras.layers.Dense(
+            self.units, use_bias=True, name="value_projection"
+        )
         if value_shape is not None:
             self.value_projection.build(tuple(value_shape))
         self.score_vector = self.add_weight(
@@ -541,8 +565,12 @@ class AdditiveAttention(_Attention):
 
     def score(self, query, processed_value):
         projected = self.query_projection(query)  # (batch, tq, units)
-        hidden = ops.tanh(ops.expand_dims(projected, 2) + ops.expand_dims(processed_value, 1))  # (batch, tq, tv, units)
-        return ops.sum(hidden * ops.cast(self.score_vector, hidden.dtype), axis=-1)  # (batch, tq, tv)
+        hidden = ops.tanh(
+            ops.expand_dims(projected, 2) + ops.expand_dims(processed_value, 1)
+        )  # (batch, tq, tv, units)
+        return ops.sum(
+            hidden * ops.cast(self.score_vector, hidden.dtype), axis=-1
+        )  # (batch, tq, tv)
 
     def get_config(self):
         config = super().get_config()

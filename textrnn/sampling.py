@@ -68,7 +68,9 @@ def assert_sampling_options(
         tf.debugging.assert_non_negative(temperature, message="temperature must be >= 0"),
         tf.debugging.assert_non_negative(top_k, message="top_k must be >= 0"),
         tf.debugging.assert_less_equal(
-            top_k, vocabulary_size, message=f"top_k must be <= the vocabulary size {vocabulary_size}"
+            top_k,
+            vocabulary_size,
+            message=f"top_k must be <= the vocabulary size {vocabulary_size}",
         ),
         tf.debugging.assert_positive(top_p, message="top_p must be in (0, 1]"),
         tf.debugging.assert_less_equal(top_p, 1.0, message="top_p must be in (0, 1]"),
@@ -148,7 +150,9 @@ def hash_uniform(shape: tf.Tensor, seed: tf.Tensor, first_row: tf.Tensor | int =
     seed = tf.cast(seed, tf.int64)
     rows = tf.cast(tf.range(shape[0]), tf.int64) + tf.cast(first_row, tf.int64)
     columns = tf.cast(tf.range(shape[1]), tf.int64)
-    counter = rows[:, tf.newaxis] * tf.constant(1 << 20, tf.int64) + columns[tf.newaxis, :]  # (rows, columns)
+    counter = (
+        rows[:, tf.newaxis] * tf.constant(1 << 20, tf.int64) + columns[tf.newaxis, :]
+    )  # (rows, columns)
     x = _mix32(_word(counter, 0) ^ _mix32(_word(seed[0], 0) + tf.constant(0x9E3779B9, tf.uint32)))
     x = _mix32(x ^ _mix32(_word(seed[0], 32) ^ tf.constant(0x7F4A7C15, tf.uint32)))
     x = _mix32(x ^ _mix32(_word(seed[1], 0) + tf.constant(0x632BE59B, tf.uint32)))
@@ -246,7 +250,9 @@ def greedy_search(
     batch = tf.shape(max_lengths)[0]
     limit = tf.reduce_max(tf.concat([max_lengths, [0]], axis=0))
     ids_array = tf.TensorArray(tf.int32, size=0, dynamic_size=True, element_shape=[None])
-    attention_array = tf.TensorArray(tf.float32, size=0, dynamic_size=True, element_shape=[None, None])
+    attention_array = tf.TensorArray(
+        tf.float32, size=0, dynamic_size=True, element_shape=[None, None]
+    )
 
     def condition(step, previous, state, finished, log_prob, lengths, ids_array, attention_array):
         # At least one step, so an empty batch still stacks (0-row) outputs.
@@ -254,7 +260,9 @@ def greedy_search(
         return tf.logical_or(tf.equal(step, 0), running)
 
     def body(step, previous, state, finished, log_prob, lengths, ids_array, attention_array):
-        log_probs, state, attention = step_fn(previous, state)  # (batch, vocab), ..., (batch, memory)
+        log_probs, state, attention = step_fn(
+            previous, state
+        )  # (batch, vocab), ..., (batch, memory)
         log_probs = _force_eos(tf.cast(log_probs, tf.float32), step >= max_lengths - 1, eos_id)
         token = tf.argmax(log_probs, axis=-1, output_type=tf.int32)  # (batch,)
         token_log_prob = tf.gather(log_probs, token, batch_dims=1)
@@ -263,14 +271,30 @@ def greedy_search(
         lengths += tf.cast(tf.logical_not(finished), tf.int32)
         attention = tf.where(finished[:, tf.newaxis], 0.0, tf.cast(attention, tf.float32))
         finished = tf.logical_or(finished, tf.equal(token, eos_id))
-        return (step + 1, token, state, finished, log_prob, lengths,
-                ids_array.write(step, token), attention_array.write(step, attention))
+        return (
+            step + 1,
+            token,
+            state,
+            finished,
+            log_prob,
+            lengths,
+            ids_array.write(step, token),
+            attention_array.write(step, attention),
+        )
 
     _, _, _, _, log_prob, lengths, ids_array, attention_array = tf.while_loop(
         condition,
         body,
-        (tf.constant(0), tf.fill([batch], bos_id), initial_state, tf.zeros([batch], tf.bool),
-         tf.zeros([batch], tf.float32), tf.zeros([batch], tf.int32), ids_array, attention_array),
+        (
+            tf.constant(0),
+            tf.fill([batch], bos_id),
+            initial_state,
+            tf.zeros([batch], tf.bool),
+            tf.zeros([batch], tf.float32),
+            tf.zeros([batch], tf.int32),
+            ids_array,
+            attention_array,
+        ),
     )
     ids = tf.transpose(tf.reshape(ids_array.stack(), [-1, batch]))  # (batch, time)
     attention = tf.transpose(
@@ -340,17 +364,37 @@ def beam_search(
         done = loop[-1]
         return tf.logical_and(step < limit, tf.logical_not(tf.reduce_all(done)))
 
-    def body(step, previous, state, alive_ids, alive_log_prob, alive_attention,
-             finished_ids, finished_log_prob, finished_score, finished_lengths, finished_attention, done):
-        log_probs, state, attention = step_fn(previous, state)  # (batch*beam, vocab), ..., (batch*beam, memory)
+    def body(
+        step,
+        previous,
+        state,
+        alive_ids,
+        alive_log_prob,
+        alive_attention,
+        finished_ids,
+        finished_log_prob,
+        finished_score,
+        finished_lengths,
+        finished_attention,
+        done,
+    ):
+        log_probs, state, attention = step_fn(
+            previous, state
+        )  # (batch*beam, vocab), ..., (batch*beam, memory)
         vocabulary = tf.shape(log_probs)[-1]
         force = tf.repeat(step >= max_lengths - 1, beam_size)  # (batch*beam,)
         log_probs = _force_eos(tf.cast(log_probs, tf.float32), force, eos_id)
-        candidates = alive_log_prob[:, :, tf.newaxis] + tf.reshape(log_probs, [batch, beam_size, vocabulary])
-        top_log_prob, top_index = tf.math.top_k(tf.reshape(candidates, [batch, -1]), k=beam_size)  # (batch, beam)
+        candidates = alive_log_prob[:, :, tf.newaxis] + tf.reshape(
+            log_probs, [batch, beam_size, vocabulary]
+        )
+        top_log_prob, top_index = tf.math.top_k(
+            tf.reshape(candidates, [batch, -1]), k=beam_size
+        )  # (batch, beam)
         origin = top_index // vocabulary  # which hypothesis each candidate extends
         token = top_index % vocabulary
-        candidate_ids = tf.concat([gather_beams(alive_ids, origin), token[:, :, tf.newaxis]], axis=2)
+        candidate_ids = tf.concat(
+            [gather_beams(alive_ids, origin), token[:, :, tf.newaxis]], axis=2
+        )
         step_attention = gather_beams(
             tf.reshape(tf.cast(attention, tf.float32), [batch, beam_size, memory_length]), origin
         )
@@ -367,12 +411,16 @@ def beam_search(
         length = step + 1
         new_score = tf.where(ends, top_log_prob / gnmt_length_penalty(length, alpha), NEGATIVE)
         pad_step = [[0, 0], [0, 0], [0, 1]]
-        all_ids = tf.concat([tf.pad(finished_ids, pad_step), candidate_ids], axis=1)  # (batch, 2*beam, t+1)
+        all_ids = tf.concat(
+            [tf.pad(finished_ids, pad_step), candidate_ids], axis=1
+        )  # (batch, 2*beam, t+1)
         all_attention = tf.concat(
             [tf.pad(finished_attention, pad_step + [[0, 0]]), candidate_attention], axis=1
         )
         all_score = tf.concat([finished_score, new_score], axis=1)
-        all_log_prob = tf.concat([finished_log_prob, tf.where(ends, top_log_prob, NEGATIVE)], axis=1)
+        all_log_prob = tf.concat(
+            [finished_log_prob, tf.where(ends, top_log_prob, NEGATIVE)], axis=1
+        )
         all_lengths = tf.concat([finished_lengths, tf.fill([batch, beam_size], length)], axis=1)
         finished_score, keep = tf.math.top_k(all_score, k=beam_size)
         finished_ids = gather_beams(all_ids, keep)
@@ -380,33 +428,66 @@ def beam_search(
         finished_log_prob = gather_beams(all_log_prob, keep)
         finished_lengths = gather_beams(all_lengths, keep)
 
-        alive_log_prob = tf.where(tf.logical_and(live, tf.logical_not(ends)), top_log_prob, NEGATIVE)
+        alive_log_prob = tf.where(
+            tf.logical_and(live, tf.logical_not(ends)), top_log_prob, NEGATIVE
+        )
         finished_count = tf.reduce_sum(tf.cast(finished_score > NEGATIVE / 2, tf.int32), axis=1)
         best_ended = tf.logical_and(ends[:, 0], finished_count >= tf.minimum(n_best, beam_size))
         no_live = tf.reduce_all(alive_log_prob <= NEGATIVE / 2, axis=1)
         done = done | best_ended | no_live | (length >= max_lengths)
         alive_log_prob = tf.where(done[:, tf.newaxis], NEGATIVE, alive_log_prob)
-        return (length, tf.reshape(token, [-1]), state, candidate_ids, alive_log_prob, candidate_attention,
-                finished_ids, finished_log_prob, finished_score, finished_lengths, finished_attention, done)
+        return (
+            length,
+            tf.reshape(token, [-1]),
+            state,
+            candidate_ids,
+            alive_log_prob,
+            candidate_attention,
+            finished_ids,
+            finished_log_prob,
+            finished_score,
+            finished_lengths,
+            finished_attention,
+            done,
+        )
 
     invariant_ids = tf.TensorShape([None, None, None])
     invariant_attention = tf.TensorShape([None, None, None, None])
     loop = tf.while_loop(
         condition,
         body,
-        (tf.constant(0), tf.fill([batch * beam_size], bos_id), state, empty_ids, alive_log_prob,
-         empty_attention, empty_ids, tf.fill([batch, beam_size], NEGATIVE),
-         tf.fill([batch, beam_size], NEGATIVE), tf.zeros([batch, beam_size], tf.int32), empty_attention,
-         tf.zeros([batch], tf.bool)),
+        (
+            tf.constant(0),
+            tf.fill([batch * beam_size], bos_id),
+            state,
+            empty_ids,
+            alive_log_prob,
+            empty_attention,
+            empty_ids,
+            tf.fill([batch, beam_size], NEGATIVE),
+            tf.fill([batch, beam_size], NEGATIVE),
+            tf.zeros([batch, beam_size], tf.int32),
+            empty_attention,
+            tf.zeros([batch], tf.bool),
+        ),
         shape_invariants=(
-            tf.TensorShape([]), tf.TensorShape([None]),
+            tf.TensorShape([]),
+            tf.TensorShape([None]),
             tf.nest.map_structure(lambda t: tf.TensorShape([None]).concatenate(t.shape[1:]), state),
-            invariant_ids, tf.TensorShape([None, None]), invariant_attention, invariant_ids,
-            tf.TensorShape([None, None]), tf.TensorShape([None, None]), tf.TensorShape([None, None]),
-            invariant_attention, tf.TensorShape([None]),
+            invariant_ids,
+            tf.TensorShape([None, None]),
+            invariant_attention,
+            invariant_ids,
+            tf.TensorShape([None, None]),
+            tf.TensorShape([None, None]),
+            tf.TensorShape([None, None]),
+            invariant_attention,
+            tf.TensorShape([None]),
         ),
     )
-    finished_ids, finished_log_prob, finished_score, finished_lengths, finished_attention = loop[6:11]
+    finished_ids, finished_log_prob, finished_score, finished_lengths, finished_attention = loop[
+        6:11
+    ]
     # Tokens after a hypothesis's EOS (from padding the finished set) are already 0.
     return {
         "ids": finished_ids,

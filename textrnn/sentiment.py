@@ -89,7 +89,7 @@ def read_examples(
         texts = table[text_column]
         labels = table[label_column] if label_column in table.column_names else [None] * len(texts)
     examples = Examples([], [], source=source)
-    for text, label in zip(texts, labels):
+    for text, label in zip(texts, labels, strict=True):
         if not isinstance(text, str) or not text.strip():
             examples.skipped_empty += 1
             continue
@@ -100,8 +100,10 @@ def read_examples(
         examples.texts.append(text)
         examples.labels.append(label_text or "")
     if require_labels and not examples.texts:
-        raise DataError(f"{source}: no usable rows (empty text: {examples.skipped_empty}, "
-                        f"missing label: {examples.skipped_unlabeled}) ({option})")
+        raise DataError(
+            f"{source}: no usable rows (empty text: {examples.skipped_empty}, "
+            f"missing label: {examples.skipped_unlabeled}) ({option})"
+        )
     return examples
 
 
@@ -110,7 +112,9 @@ def describe_skipped(examples: Examples) -> list[str]:
     if examples.skipped_empty:
         lines.append(f"{examples.source}: skipped {examples.skipped_empty} row(s) with empty text")
     if examples.skipped_unlabeled:
-        lines.append(f"{examples.source}: skipped {examples.skipped_unlabeled} row(s) without a label")
+        lines.append(
+            f"{examples.source}: skipped {examples.skipped_unlabeled} row(s) without a label"
+        )
     return lines
 
 
@@ -133,7 +137,10 @@ class Labels:
         return mapping
 
     def save(self, run_dir: Path) -> None:
-        atomic_write_text(run_dir / LABELS_FILE, json.dumps({"values": self.values, "names": self.names}, indent=2) + "\n")
+        atomic_write_text(
+            run_dir / LABELS_FILE,
+            json.dumps({"values": self.values, "names": self.names}, indent=2) + "\n",
+        )
 
     @classmethod
     def load(cls, run_dir: str | os.PathLike) -> Labels:
@@ -141,9 +148,13 @@ class Labels:
         saved = training_lib.read_json(path, "labels")
         values = saved.get("values") if isinstance(saved, dict) else None
         names = saved.get("names") if isinstance(saved, dict) else None
-        if not (isinstance(values, list) and isinstance(names, list) and len(values) == len(names) >= 2):
-            raise RunDirError(f"{path}: corrupt labels (want equally long 'values' and 'names' lists "
-                              "of two or more); retrain with --restart")
+        if not (
+            isinstance(values, list) and isinstance(names, list) and len(values) == len(names) >= 2
+        ):
+            raise RunDirError(
+                f"{path}: corrupt labels (want equally long 'values' and 'names' lists "
+                "of two or more); retrain with --restart"
+            )
         return cls(tuple(map(str, values)), tuple(map(str, names)))
 
 
@@ -193,18 +204,28 @@ def load_datasets(config: SentimentConfig, run_dir: str | os.PathLike) -> traini
         order = rng.permutation(len(train.texts))
         cut = max(1, int(round(len(order) * data.validation_split)))
         if len(order) < 2:
-            raise DataError(f"{data.train}: need at least 2 rows to hold out validation data; pass --valid")
+            raise DataError(
+                f"{data.train}: need at least 2 rows to hold out validation data; pass --valid"
+            )
         held, kept = order[:cut], order[cut:]
-        valid = Examples([train.texts[i] for i in held], [train.labels[i] for i in held], source="held-out")
-        train = Examples([train.texts[i] for i in kept], [train.labels[i] for i in kept], source=train.source)
-        report.append(f"validation: held out {len(held)} of {len(order)} training rows (seed {config.training.seed})")
+        valid = Examples(
+            [train.texts[i] for i in held], [train.labels[i] for i in held], source="held-out"
+        )
+        train = Examples(
+            [train.texts[i] for i in kept], [train.labels[i] for i in kept], source=train.source
+        )
+        report.append(
+            f"validation: held out {len(held)} of {len(order)} training rows (seed {config.training.seed})"
+        )
 
     if (run_dir / LABELS_FILE).exists():
         labels = Labels.load(run_dir)
     else:
         values = sort_labels(set(train.labels))
         if len(values) < 2:
-            raise DataError(f"{data.train}: found only one label ({values[0]!r}); a classifier needs two or more")
+            raise DataError(
+                f"{data.train}: found only one label ({values[0]!r}); a classifier needs two or more"
+            )
         names = tuple(data.label_names.get(v, v) for v in values)
         labels = Labels(tuple(values), names)
         labels.save(run_dir)
@@ -212,14 +233,18 @@ def load_datasets(config: SentimentConfig, run_dir: str | os.PathLike) -> traini
         tokenizer = Tokenizer.load(run_dir)
     elif config.model.init_from:
         tokenizer = copy_tokenizer(config.model.init_from, run_dir)
-        report.append(f"tokenizer: the language model's ({tokenizer.kind}, {tokenizer.vocabulary_size} tokens) "
-                      f"from {config.model.init_from}; [tokenizer] settings are not used")
+        report.append(
+            f"tokenizer: the language model's ({tokenizer.kind}, {tokenizer.vocabulary_size} tokens) "
+            f"from {config.model.init_from}; [tokenizer] settings are not used"
+        )
     else:
         tokenizer = build_tokenizer(config.tokenizer, train.texts, run_dir)
 
     train_keep, train_ids, train_unknown = labels_to_ids(train, labels)
     if train_unknown:  # only when resuming with new data
-        report.append(f"{data.train}: {sum(train_unknown.values())} row(s) with labels unseen at first training, skipped")
+        report.append(
+            f"{data.train}: {sum(train_unknown.values())} row(s) with labels unseen at first training, skipped"
+        )
     valid_keep, valid_ids, valid_unknown = labels_to_ids(valid, labels)
     if valid_unknown:
         report.append(
@@ -232,7 +257,7 @@ def load_datasets(config: SentimentConfig, run_dir: str | os.PathLike) -> traini
     counts = np.bincount(train_ids, minlength=len(labels.values))
     report.append(
         f"data: {len(train_ids)} training / {len(valid_ids)} validation examples; classes "
-        + ", ".join(f"{n}={c}" for n, c in zip(labels.names, counts))
+        + ", ".join(f"{n}={c}" for n, c in zip(labels.names, counts, strict=True))
         + f"; vocabulary {tokenizer.vocabulary_size} ({tokenizer.kind}); "
         f"validation unknown-token rate {unknown_rate:.1%}"
     )
@@ -240,12 +265,23 @@ def load_datasets(config: SentimentConfig, run_dir: str | os.PathLike) -> traini
         raise DataError(f"{valid.source}: no validation rows with known labels")
     training = config.training
     train_dataset = data_lib.batched_sequences(
-        train_tokens, train_ids, training.batch_size, data.max_length, shuffle=True,
-        seed=training.seed, static_shapes=training.static_shapes, shuffle_buffer=training.shuffle_buffer,
+        train_tokens,
+        train_ids,
+        training.batch_size,
+        data.max_length,
+        shuffle=True,
+        seed=training.seed,
+        static_shapes=training.static_shapes,
+        shuffle_buffer=training.shuffle_buffer,
     )
     valid_dataset = data_lib.batched_sequences(
-        valid_tokens, valid_ids, training.batch_size, data.max_length, shuffle=False,
-        seed=training.seed, static_shapes=training.static_shapes,
+        valid_tokens,
+        valid_ids,
+        training.batch_size,
+        data.max_length,
+        shuffle=False,
+        seed=training.seed,
+        static_shapes=training.static_shapes,
     )
     report.append(f"padding: {data_lib.padding_fraction(train_dataset):.1%} of training positions")
     class_weight = None
@@ -256,7 +292,10 @@ def load_datasets(config: SentimentConfig, run_dir: str | os.PathLike) -> traini
         train=train_dataset,
         valid=valid_dataset,
         tokenizer=tokenizer,
-        model_arguments={"num_classes": len(labels.values), "init_from": config.model.init_from or None},
+        model_arguments={
+            "num_classes": len(labels.values),
+            "init_from": config.model.init_from or None,
+        },
         steps_per_epoch=math.ceil(len(train_ids) / training.batch_size),
         class_weight=class_weight,
         monitor="val_accuracy",
@@ -290,7 +329,9 @@ def build_model(
         tokenizer.vocabulary_size, model_config.embedding_dim, mask_zero=True, name="embedding"
     )(x)  # (batch, time, embedding_dim)
     if model_config.embedding_dropout:
-        x = keras.layers.SpatialDropout1D(model_config.embedding_dropout, name="embedding_dropout")(x)
+        x = keras.layers.SpatialDropout1D(model_config.embedding_dropout, name="embedding_dropout")(
+            x
+        )
     final = model_config.pooling == "final"
     x = RNNStack(
         cell=stack.cell,
@@ -332,7 +373,9 @@ def copy_tokenizer(lm_run_dir: str | os.PathLike, run_dir: Path) -> Tokenizer:
     return Tokenizer.load(run_dir)
 
 
-def initialize_from_language_model(model: keras.Model, tokenizer: Tokenizer, lm_run_dir: str | os.PathLike) -> None:
+def initialize_from_language_model(
+    model: keras.Model, tokenizer: Tokenizer, lm_run_dir: str | os.PathLike
+) -> None:
     """Copy the embedding and RNNStack weights of a language-model run into `model`.
 
     The classifier must use the language model's vocabulary and the same
@@ -343,14 +386,20 @@ def initialize_from_language_model(model: keras.Model, tokenizer: Tokenizer, lm_
 
     lm_config, lm_tokenizer, lm_model = language_model.load_run(lm_run_dir)
     if lm_tokenizer.vocabulary != tokenizer.vocabulary:
-        raise ConfigError(f"--init-from {lm_run_dir}: the vocabulary differs from this run's; "
-                          "use a fresh --run-dir so the language model's vocabulary is copied")
+        raise ConfigError(
+            f"--init-from {lm_run_dir}: the vocabulary differs from this run's; "
+            "use a fresh --run-dir so the language model's vocabulary is copied"
+        )
     stack = model.get_layer("rnn_stack")
     lm_stack = lm_model.get_layer("rnn_stack")
     mismatches = [
         f"{name} {ours} vs {theirs}"
         for name, ours, theirs in [
-            ("model.embedding_dim", model.get_layer("embedding").output_dim, lm_config.model.embedding_dim),
+            (
+                "model.embedding_dim",
+                model.get_layer("embedding").output_dim,
+                lm_config.model.embedding_dim,
+            ),
             ("model.stack.cell", stack.cell, lm_stack.cell),
             ("model.stack.num_layers", stack.num_layers, lm_stack.num_layers),
             ("model.stack.units", stack.units, lm_stack.units),
@@ -360,10 +409,12 @@ def initialize_from_language_model(model: keras.Model, tokenizer: Tokenizer, lm_
     if stack.bidirectional and stack.num_layers > 1:
         mismatches.append("model.stack.bidirectional with more than one layer")
     if mismatches:
-        raise ConfigError(f"--init-from {lm_run_dir}: the classifier must match the language model: "
-                          + "; ".join(mismatches))
+        raise ConfigError(
+            f"--init-from {lm_run_dir}: the classifier must match the language model: "
+            + "; ".join(mismatches)
+        )
     model.get_layer("embedding").embeddings.assign(lm_model.get_layer("embedding").embeddings)
-    for ours, theirs in zip(stack.recurrent_layers, lm_stack.recurrent_layers):
+    for ours, theirs in zip(stack.recurrent_layers, lm_stack.recurrent_layers, strict=True):
         target = ours.forward_layer if stack.bidirectional else ours
         target.set_weights(theirs.get_weights())
 
@@ -392,7 +443,9 @@ def serving_signatures(
 
     def classify_text(text: tf.Tensor) -> dict[str, tf.Tensor]:
         ids = tokenizer.encode_padded(text, max_length)  # (batch, time)
-        probabilities = tf.nn.softmax(tf.cast(model(ids, training=False), tf.float32))  # (batch, classes)
+        probabilities = tf.nn.softmax(
+            tf.cast(model(ids, training=False), tf.float32)
+        )  # (batch, classes)
         best = tf.argmax(probabilities, axis=-1)
         batch = tf.shape(text)[0]
         return {
@@ -402,21 +455,23 @@ def serving_signatures(
             "classes": tf.tile(names[tf.newaxis, :], [batch, 1]),
         }
 
-    serve = tf.function(classify_text, input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    serve = tf.function(
+        classify_text, input_signature=[tf.TensorSpec([None], tf.string, name="text")]
+    )
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def classify(examples: tf.Tensor) -> dict[str, tf.Tensor]:
         # TensorFlow Serving's Classify API: serialized tf.Example with a "text" bytes feature.
-        features = tf.io.parse_example(examples, {"text": tf.io.FixedLenFeature([], tf.string, default_value="")})
+        features = tf.io.parse_example(
+            examples, {"text": tf.io.FixedLenFeature([], tf.string, default_value="")}
+        )
         outputs = classify_text(features["text"])
         return {"classes": outputs["classes"], "scores": outputs["probabilities"]}
 
     return {"serving_default": serve, "classify": classify}
 
 
-def predict(
-    serve_fn: Any, texts: list[str], batch_size: int = 256
-) -> list[dict[str, Any]]:
+def predict(serve_fn: Any, texts: list[str], batch_size: int = 256) -> list[dict[str, Any]]:
     """Classify `texts` with a serving function (in-process or loaded), batch by batch."""
     results: list[dict[str, Any]] = []
     for start in range(0, len(texts), batch_size):
@@ -425,12 +480,12 @@ def predict(
         labels = outputs["label"].numpy()
         probabilities = outputs["probabilities"].numpy()
         classes = [c.decode("utf-8") for c in outputs["classes"].numpy()[0]] if len(labels) else []
-        for label, row in zip(labels, probabilities):
+        for label, row in zip(labels, probabilities, strict=True):
             results.append(
                 {
                     "label": label.decode("utf-8"),
                     "probability": float(row.max()),
-                    "probabilities": {c: float(p) for c, p in zip(classes, row)},
+                    "probabilities": {c: float(p) for c, p in zip(classes, row, strict=True)},
                 }
             )
     return results
@@ -458,7 +513,9 @@ def evaluate(
     )
     keep, truth, unknown = labels_to_ids(examples, labels)
     if not len(keep):
-        raise DataError(f"{data_path}: none of its labels were seen in training ({', '.join(sorted(unknown)[:5])})")
+        raise DataError(
+            f"{data_path}: none of its labels were seen in training ({', '.join(sorted(unknown)[:5])})"
+        )
     serve = serving_signatures(model, tokenizer, config, labels)["serving_default"]
     texts = [examples.texts[i] for i in keep]
     predicted = []
@@ -479,7 +536,9 @@ def evaluate(
     return metrics
 
 
-def classification_metrics(truth: np.ndarray, prediction: np.ndarray, names: list[str]) -> dict[str, Any]:
+def classification_metrics(
+    truth: np.ndarray, prediction: np.ndarray, names: list[str]
+) -> dict[str, Any]:
     classes = len(names)
     confusion = np.zeros((classes, classes), dtype=np.int64)  # rows: truth, columns: prediction
     np.add.at(confusion, (truth, prediction), 1)
@@ -510,7 +569,11 @@ def export_parts(
 ) -> tuple[dict[str, Any], list[Any], dict[str, Any]]:
     """(signatures, resources to track, manifest) for `textrnn.export`."""
     signatures = serving_signatures(model, tokenizer, config, labels)
-    manifest = {"labels": list(labels.names), "max_length": config.data.max_length, "tokenizer": tokenizer.settings()}
+    manifest = {
+        "labels": list(labels.names),
+        "max_length": config.data.max_length,
+        "tokenizer": tokenizer.settings(),
+    }
     return signatures, [model, tokenizer], manifest
 
 

@@ -242,23 +242,34 @@ class Tokenizer(tf.Module):
         settings_path, vocabulary_path = directory / SETTINGS_FILE, directory / VOCABULARY_FILE
         for path in (settings_path, vocabulary_path):
             if not path.is_file():
-                raise RunDirError(f"{directory}: missing {path.name}; is this a textrnn run directory?")
+                raise RunDirError(
+                    f"{directory}: missing {path.name}; is this a textrnn run directory?"
+                )
         try:
             settings = json.loads(settings_path.read_text(encoding="utf-8"))
             vocabulary = read_vocabulary(vocabulary_path)
         except (ValueError, UnicodeDecodeError) as error:
             raise RunDirError(f"{directory}: corrupt tokenizer files ({error})") from None
-        missing = [key for key in ("kind", "lowercase", "normalization", "split", "vocabulary_size")
-                   if not isinstance(settings, dict) or key not in settings]
+        missing = [
+            key
+            for key in ("kind", "lowercase", "normalization", "split", "vocabulary_size")
+            if not isinstance(settings, dict) or key not in settings
+        ]
         if missing:
-            raise RunDirError(f"{settings_path}: corrupt tokenizer settings (missing {', '.join(missing)}); "
-                              "retrain with --restart")
+            raise RunDirError(
+                f"{settings_path}: corrupt tokenizer settings (missing {', '.join(missing)}); "
+                "retrain with --restart"
+            )
         if len(vocabulary) != settings.get("vocabulary_size"):
-            raise RunDirError(f"{vocabulary_path}: {len(vocabulary)} tokens, tokenizer.json says "
-                              f"{settings.get('vocabulary_size')}; the run directory is corrupt")
+            raise RunDirError(
+                f"{vocabulary_path}: {len(vocabulary)} tokens, tokenizer.json says "
+                f"{settings.get('vocabulary_size')}; the run directory is corrupt"
+            )
         if vocabulary[: len(RESERVED_TOKENS)] != list(RESERVED_TOKENS):
-            raise RunDirError(f"{vocabulary_path}: corrupt vocabulary (must start with "
-                              f"{' '.join(RESERVED_TOKENS)}); retrain with --restart")
+            raise RunDirError(
+                f"{vocabulary_path}: corrupt vocabulary (must start with "
+                f"{' '.join(RESERVED_TOKENS)}); retrain with --restart"
+            )
         return cls(
             kind=settings["kind"],
             vocabulary=vocabulary,
@@ -297,7 +308,9 @@ def save_tokenizer_files(
     atomic_write_text(directory / SETTINGS_FILE, json.dumps(settings, indent=2) + "\n")
 
 
-def learn_vocabulary(config: TokenizerConfig, texts: Iterable[str], batch_size: int = 4096) -> list[str]:
+def learn_vocabulary(
+    config: TokenizerConfig, texts: Iterable[str], batch_size: int = 4096
+) -> list[str]:
     """Learn a vocabulary from `texts` with the same in-graph splitting used at run time."""
     # A throwaway tokenizer gives the exact same pre-tokenization as the real one.
     splitter = Tokenizer.__new__(Tokenizer)
@@ -310,9 +323,13 @@ def learn_vocabulary(config: TokenizerConfig, texts: Iterable[str], batch_size: 
     def flush() -> None:
         if not batch:
             return
-        pieces = splitter.pieces(tf.constant(batch)) if config.kind == "char" else splitter.split_words(tf.constant(batch))
+        pieces = (
+            splitter.pieces(tf.constant(batch))
+            if config.kind == "char"
+            else splitter.split_words(tf.constant(batch))
+        )
         values, _, freq = tf.unique_with_counts(pieces.flat_values)
-        for token, n in zip(values.numpy(), freq.numpy()):
+        for token, n in zip(values.numpy(), freq.numpy(), strict=True):
             counts[token.decode("utf-8", errors="replace")] += int(n)
         batch.clear()
 

@@ -52,9 +52,21 @@ CONFIG_FILE = "config.json"
 STATE_FILE = "state.json"
 WEIGHTS_FILE = "model.weights.h5"
 RUN_ENTRIES = (
-    CONFIG_FILE, STATE_FILE, WEIGHTS_FILE, "tokenizer.json", "vocab.txt", "labels.json",
-    "backup", "checkpoints", "logs", "source_vocab.txt", "source_tokenizer.json",
-    "target_vocab.txt", "target_tokenizer.json", "source", "target",
+    CONFIG_FILE,
+    STATE_FILE,
+    WEIGHTS_FILE,
+    "tokenizer.json",
+    "vocab.txt",
+    "labels.json",
+    "backup",
+    "checkpoints",
+    "logs",
+    "source_vocab.txt",
+    "source_tokenizer.json",
+    "target_vocab.txt",
+    "target_tokenizer.json",
+    "source",
+    "target",
 )
 # Sections whose change makes old weights meaningless; training.* may change on resume.
 RESUME_SECTIONS = ("task", "data", "tokenizer", "model")
@@ -89,7 +101,9 @@ def split_cpu(devices: int) -> bool:
     if len(tf.config.list_logical_devices("CPU")) >= devices:
         return True
     try:
-        tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * devices)
+        tf.config.set_logical_device_configuration(
+            cpus[0], [tf.config.LogicalDeviceConfiguration()] * devices
+        )
     except RuntimeError:
         return False
     return True
@@ -101,8 +115,12 @@ def worker_tf_config(worker_hosts: str, task_index: int) -> str:
     if not hosts or any(":" not in host for host in hosts):
         raise ConfigError(f"--worker-hosts must be host:port,host:port,..., got {worker_hosts!r}")
     if not 0 <= task_index < len(hosts):
-        raise ConfigError(f"--task-index must be in [0, {len(hosts) - 1}] for {len(hosts)} worker(s), got {task_index}")
-    return json.dumps({"cluster": {"worker": hosts}, "task": {"type": "worker", "index": task_index}})
+        raise ConfigError(
+            f"--task-index must be in [0, {len(hosts) - 1}] for {len(hosts)} worker(s), got {task_index}"
+        )
+    return json.dumps(
+        {"cluster": {"worker": hosts}, "task": {"type": "worker", "index": task_index}}
+    )
 
 
 def choose_strategy(
@@ -162,7 +180,9 @@ def patch_keras_multi_worker_reduce() -> None:
     original = tf_trainer.reduce_per_replica
 
     def reduce_per_replica(values, strategy, reduction):
-        if reduction in ("auto", "mean") and tf_trainer._collective_all_reduce_multi_worker(strategy):
+        if reduction in ("auto", "mean") and tf_trainer._collective_all_reduce_multi_worker(
+            strategy
+        ):
 
             def reduce(value):
                 if not tf_trainer._is_per_replica_instance(value):
@@ -217,14 +237,18 @@ def resolve_precision(policy: str, strategy: tf.distribute.Strategy) -> str:
     if not policy and isinstance(strategy, tf.distribute.TPUStrategy):
         return "mixed_bfloat16"
     if policy == "mixed_float16" and not tf.config.list_logical_devices("GPU"):
-        logger.warning("mixed_float16 without a GPU is slow; mixed_bfloat16 is the CPU / TPU choice")
+        logger.warning(
+            "mixed_float16 without a GPU is slow; mixed_bfloat16 is the CPU / TPU choice"
+        )
     return policy
 
 
 # ----------------------------------------------------------------------------- optimizer
 
 
-def make_optimizer(training: TrainingConfig, total_steps: int | None = None) -> keras.optimizers.Optimizer:
+def make_optimizer(
+    training: TrainingConfig, total_steps: int | None = None
+) -> keras.optimizers.Optimizer:
     """The optimizer with its learning-rate schedule and gradient clipping."""
     learning_rate: Any = training.learning_rate
     decay_steps = max(1, (total_steps or 1000) - training.warmup_steps)
@@ -265,14 +289,18 @@ def jit_compile_flag(training: TrainingConfig) -> bool | str:
 
 
 def save_config(run_dir: Path, config: Any) -> None:
-    atomic_write_text(run_dir / CONFIG_FILE, json.dumps(config_lib.to_dict(config), indent=2) + "\n")
+    atomic_write_text(
+        run_dir / CONFIG_FILE, json.dumps(config_lib.to_dict(config), indent=2) + "\n"
+    )
 
 
 def read_json(path: Path, what: str) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise RunDirError(f"{path.parent}: missing {path.name}; is this a textrnn run directory?") from None
+        raise RunDirError(
+            f"{path.parent}: missing {path.name}; is this a textrnn run directory?"
+        ) from None
     except (ValueError, UnicodeDecodeError) as error:
         raise RunDirError(f"{path}: corrupt {what} ({error}); retrain with --restart") from None
 
@@ -349,7 +377,9 @@ def load_weights(model: keras.Model, run_dir: str | os.PathLike) -> Path:
             logger.warning("loaded %s instead of the damaged %s", path, ", ".join(failures))
         return path
     if failures:
-        raise RunDirError(f"{run_dir}: every weights file is damaged ({'; '.join(failures)}); retrain with --restart")
+        raise RunDirError(
+            f"{run_dir}: every weights file is damaged ({'; '.join(failures)}); retrain with --restart"
+        )
     raise RunDirError(f"{run_dir}: no trained weights ({WEIGHTS_FILE}); run `train` first")
 
 
@@ -403,14 +433,20 @@ class EpochLog(keras.callbacks.Callback):
         self.started = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        metrics = "  ".join(f"{k} {v:.4f}" for k, v in sorted((logs or {}).items()) if k != "learning_rate")
-        self.echo(f"epoch {epoch + 1}/{self.total_epochs} ({time.perf_counter() - self.started:.1f} s): {metrics}")
+        metrics = "  ".join(
+            f"{k} {v:.4f}" for k, v in sorted((logs or {}).items()) if k != "learning_rate"
+        )
+        self.echo(
+            f"epoch {epoch + 1}/{self.total_epochs} ({time.perf_counter() - self.started:.1f} s): {metrics}"
+        )
 
 
 # ----------------------------------------------------------------------------- train
 
 
-def build_for_fit(model: keras.Model, strategy: tf.distribute.Strategy, dataset: tf.data.Dataset) -> None:
+def build_for_fit(
+    model: keras.Model, strategy: tf.distribute.Strategy, dataset: tf.data.Dataset
+) -> None:
     """Create the metric, loss and optimizer variables now, once, from one plain batch.
 
     Keras builds them at the start of every `fit` under a strategy by drawing a
@@ -446,11 +482,18 @@ def train(
     if points:
         echo(f"resuming {run_dir}: resumed from {points[0].describe()}")
     for problem in problems:
-        echo(f"warning: {problem}" + (f"; using the previous backup ({points[0].describe()})" if points else ""))
+        echo(
+            f"warning: {problem}"
+            + (f"; using the previous backup ({points[0].describe()})" if points else "")
+        )
     set_seed(training.seed, deterministic=jit_compile_flag(training) is not True)
-    strategy = choose_strategy(training.strategy, training.tpu, training.worker_hosts, training.task_index)
+    strategy = choose_strategy(
+        training.strategy, training.tpu, training.worker_hosts, training.task_index
+    )
     if isinstance(strategy, tf.distribute.TPUStrategy) and not training.static_shapes:
-        config = config_lib.replace(config, **{"training.static_shapes": True})  # TPUs need fixed shapes
+        config = config_lib.replace(
+            config, **{"training.static_shapes": True}
+        )  # TPUs need fixed shapes
         training = config.training
     precision = resolve_precision(training.mixed_precision, strategy)
     previous_policy = keras.mixed_precision.global_policy()
@@ -458,10 +501,14 @@ def train(
     try:
         return _train(task, config, run_dir, resuming, strategy, points, echo, verbose)
     finally:
-        keras.mixed_precision.set_global_policy(previous_policy)  # later builds (export) are float32
+        keras.mixed_precision.set_global_policy(
+            previous_policy
+        )  # later builds (export) are float32
 
 
-def _train(task, config, run_dir: Path, resuming: bool, strategy, points, echo, verbose) -> dict[str, Any]:
+def _train(
+    task, config, run_dir: Path, resuming: bool, strategy, points, echo, verbose
+) -> dict[str, Any]:
     training: TrainingConfig = config.training
     replicas = strategy.num_replicas_in_sync
     if training.batch_size % replicas:
@@ -477,15 +524,25 @@ def _train(task, config, run_dir: Path, resuming: bool, strategy, points, echo, 
     echo(
         f"strategy: {type(strategy).__name__} with {replicas} replica(s); global batch "
         f"{training.batch_size}, {training.batch_size // replicas} per replica"
-        + (f"; precision {keras.mixed_precision.global_policy().name}" if training.mixed_precision else "")
+        + (
+            f"; precision {keras.mixed_precision.global_policy().name}"
+            if training.mixed_precision
+            else ""
+        )
     )
     total_steps = (data.steps_per_epoch or 100) * training.epochs
     with strategy.scope():
-        model = task.build_model(config, data.tokenizer, total_steps=total_steps, **data.model_arguments)
+        model = task.build_model(
+            config, data.tokenizer, total_steps=total_steps, **data.model_arguments
+        )
 
     state_path = run_dir / STATE_FILE
     if resuming:
-        done = json.loads(state_path.read_text()).get("epochs_completed", 0) if state_path.exists() else 0
+        done = (
+            json.loads(state_path.read_text()).get("epochs_completed", 0)
+            if state_path.exists()
+            else 0
+        )
         if done >= training.epochs and (run_dir / WEIGHTS_FILE).exists():
             echo(
                 f"{run_dir} already completed {done} epoch(s); nothing to do "
@@ -494,7 +551,10 @@ def _train(task, config, run_dir: Path, resuming: bool, strategy, points, echo, 
             return json.loads(state_path.read_text()).get("metrics", {})
 
     backup = backup_lib.TrainingBackup(
-        run_dir / "backup", training.backup_every_steps, monitor=data.monitor, mode=data.monitor_mode
+        run_dir / "backup",
+        training.backup_every_steps,
+        monitor=data.monitor,
+        mode=data.monitor_mode,
     )
     build_for_fit(model, strategy, data.train)
     point = None
@@ -537,7 +597,9 @@ def _train(task, config, run_dir: Path, resuming: bool, strategy, points, echo, 
     if training.early_stopping_patience:
         callbacks.append(
             keras.callbacks.EarlyStopping(
-                monitor=data.monitor, mode=data.monitor_mode, patience=training.early_stopping_patience
+                monitor=data.monitor,
+                mode=data.monitor_mode,
+                patience=training.early_stopping_patience,
             )
         )
     if verbose == "auto":
@@ -585,17 +647,29 @@ def _train(task, config, run_dir: Path, resuming: bool, strategy, points, echo, 
         try:
             model.load_weights(best)
         except Exception as error:  # noqa: BLE001 - a damaged file: keep the weights in memory
-            echo(f"warning: {best} does not load ({type(error).__name__}); keeping the last weights")
+            echo(
+                f"warning: {best} does not load ({type(error).__name__}); keeping the last weights"
+            )
     with atomic_path(run_dir / WEIGHTS_FILE) as tmp:
         model.save_weights(tmp)
     metrics = {}
     if history.history:
         values = history.history.get(data.monitor)
-        index = int(np.argmin(values) if data.monitor_mode == "min" else np.argmax(values)) if values else -1
+        index = (
+            int(np.argmin(values) if data.monitor_mode == "min" else np.argmax(values))
+            if values
+            else -1
+        )
         metrics = {k: float(v[index]) for k, v in history.history.items() if k.startswith("val_")}
-    epochs_done = (json.loads(state_path.read_text()).get("epochs_completed", 0) if state_path.exists() else 0)
+    epochs_done = (
+        json.loads(state_path.read_text()).get("epochs_completed", 0) if state_path.exists() else 0
+    )
     epochs_done = max(epochs_done, len(history.epoch) and history.epoch[-1] + 1)
-    write_state(run_dir, epochs_completed=epochs_done, metrics=metrics, train_seconds=round(seconds, 1))
-    echo(f"trained {len(history.epoch)} epoch(s) in {seconds:.1f} s; best {data.monitor}: "
-         f"{metrics.get(data.monitor, float('nan')):.4f}; weights in {run_dir / WEIGHTS_FILE}")
+    write_state(
+        run_dir, epochs_completed=epochs_done, metrics=metrics, train_seconds=round(seconds, 1)
+    )
+    echo(
+        f"trained {len(history.epoch)} epoch(s) in {seconds:.1f} s; best {data.monitor}: "
+        f"{metrics.get(data.monitor, float('nan')):.4f}; weights in {run_dir / WEIGHTS_FILE}"
+    )
     return metrics

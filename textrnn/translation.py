@@ -92,7 +92,9 @@ def read_pairs(
     else:
         if not source or not target:
             missing = source_option if not source else target_option
-            raise DataError(f"no {missing} file: pass both {source_option} and {target_option} (or {table_option} with a table)")
+            raise DataError(
+                f"no {missing} file: pass both {source_option} and {target_option} (or {table_option} with a table)"
+            )
         sources = data_lib.read_lines(source, encoding, source_option)
         targets = data_lib.read_lines(target, encoding, target_option)
         if len(sources) != len(targets):
@@ -115,7 +117,9 @@ def read_pairs(
     return pairs
 
 
-def build_tokenizers(config: TranslationConfig, run_dir: Path, pairs: Pairs) -> tuple[Tokenizer, Tokenizer]:
+def build_tokenizers(
+    config: TranslationConfig, run_dir: Path, pairs: Pairs
+) -> tuple[Tokenizer, Tokenizer]:
     """Learn source and target vocabularies (or one joint one) and save them in the run directory."""
     settings = config.tokenizer
     if settings.joint:
@@ -133,7 +137,9 @@ def load_tokenizers(run_dir: str | os.PathLike) -> tuple[Tokenizer, Tokenizer]:
     """The (source, target) tokenizers saved in a run directory."""
     run_dir = Path(run_dir)
     if not (run_dir / SOURCE_DIR).is_dir() or not (run_dir / TARGET_DIR).is_dir():
-        raise RunDirError(f"{run_dir}: missing source/ or target/ vocabulary; is this a translation run directory?")
+        raise RunDirError(
+            f"{run_dir}: missing source/ or target/ vocabulary; is this a translation run directory?"
+        )
     return Tokenizer.load(run_dir / SOURCE_DIR), Tokenizer.load(run_dir / TARGET_DIR)
 
 
@@ -146,7 +152,10 @@ class EncodedPairs:
 
 
 def encode_pairs(
-    source_tokenizer: Tokenizer, target_tokenizer: Tokenizer, pairs: Pairs, config: TranslationConfig
+    source_tokenizer: Tokenizer,
+    target_tokenizer: Tokenizer,
+    pairs: Pairs,
+    config: TranslationConfig,
 ) -> EncodedPairs:
     """Tokenize both sides, truncating (and counting) sentences over the maximum lengths."""
     source_max, target_max = config.data.source_max_length, config.data.target_max_length
@@ -169,23 +178,45 @@ def load_datasets(config: TranslationConfig, run_dir: str | os.PathLike) -> trai
     data = config.data
     if not (data.train or data.source or data.target):
         raise DataError("no training data: pass --source FILE --target FILE (or --train TABLE)")
-    train = read_pairs(data.source, data.target, data.train, data.source_column, data.target_column,
-                       data.encoding, ("--source", "--target", "--train"))
+    train = read_pairs(
+        data.source,
+        data.target,
+        data.train,
+        data.source_column,
+        data.target_column,
+        data.encoding,
+        ("--source", "--target", "--train"),
+    )
     report = list(train.notes)
     if data.valid or data.valid_source or data.valid_target:
-        valid = read_pairs(data.valid_source, data.valid_target, data.valid, data.source_column,
-                           data.target_column, data.encoding,
-                           ("--valid-source", "--valid-target", "--valid"), split="validation")
+        valid = read_pairs(
+            data.valid_source,
+            data.valid_target,
+            data.valid,
+            data.source_column,
+            data.target_column,
+            data.encoding,
+            ("--valid-source", "--valid-target", "--valid"),
+            split="validation",
+        )
         report += valid.notes
     else:
         if len(train.sources) < 2:
-            raise DataError(f"{train.where}: need at least 2 pairs to hold out validation data; pass --valid-source/--valid-target")
+            raise DataError(
+                f"{train.where}: need at least 2 pairs to hold out validation data; pass --valid-source/--valid-target"
+            )
         order = np.random.default_rng(config.training.seed).permutation(len(train.sources))
         cut = max(1, int(round(len(order) * data.validation_split)))
         held, kept = order[:cut], order[cut:]
-        valid = Pairs([train.sources[i] for i in held], [train.targets[i] for i in held], where="held-out")
-        train = Pairs([train.sources[i] for i in kept], [train.targets[i] for i in kept], where=train.where)
-        report.append(f"validation: held out {len(held)} of {len(order)} training pairs (seed {config.training.seed})")
+        valid = Pairs(
+            [train.sources[i] for i in held], [train.targets[i] for i in held], where="held-out"
+        )
+        train = Pairs(
+            [train.sources[i] for i in kept], [train.targets[i] for i in kept], where=train.where
+        )
+        report.append(
+            f"validation: held out {len(held)} of {len(order)} training pairs (seed {config.training.seed})"
+        )
 
     if (run_dir / TARGET_DIR / "vocab.txt").exists():
         tokenizers = load_tokenizers(run_dir)
@@ -201,8 +232,12 @@ def load_datasets(config: TranslationConfig, run_dir: str | os.PathLike) -> trai
                 f"{data.source_max_length} tokens and {encoded.target_truncated} target sentence(s) to "
                 f"{data.target_max_length} (data.source_max_length / data.target_max_length)"
             )
-    unknown_source = count_unknown(valid_encoded.source_ids) / max(1, int(tf.size(valid_encoded.source_ids.flat_values)))
-    unknown_target = count_unknown(valid_encoded.target_ids) / max(1, int(tf.size(valid_encoded.target_ids.flat_values)))
+    unknown_source = count_unknown(valid_encoded.source_ids) / max(
+        1, int(tf.size(valid_encoded.source_ids.flat_values))
+    )
+    unknown_target = count_unknown(valid_encoded.target_ids) / max(
+        1, int(tf.size(valid_encoded.target_ids.flat_values))
+    )
     target_tokens = int(tf.size(train_encoded.target_ids.flat_values)) - len(train.sources)
     report.append(
         f"data: {len(train.sources)} training / {len(valid.sources)} validation pairs; vocabulary "
@@ -214,12 +249,23 @@ def load_datasets(config: TranslationConfig, run_dir: str | os.PathLike) -> trai
     training = config.training
     longest = max(data.source_max_length, data.target_max_length)
     train_dataset = data_lib.batched_pairs(
-        train_encoded.source_ids, train_encoded.target_ids, training.batch_size, longest, shuffle=True,
-        seed=training.seed, static_shapes=training.static_shapes, shuffle_buffer=training.shuffle_buffer,
+        train_encoded.source_ids,
+        train_encoded.target_ids,
+        training.batch_size,
+        longest,
+        shuffle=True,
+        seed=training.seed,
+        static_shapes=training.static_shapes,
+        shuffle_buffer=training.shuffle_buffer,
     )
     valid_dataset = data_lib.batched_pairs(
-        valid_encoded.source_ids, valid_encoded.target_ids, training.batch_size, longest, shuffle=False,
-        seed=training.seed, static_shapes=training.static_shapes,
+        valid_encoded.source_ids,
+        valid_encoded.target_ids,
+        training.batch_size,
+        longest,
+        shuffle=False,
+        seed=training.seed,
+        static_shapes=training.static_shapes,
     )
     return training_lib.TaskData(
         train=train_dataset,
@@ -289,7 +335,9 @@ class Bridge(keras.layers.Layer):
                 for k in range(self.decoder_kinds):
                     activation = "tanh" if k == 0 else None
                     self.projections.append(
-                        keras.layers.Dense(decoder_units, activation=activation, name=f"bridge_{layer}_{k}")
+                        keras.layers.Dense(
+                            decoder_units, activation=activation, name=f"bridge_{layer}_{k}"
+                        )
                     )
 
     def call(self, states):
@@ -306,7 +354,9 @@ class Bridge(keras.layers.Layer):
                     [layer_states[d * encoder_kinds + kind] for d in range(directions)], axis=-1
                 )  # (batch, directions * encoder_units)
                 if self.kind == "zeros":
-                    outputs.append(ops.zeros((ops.shape(joined)[0], self.decoder_units), dtype=joined.dtype))
+                    outputs.append(
+                        ops.zeros((ops.shape(joined)[0], self.decoder_units), dtype=joined.dtype)
+                    )
                 else:
                     outputs.append(self.projections[layer * self.decoder_kinds + k](joined))
         return outputs
@@ -317,15 +367,17 @@ class Bridge(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "kind": self.kind,
-            "encoder_cell": self.encoder_cell,
-            "encoder_layers": self.encoder_layers,
-            "encoder_bidirectional": self.encoder_bidirectional,
-            "decoder_cell": self.decoder_cell,
-            "decoder_layers": self.decoder_layers,
-            "decoder_units": self.decoder_units,
-        })
+        config.update(
+            {
+                "kind": self.kind,
+                "encoder_cell": self.encoder_cell,
+                "encoder_layers": self.encoder_layers,
+                "encoder_bidirectional": self.encoder_bidirectional,
+                "decoder_cell": self.decoder_cell,
+                "decoder_layers": self.decoder_layers,
+                "decoder_units": self.decoder_units,
+            }
+        )
         return config
 
 
@@ -406,19 +458,36 @@ class AttentionDecoder(keras.layers.Layer):
             raise ValueError(
                 f"tied embeddings need attentional_dim ({self.feed_dim}) == embedding_dim ({embedding_dim})"
             )
-        self.embedding = keras.layers.Embedding(vocabulary_size, embedding_dim, mask_zero=True, name="embedding")
-        self.embedding_dropout_layer = keras.layers.Dropout(embedding_dropout, name="embedding_dropout")
-        self.stack = RNNStack(
-            cell=cell, num_layers=num_layers, units=units, dropout=dropout, residual=residual,
-            return_sequences=True, return_state=True, implementation=implementation, name="stack",
+        self.embedding = keras.layers.Embedding(
+            vocabulary_size, embedding_dim, mask_zero=True, name="embedding"
         )
-        self.attention_layer = make_attention(attention, units=attention_units or units, name="attention")
-        self.attentional = keras.layers.Dense(self.feed_dim, activation="tanh", use_bias=False, name="attentional")
+        self.embedding_dropout_layer = keras.layers.Dropout(
+            embedding_dropout, name="embedding_dropout"
+        )
+        self.stack = RNNStack(
+            cell=cell,
+            num_layers=num_layers,
+            units=units,
+            dropout=dropout,
+            residual=residual,
+            return_sequences=True,
+            return_state=True,
+            implementation=implementation,
+            name="stack",
+        )
+        self.attention_layer = make_attention(
+            attention, units=attention_units or units, name="attention"
+        )
+        self.attentional = keras.layers.Dense(
+            self.feed_dim, activation="tanh", use_bias=False, name="attentional"
+        )
         self.output_dropout_layer = keras.layers.Dropout(output_dropout, name="output_dropout")
         if not tie_embeddings:
             self.output_layer = keras.layers.Dense(vocabulary_size, dtype="float32", name="logits")
 
-    def build(self, target_ids_shape, memory_shape=None, source_mask_shape=None, initial_state_shape=None):
+    def build(
+        self, target_ids_shape, memory_shape=None, source_mask_shape=None, initial_state_shape=None
+    ):
         batch = target_ids_shape[0]
         memory_features = memory_shape[-1]
         self.embedding.build(tuple(target_ids_shape))
@@ -427,7 +496,9 @@ class AttentionDecoder(keras.layers.Layer):
         self.attention_layer.build((batch, None, self.units), (batch, None, memory_features))
         self.attentional.build((batch, None, self.units + memory_features))
         if self.tie_embeddings:
-            self.output_bias = self.add_weight(name="output_bias", shape=(self.vocabulary_size,), initializer="zeros")
+            self.output_bias = self.add_weight(
+                name="output_bias", shape=(self.vocabulary_size,), initializer="zeros"
+            )
         else:
             self.output_layer.build((batch, None, self.feed_dim))
         self.built = True
@@ -437,8 +508,12 @@ class AttentionDecoder(keras.layers.Layer):
     def logits(self, attentional):
         """Attentional vectors `(..., feed_dim)` -> float32 logits `(..., vocabulary)`."""
         if self.tie_embeddings:
-            matrix = ops.cast(self.embedding.embeddings, attentional.dtype)  # (vocabulary, embedding_dim)
-            logits = ops.matmul(attentional, ops.transpose(matrix)) + ops.cast(self.output_bias, attentional.dtype)
+            matrix = ops.cast(
+                self.embedding.embeddings, attentional.dtype
+            )  # (vocabulary, embedding_dim)
+            logits = ops.matmul(attentional, ops.transpose(matrix)) + ops.cast(
+                self.output_bias, attentional.dtype
+            )
             return ops.cast(logits, "float32")
         return self.output_layer(attentional)
 
@@ -450,7 +525,9 @@ class AttentionDecoder(keras.layers.Layer):
         context, weights = self.attention_layer(
             output, memory, value_mask=source_mask, processed_value=processed_memory
         )  # (batch, [time,] memory_features), (batch, [time,] source_time)
-        attentional = self.attentional(ops.concatenate([context, ops.cast(output, context.dtype)], axis=-1))
+        attentional = self.attentional(
+            ops.concatenate([context, ops.cast(output, context.dtype)], axis=-1)
+        )
         attentional = self.output_dropout_layer(attentional, training=training)
         return attentional, weights
 
@@ -458,19 +535,27 @@ class AttentionDecoder(keras.layers.Layer):
         """The zero attentional vector fed at the first step, `(batch, feed_dim)`."""
         return ops.zeros((ops.shape(memory)[0], self.feed_dim), dtype=memory.dtype)
 
-    def step_embedded(self, embedded, feed, states, memory, processed_memory, source_mask, training=False):
+    def step_embedded(
+        self, embedded, feed, states, memory, processed_memory, source_mask, training=False
+    ):
         """One decoder step from an embedded token `(batch, embedding_dim)`.
 
         Returns `(attentional (batch, feed_dim), weights (batch, source_time), new_states)`.
         """
-        inputs = ops.concatenate([embedded, ops.cast(feed, embedded.dtype)], axis=-1) if self.input_feeding else embedded
+        inputs = (
+            ops.concatenate([embedded, ops.cast(feed, embedded.dtype)], axis=-1)
+            if self.input_feeding
+            else embedded
+        )
         output, states = self.stack.step(inputs, states, training=training)  # (batch, units)
         attentional, weights = self._attend(output, memory, processed_memory, source_mask, training)
         return attentional, weights, states
 
     def step(self, ids, state: dict, memory, processed_memory, source_mask):
         """Decoding step: previous ids `(batch,)` -> `(log_probs (batch, vocab), state, weights)`."""
-        embedded = ops.take(self.embedding.embeddings, ids, axis=0)  # (batch, embedding_dim), no mask
+        embedded = ops.take(
+            self.embedding.embeddings, ids, axis=0
+        )  # (batch, embedding_dim), no mask
         attentional, weights, states = self.step_embedded(
             embedded, state["feed"], state["states"], memory, processed_memory, source_mask
         )
@@ -485,50 +570,81 @@ class AttentionDecoder(keras.layers.Layer):
         processed_memory = self.process_memory(memory)
         if not self.input_feeding:
             target_mask = ops.not_equal(target_ids, 0)
-            outputs = self.stack(embedded, mask=target_mask, initial_state=list(initial_state), training=training)
+            outputs = self.stack(
+                embedded, mask=target_mask, initial_state=list(initial_state), training=training
+            )
             output = outputs[0]  # (batch, time, units)
-            attentional, weights = self._attend(output, memory, processed_memory, source_mask, training)
+            attentional, weights = self._attend(
+                output, memory, processed_memory, source_mask, training
+            )
         else:
             attentional, weights = self._input_feeding_loop(
                 embedded, memory, processed_memory, source_mask, list(initial_state), training
             )
         return [self.logits(attentional), weights]
 
-    def _input_feeding_loop(self, embedded, memory, processed_memory, source_mask, states, training):
+    def _input_feeding_loop(
+        self, embedded, memory, processed_memory, source_mask, states, training
+    ):
         time_major = tf.transpose(embedded, [1, 0, 2])  # (time, batch, embedding_dim)
         steps = tf.shape(time_major)[0]
         feed = self.initial_feed(memory)
-        attentional_array = tf.TensorArray(embedded.dtype, size=steps, element_shape=[None, self.feed_dim])
+        attentional_array = tf.TensorArray(
+            embedded.dtype, size=steps, element_shape=[None, self.feed_dim]
+        )
         weights_array = tf.TensorArray(embedded.dtype, size=steps, element_shape=[None, None])
 
         def body(t, feed, states, attentional_array, weights_array):
             attentional, weights, states = self.step_embedded(
                 time_major[t], feed, states, memory, processed_memory, source_mask, training
             )
-            return (t + 1, attentional, states, attentional_array.write(t, attentional),
-                    weights_array.write(t, ops.cast(weights, embedded.dtype)))
+            return (
+                t + 1,
+                attentional,
+                states,
+                attentional_array.write(t, attentional),
+                weights_array.write(t, ops.cast(weights, embedded.dtype)),
+            )
 
         _, _, _, attentional_array, weights_array = tf.while_loop(
-            lambda t, *_: t < steps, body, (tf.constant(0), feed, states, attentional_array, weights_array)
+            lambda t, *_: t < steps,
+            body,
+            (tf.constant(0), feed, states, attentional_array, weights_array),
         )
         attentional = tf.transpose(attentional_array.stack(), [1, 0, 2])  # (batch, time, feed_dim)
         weights = tf.transpose(weights_array.stack(), [1, 0, 2])  # (batch, time, source_time)
         return attentional, weights
 
-    def compute_output_shape(self, target_ids_shape, memory_shape=None, source_mask_shape=None, initial_state_shape=None):
+    def compute_output_shape(
+        self, target_ids_shape, memory_shape=None, source_mask_shape=None, initial_state_shape=None
+    ):
         batch, time = target_ids_shape[0], target_ids_shape[1]
         return [(batch, time, self.vocabulary_size), (batch, time, memory_shape[1])]
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            name: getattr(self, name)
-            for name in (
-                "vocabulary_size", "embedding_dim", "cell", "num_layers", "units", "dropout", "residual",
-                "attention", "attention_units", "attentional_dim", "input_feeding", "output_dropout",
-                "embedding_dropout", "tie_embeddings", "implementation",
-            )
-        })
+        config.update(
+            {
+                name: getattr(self, name)
+                for name in (
+                    "vocabulary_size",
+                    "embedding_dim",
+                    "cell",
+                    "num_layers",
+                    "units",
+                    "dropout",
+                    "residual",
+                    "attention",
+                    "attention_units",
+                    "attentional_dim",
+                    "input_feeding",
+                    "output_dropout",
+                    "embedding_dropout",
+                    "tie_embeddings",
+                    "implementation",
+                )
+            }
+        )
         return config
 
 
@@ -549,7 +665,9 @@ class MaskedSequenceLoss(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         y_true = ops.cast(y_true, "int32")  # (batch, time)
-        log_probs = tf.nn.log_softmax(ops.cast(y_pred, "float32"), axis=-1)  # (batch, time, vocabulary)
+        log_probs = tf.nn.log_softmax(
+            ops.cast(y_pred, "float32"), axis=-1
+        )  # (batch, time, vocabulary)
         nll = -tf.gather(log_probs, y_true, batch_dims=2)  # (batch, time)
         if self.label_smoothing:
             smooth = -ops.mean(log_probs, axis=-1)
@@ -574,7 +692,10 @@ def _check_model_config(config: TranslationConfig) -> None:
             f"model.attention = 'dot' needs decoder units ({model.decoder.units}) equal to the encoder "
             f"output size ({memory_features}); use 'general' or change model.decoder.units"
         )
-    if model.tie_embeddings and (model.attentional_dim or model.decoder.units) != model.embedding_dim:
+    if (
+        model.tie_embeddings
+        and (model.attentional_dim or model.decoder.units) != model.embedding_dim
+    ):
         raise ConfigError(
             "model.tie_embeddings needs model.attentional_dim (or decoder units) equal to model.embedding_dim"
         )
@@ -594,22 +715,40 @@ def build_model(
     _check_model_config(config)
     source_tokenizer, target_tokenizer = tokenizer
     model_config, encoder = config.model, config.model.encoder
-    source_ids = keras.Input(shape=(None,), dtype="int32", name="source_ids")  # (batch, source_time)
+    source_ids = keras.Input(
+        shape=(None,), dtype="int32", name="source_ids"
+    )  # (batch, source_time)
     target_ids = keras.Input(shape=(None,), dtype="int32", name="target_ids")  # (batch, time)
     x = keras.layers.Embedding(
-        source_tokenizer.vocabulary_size, model_config.embedding_dim, mask_zero=True, name="source_embedding"
+        source_tokenizer.vocabulary_size,
+        model_config.embedding_dim,
+        mask_zero=True,
+        name="source_embedding",
     )(source_ids)  # (batch, source_time, embedding_dim)
     x = keras.layers.Dropout(model_config.embedding_dropout, name="source_embedding_dropout")(x)
     encoded = RNNStack(
-        cell=encoder.cell, num_layers=encoder.num_layers, units=encoder.units,
-        bidirectional=encoder.bidirectional, dropout=encoder.dropout, residual=encoder.residual,
-        return_sequences=True, return_state=True, implementation=implementation, name="encoder",
+        cell=encoder.cell,
+        num_layers=encoder.num_layers,
+        units=encoder.units,
+        bidirectional=encoder.bidirectional,
+        dropout=encoder.dropout,
+        residual=encoder.residual,
+        return_sequences=True,
+        return_state=True,
+        implementation=implementation,
+        name="encoder",
     )(x)
     memory, encoder_states = encoded[0], encoded[1:]  # (batch, source_time, memory_features)
     decoder_config = model_config.decoder
     initial_state = Bridge(
-        model_config.bridge, encoder.cell, encoder.num_layers, encoder.bidirectional,
-        decoder_config.cell, decoder_config.num_layers, decoder_config.units, name="bridge",
+        model_config.bridge,
+        encoder.cell,
+        encoder.num_layers,
+        encoder.bidirectional,
+        decoder_config.cell,
+        decoder_config.num_layers,
+        decoder_config.units,
+        name="bridge",
     )(encoder_states)
     source_mask = keras.ops.not_equal(source_ids, 0)  # (batch, source_time)
     logits, _ = AttentionDecoder(
@@ -630,7 +769,9 @@ def build_model(
         implementation=implementation,
         name="decoder",
     )(target_ids, memory, source_mask, initial_state)
-    model = keras.Model({"source_ids": source_ids, "target_ids": target_ids}, logits, name="translation")
+    model = keras.Model(
+        {"source_ids": source_ids, "target_ids": target_ids}, logits, name="translation"
+    )
     if not compile:
         return model
     model.compile(
@@ -641,7 +782,9 @@ def build_model(
     return model
 
 
-def load_run(run_dir: str | os.PathLike) -> tuple[TranslationConfig, Tokenizer, Tokenizer, keras.Model]:
+def load_run(
+    run_dir: str | os.PathLike,
+) -> tuple[TranslationConfig, Tokenizer, Tokenizer, keras.Model]:
     """Rebuild a trained translation model (Keras recurrent loops) from its run directory."""
     config = training_lib.load_run_config(run_dir, TranslationConfig)
     if config.task != "translation":
@@ -677,8 +820,13 @@ class Translator(tf.Module):
     (`capped` is True).
     """
 
-    def __init__(self, config: TranslationConfig, source_tokenizer: Tokenizer, target_tokenizer: Tokenizer,
-                 model: keras.Model):
+    def __init__(
+        self,
+        config: TranslationConfig,
+        source_tokenizer: Tokenizer,
+        target_tokenizer: Tokenizer,
+        model: keras.Model,
+    ):
         super().__init__(name="translator")
         self.config = config
         self.source_tokenizer = source_tokenizer
@@ -711,7 +859,9 @@ class Translator(tf.Module):
         tf.debugging.assert_positive(beam_size, message="beam_size must be >= 1")
         source_ids = self.source_tokenizer.encode_padded(source, self.config.data.source_max_length)
         source_lengths = tf.math.count_nonzero(source_ids, axis=1, dtype=tf.int32)  # (batch,)
-        limits = tf.cast(tf.math.ceil(max_length_ratio * tf.cast(source_lengths, tf.float32)), tf.int32)
+        limits = tf.cast(
+            tf.math.ceil(max_length_ratio * tf.cast(source_lengths, tf.float32)), tf.int32
+        )
         limits = limits + self.config.decoding.max_length_offset
         limits = tf.where(max_length > 0, tf.minimum(limits, max_length), limits)  # (batch,)
         memory, mask, initial = self.encode(source_ids)
@@ -724,7 +874,9 @@ class Translator(tf.Module):
                 return self.decoder.step(ids, state, memory, processed, mask)
 
             state = {"states": initial, "feed": self.decoder.initial_feed(memory)}
-            result = sampling.greedy_search(step, state, limits, BOS_ID, EOS_ID, memory_length, length_penalty)
+            result = sampling.greedy_search(
+                step, state, limits, BOS_ID, EOS_ID, memory_length, length_penalty
+            )
             return {key: value[:, tf.newaxis] for key, value in result.items()}
 
         def search_beam():
@@ -767,8 +919,11 @@ def serving_signatures(translator: Translator) -> dict[str, Any]:
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="source")])
     def serve(source: tf.Tensor) -> dict[str, tf.Tensor]:
         outputs = translator.translate(
-            source, tf.constant(decoding.beam_size), tf.constant(0),
-            tf.constant(decoding.length_penalty, tf.float32), tf.constant(decoding.max_length_ratio, tf.float32),
+            source,
+            tf.constant(decoding.beam_size),
+            tf.constant(0),
+            tf.constant(decoding.length_penalty, tf.float32),
+            tf.constant(decoding.max_length_ratio, tf.float32),
         )
         return {"translation": outputs["translation"], "score": outputs["score"]}
 
@@ -779,17 +934,25 @@ def serving_signatures(translator: Translator) -> dict[str, Any]:
             tf.TensorSpec([], tf.int32, name="max_length"),
         ]
     )
-    def translate(source: tf.Tensor, beam_size: tf.Tensor, max_length: tf.Tensor) -> dict[str, tf.Tensor]:
+    def translate(
+        source: tf.Tensor, beam_size: tf.Tensor, max_length: tf.Tensor
+    ) -> dict[str, tf.Tensor]:
         return translator.translate(
-            source, beam_size, max_length,
-            tf.constant(decoding.length_penalty, tf.float32), tf.constant(decoding.max_length_ratio, tf.float32),
+            source,
+            beam_size,
+            max_length,
+            tf.constant(decoding.length_penalty, tf.float32),
+            tf.constant(decoding.max_length_ratio, tf.float32),
         )
 
     return {"serving_default": serve, "translate": translate}
 
 
 def export_parts(
-    config: TranslationConfig, source_tokenizer: Tokenizer, target_tokenizer: Tokenizer, model: keras.Model
+    config: TranslationConfig,
+    source_tokenizer: Tokenizer,
+    target_tokenizer: Tokenizer,
+    model: keras.Model,
 ) -> tuple[dict[str, Any], list[Any], dict[str, Any]]:
     """(signatures, resources to track, manifest) for `textrnn.export`."""
     translator = Translator(config, source_tokenizer, target_tokenizer, model)
@@ -805,14 +968,27 @@ def export_parts(
         "source_tokenizer": source_tokenizer.settings(),
         "target_tokenizer": target_tokenizer.settings(),
     }
-    return serving_signatures(translator), [model, source_tokenizer, target_tokenizer, translator], manifest
+    return (
+        serving_signatures(translator),
+        [model, source_tokenizer, target_tokenizer, translator],
+        manifest,
+    )
 
 
-def warmup_requests(config, source_tokenizer, target_tokenizer, model) -> list[tuple[str, dict[str, Any]]]:
+def warmup_requests(
+    config, source_tokenizer, target_tokenizer, model
+) -> list[tuple[str, dict[str, Any]]]:
     source = np.array([b"A man is riding a bike.", b""], dtype=object)
     return [
         ("serving_default", {"source": source}),
-        ("translate", {"source": source, "beam_size": np.int32(config.decoding.beam_size), "max_length": np.int32(0)}),
+        (
+            "translate",
+            {
+                "source": source,
+                "beam_size": np.int32(config.decoding.beam_size),
+                "max_length": np.int32(0),
+            },
+        ),
     ]
 
 
@@ -831,8 +1007,13 @@ class Translation:
     attention: np.ndarray | None = None  # (target tokens, source tokens)
 
 
-def validate_decoding(beam_size: int, n_best: int = 1, length_penalty: float = 0.0,
-                      max_length_ratio: float = 1.0, max_length: int = 0) -> None:
+def validate_decoding(
+    beam_size: int,
+    n_best: int = 1,
+    length_penalty: float = 0.0,
+    max_length_ratio: float = 1.0,
+    max_length: int = 0,
+) -> None:
     """Raise `ConfigError` naming the option when a decoding setting is out of range."""
     if beam_size < 1:
         raise ConfigError(f"--beam-size must be >= 1 (1 is greedy), got {beam_size}")
@@ -843,7 +1024,9 @@ def validate_decoding(beam_size: int, n_best: int = 1, length_penalty: float = 0
     if not max_length_ratio > 0:
         raise ConfigError(f"--max-length-ratio must be > 0, got {max_length_ratio}")
     if max_length < 0:
-        raise ConfigError(f"--max-length must be >= 0 (0: from --max-length-ratio), got {max_length}")
+        raise ConfigError(
+            f"--max-length must be >= 0 (0: from --max-length-ratio), got {max_length}"
+        )
 
 
 def translate_texts(
@@ -872,14 +1055,23 @@ def translate_texts(
     if serving.source == "run":
         translator: Translator = serving.keep_alive_translator
         length_penalty = decoding["length_penalty"] if length_penalty is None else length_penalty
-        max_length_ratio = decoding["max_length_ratio"] if max_length_ratio is None else max_length_ratio
+        max_length_ratio = (
+            decoding["max_length_ratio"] if max_length_ratio is None else max_length_ratio
+        )
 
         def call(batch: tf.Tensor) -> dict[str, tf.Tensor]:
-            return translator.translate(batch, tf.constant(beam_size), tf.constant(max_length),
-                                        tf.constant(length_penalty, tf.float32),
-                                        tf.constant(max_length_ratio, tf.float32))
+            return translator.translate(
+                batch,
+                tf.constant(beam_size),
+                tf.constant(max_length),
+                tf.constant(length_penalty, tf.float32),
+                tf.constant(max_length_ratio, tf.float32),
+            )
     else:
-        for name, value in (("length_penalty", length_penalty), ("max_length_ratio", max_length_ratio)):
+        for name, value in (
+            ("length_penalty", length_penalty),
+            ("max_length_ratio", max_length_ratio),
+        ):
             if value is not None and value != decoding.get(name):
                 raise ConfigError(
                     f"--{name.replace('_', '-')} needs a run directory: an export fixes it at export time "
@@ -888,7 +1080,9 @@ def translate_texts(
         function = serving.signatures["translate"]
 
         def call(batch: tf.Tensor) -> dict[str, tf.Tensor]:
-            return function(source=batch, beam_size=tf.constant(beam_size), max_length=tf.constant(max_length))
+            return function(
+                source=batch, beam_size=tf.constant(beam_size), max_length=tf.constant(max_length)
+            )
 
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     results: list[Translation | None] = [None] * len(texts)
@@ -900,10 +1094,14 @@ def translate_texts(
         for row, index in enumerate(indices):
             hypotheses = [
                 (text.decode("utf-8"), float(score))
-                for text, score in zip(outputs["hypotheses"][row], outputs["hypothesis_scores"][row], strict=True)
+                for text, score in zip(
+                    outputs["hypotheses"][row], outputs["hypothesis_scores"][row], strict=True
+                )
                 if score > sampling.NEGATIVE / 2
             ][:n_best]
-            source_tokens = [t.decode("utf-8") for t in outputs["source_tokens"][row] if t != b"[PAD]"]
+            source_tokens = [
+                t.decode("utf-8") for t in outputs["source_tokens"][row] if t != b"[PAD]"
+            ]
             length = int(outputs["target_lengths"][row])
             item = Translation(
                 source=texts[index],
@@ -914,12 +1112,18 @@ def translate_texts(
             )
             if with_attention:
                 item.source_tokens = source_tokens
-                item.target_tokens = [t.decode("utf-8") for t in outputs["target_tokens"][row][:length]]
+                item.target_tokens = [
+                    t.decode("utf-8") for t in outputs["target_tokens"][row][:length]
+                ]
                 item.attention = outputs["attention"][row][:length, : len(source_tokens)]
             if source_max and len(source_tokens) >= source_max:
-                warn(f"sentence {index + 1}: longer than {source_max} source tokens; only the first {source_max} were translated")
+                warn(
+                    f"sentence {index + 1}: longer than {source_max} source tokens; only the first {source_max} were translated"
+                )
             if item.capped:
-                warn(f"sentence {index + 1}: output reached its length cap and was cut (raise --max-length-ratio or --max-length)")
+                warn(
+                    f"sentence {index + 1}: output reached its length cap and was cut (raise --max-length-ratio or --max-length)"
+                )
             results[index] = item
     return results  # type: ignore[return-value]
 
@@ -952,13 +1156,19 @@ def corpus_scores(hypotheses: list[str], references: list[str]) -> dict[str, Any
 
 
 def validation_loss(
-    config: TranslationConfig, source_tokenizer: Tokenizer, target_tokenizer: Tokenizer, model: keras.Model,
-    pairs: Pairs, batch_size: int = 64,
+    config: TranslationConfig,
+    source_tokenizer: Tokenizer,
+    target_tokenizer: Tokenizer,
+    model: keras.Model,
+    pairs: Pairs,
+    batch_size: int = 64,
 ) -> float:
     """Mean per-token cross entropy (no label smoothing) of the references under teacher forcing."""
     encoded = encode_pairs(source_tokenizer, target_tokenizer, pairs, config)
     longest = max(config.data.source_max_length, config.data.target_max_length)
-    dataset = data_lib.batched_pairs(encoded.source_ids, encoded.target_ids, batch_size, longest, False, 0)
+    dataset = data_lib.batched_pairs(
+        encoded.source_ids, encoded.target_ids, batch_size, longest, False, 0
+    )
     loss = MaskedSequenceLoss(0.0)
     total = tokens = 0.0
     for inputs, targets in dataset:
@@ -990,15 +1200,28 @@ def evaluate(
     sources = data_lib.read_lines(source, encoding, "--source")
     targets = data_lib.read_lines(target, encoding, "--target")
     if len(sources) != len(targets):
-        raise DataError(f"{source} has {len(sources)} lines but {target} has {len(targets)}; "
-                        "--source and --target must be aligned line by line")
-    keep = [i for i, (s, t) in enumerate(zip(sources, targets, strict=True)) if s.strip() and t.strip()]
+        raise DataError(
+            f"{source} has {len(sources)} lines but {target} has {len(targets)}; "
+            "--source and --target must be aligned line by line"
+        )
+    keep = [
+        i for i, (s, t) in enumerate(zip(sources, targets, strict=True)) if s.strip() and t.strip()
+    ]
     if not keep:
         raise DataError(f"{source} / {target}: no non-empty sentence pairs")
     beam = config.decoding.beam_size if beam_size is None else beam_size
     started = time.perf_counter()
-    results = translate_texts(serving, [sources[i].strip() for i in keep], beam, 1, length_penalty,
-                              max_length_ratio, 0, batch_size, warn=lambda message: None)
+    results = translate_texts(
+        serving,
+        [sources[i].strip() for i in keep],
+        beam,
+        1,
+        length_penalty,
+        max_length_ratio,
+        0,
+        batch_size,
+        warn=lambda message: None,
+    )
     seconds = time.perf_counter() - started
     hypotheses = [r.translation for r in results]
     references = [targets[i].strip() for i in keep]
@@ -1010,17 +1233,21 @@ def evaluate(
         for index, hypothesis in zip(keep, hypotheses, strict=True):
             lines[index] = hypothesis
         Path(output).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    metrics.update({
-        "loss": round(nll, 4),
-        "perplexity": round(math.exp(min(nll, 50.0)), 2),
-        "sentences": len(keep),
-        "skipped_empty": len(sources) - len(keep),
-        "capped": sum(r.capped for r in results),
-        "beam_size": beam,
-        "length_penalty": config.decoding.length_penalty if length_penalty is None else length_penalty,
-        "decode_seconds": round(seconds, 1),
-        "sentences_per_second": round(len(keep) / max(seconds, 1e-9), 1),
-    })
+    metrics.update(
+        {
+            "loss": round(nll, 4),
+            "perplexity": round(math.exp(min(nll, 50.0)), 2),
+            "sentences": len(keep),
+            "skipped_empty": len(sources) - len(keep),
+            "capped": sum(r.capped for r in results),
+            "beam_size": beam,
+            "length_penalty": config.decoding.length_penalty
+            if length_penalty is None
+            else length_penalty,
+            "decode_seconds": round(seconds, 1),
+            "sentences_per_second": round(len(keep) / max(seconds, 1e-9), 1),
+        }
+    )
     return metrics
 
 

@@ -87,7 +87,8 @@ def command(function: F) -> F:
             # `--strategy mirrored` without GPUs: two CPU replicas (set before TF initializes).
             import_tensorflow_quietly(
                 2 if kwargs.get("strategy") == "mirrored" else 0,
-                initialize=kwargs.get("strategy") != "multiworker" and "TF_CONFIG" not in os.environ,
+                initialize=kwargs.get("strategy") != "multiworker"
+                and "TF_CONFIG" not in os.environ,
             )
             return function(*args, **kwargs)
         except (typer.Exit, typer.Abort, SystemExit):
@@ -131,7 +132,9 @@ def read_inputs(texts: list[str] | None, encoding: str = "utf-8") -> list[str]:
         try:
             out.append(line.rstrip(b"\r").decode(encoding))
         except UnicodeDecodeError:
-            raise UserError(f"stdin, line {number}: not valid {encoding} text; pass --encoding") from None
+            raise UserError(
+                f"stdin, line {number}: not valid {encoding} text; pass --encoding"
+            ) from None
         except LookupError:
             raise UserError(f"unknown encoding {encoding!r} (--encoding)") from None
     return out
@@ -142,21 +145,30 @@ def read_inputs(texts: list[str] | None, encoding: str = "utf-8") -> list[str]:
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", help="TOML recipe; flags override its values.")
 ]
-TrainOption = Annotated[str | None, typer.Option("--train", help="Training data: a file or a data set name.")]
+TrainOption = Annotated[
+    str | None, typer.Option("--train", help="Training data: a file or a data set name.")
+]
 ValidOption = Annotated[
     str | None, typer.Option("--valid", help="Validation data; default: a seeded split of --train.")
 ]
 EpochsOption = Annotated[int | None, typer.Option("--epochs", min=1, help="Epochs to train.")]
 BatchSizeOption = Annotated[
-    int | None, typer.Option("--batch-size", min=1, help="Global batch size (split across replicas).")
+    int | None,
+    typer.Option("--batch-size", min=1, help="Global batch size (split across replicas)."),
 ]
-LearningRateOption = Annotated[float | None, typer.Option("--learning-rate", help="Peak learning rate.")]
+LearningRateOption = Annotated[
+    float | None, typer.Option("--learning-rate", help="Peak learning rate.")
+]
 StrategyOption = Annotated[
     str | None,
     typer.Option("--strategy", help="auto | cpu | mirrored | multiworker | tpu (tf.distribute)."),
 ]
-TPUOption = Annotated[str | None, typer.Option("--tpu", help="TPU name or address for --strategy tpu.")]
-SeedOption = Annotated[int | None, typer.Option("--seed", help="Random seed; a CPU run is repeatable.")]
+TPUOption = Annotated[
+    str | None, typer.Option("--tpu", help="TPU name or address for --strategy tpu.")
+]
+SeedOption = Annotated[
+    int | None, typer.Option("--seed", help="Random seed; a CPU run is repeatable.")
+]
 MixedPrecisionOption = Annotated[
     str | None,
     typer.Option("--mixed-precision", help="mixed_float16 (GPU) | mixed_bfloat16 (TPU, CPU)."),
@@ -182,7 +194,9 @@ WorkerHostsOption = Annotated[
 ]
 TaskIndexOption = Annotated[
     int | None,
-    typer.Option("--task-index", min=0, help="This worker's position in --worker-hosts (0 = chief)."),
+    typer.Option(
+        "--task-index", min=0, help="This worker's position in --worker-hosts (0 = chief)."
+    ),
 ]
 RestartOption = Annotated[
     bool, typer.Option("--restart", help="Start over instead of resuming from --run-dir.")
@@ -192,7 +206,8 @@ EncodingOption = Annotated[
 ]
 JSONOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 ModelOption = Annotated[
-    Path, typer.Option("--model", help="A run directory or a SavedModel export (version or base dir).")
+    Path,
+    typer.Option("--model", help="A run directory or a SavedModel export (version or base dir)."),
 ]
 RunDirRequired = Annotated[Path, typer.Option("--run-dir", help="The training run directory.")]
 

@@ -11,7 +11,9 @@ import typer
 from textrnn.cli import common
 from textrnn.cli.common import command
 
-app = typer.Typer(help="Language models: character, word or subword; perplexity; export.", no_args_is_help=True)
+app = typer.Typer(
+    help="Language models: character, word or subword; perplexity; export.", no_args_is_help=True
+)
 
 
 @app.command()
@@ -23,19 +25,29 @@ def train(
         str | None, typer.Option("--valid", help="Validation text; default: the end of --train.")
     ] = None,
     encoding: common.EncodingOption = None,
-    tokenizer: Annotated[str | None, typer.Option("--tokenizer", help="char | word | subword")] = None,
-    layout: Annotated[
-        str | None, typer.Option("--layout", help="continuous (one stream) | lines (one sentence a line).")
+    tokenizer: Annotated[
+        str | None, typer.Option("--tokenizer", help="char | word | subword")
     ] = None,
-    seq_len: Annotated[int | None, typer.Option("--seq-len", min=1, help="Tokens per training window.")] = None,
+    layout: Annotated[
+        str | None,
+        typer.Option("--layout", help="continuous (one stream) | lines (one sentence a line)."),
+    ] = None,
+    seq_len: Annotated[
+        int | None, typer.Option("--seq-len", min=1, help="Tokens per training window.")
+    ] = None,
     carry_state: Annotated[
         bool | None,
-        typer.Option("--carry-state/--no-carry-state", help="Carry RNN states across batches (truncated BPTT)."),
+        typer.Option(
+            "--carry-state/--no-carry-state",
+            help="Carry RNN states across batches (truncated BPTT).",
+        ),
     ] = None,
     epochs: common.EpochsOption = None,
     batch_size: common.BatchSizeOption = None,
     learning_rate: common.LearningRateOption = None,
-    run_dir: Annotated[Path, typer.Option("--run-dir", help="Where the run lives.")] = Path("runs/lm"),
+    run_dir: Annotated[Path, typer.Option("--run-dir", help="Where the run lives.")] = Path(
+        "runs/lm"
+    ),
     strategy: common.StrategyOption = None,
     tpu: common.TPUOption = None,
     seed: common.SeedOption = None,
@@ -59,8 +71,17 @@ def train(
         "data.carry_state": carry_state,
         "tokenizer.kind": tokenizer,
         **common.training_overrides(
-            epochs, batch_size, learning_rate, strategy, tpu, seed, mixed_precision, static_shapes,
-            backup_every_steps, worker_hosts, task_index,
+            epochs,
+            batch_size,
+            learning_rate,
+            strategy,
+            tpu,
+            seed,
+            mixed_precision,
+            static_shapes,
+            backup_every_steps,
+            worker_hosts,
+            task_index,
         ),
     }
     resolved = load_config(language_model.Config, config, overrides)
@@ -73,7 +94,9 @@ def evaluate(
     run_dir: common.RunDirRequired,
     data: Annotated[str, typer.Option("--data", help="Text to score (every token counts).")],
     encoding: common.EncodingOption = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Rows scored in parallel.")] = 32,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Rows scored in parallel.")
+    ] = 32,
     json_output: common.JSONOption = False,
 ) -> None:
     """Cross-entropy (nats per token), perplexity and bits per character."""
@@ -95,9 +118,9 @@ def evaluate(
 @command
 def export_command(
     run_dir: common.RunDirRequired,
-    out: Annotated[Path, typer.Option("--out", help="Export base directory; the next version is written.")] = Path(
-        "saved_models/lm"
-    ),
+    out: Annotated[
+        Path, typer.Option("--out", help="Export base directory; the next version is written.")
+    ] = Path("saved_models/lm"),
 ) -> None:
     """Write a SavedModel (generate, score, step signatures) to the next version under --out."""
     from textrnn import export
@@ -110,15 +133,28 @@ def export_command(
 def generate(
     model: common.ModelOption,
     prompt: Annotated[
-        str | None, typer.Option("--prompt", help="Text to continue; default: stdin (one prompt a line).")
+        str | None,
+        typer.Option("--prompt", help="Text to continue; default: stdin (one prompt a line)."),
     ] = None,
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="New tokens per sample.")] = 200,
-    temperature: Annotated[float, typer.Option("--temperature", help="0 is greedy; higher is more random.")] = 1.0,
-    top_k: Annotated[int, typer.Option("--top-k", help="Sample among the k likeliest tokens; 0: off.")] = 0,
-    top_p: Annotated[float, typer.Option("--top-p", help="Nucleus sampling mass in (0, 1]; 1: off.")] = 1.0,
-    seed: Annotated[int | None, typer.Option("--seed", help="Same seed, same text; default: random.")] = None,
-    num_samples: Annotated[int, typer.Option("--num-samples", min=1, help="Samples per prompt.")] = 1,
-    stream: Annotated[bool, typer.Option("--stream", help="Print tokens as they are produced.")] = False,
+    temperature: Annotated[
+        float, typer.Option("--temperature", help="0 is greedy; higher is more random.")
+    ] = 1.0,
+    top_k: Annotated[
+        int, typer.Option("--top-k", help="Sample among the k likeliest tokens; 0: off.")
+    ] = 0,
+    top_p: Annotated[
+        float, typer.Option("--top-p", help="Nucleus sampling mass in (0, 1]; 1: off.")
+    ] = 1.0,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="Same seed, same text; default: random.")
+    ] = None,
+    num_samples: Annotated[
+        int, typer.Option("--num-samples", min=1, help="Samples per prompt.")
+    ] = 1,
+    stream: Annotated[
+        bool, typer.Option("--stream", help="Print tokens as they are produced.")
+    ] = False,
     encoding: common.EncodingOption = None,
 ) -> None:
     """Generate text from a language model (run directory or export)."""
@@ -136,7 +172,9 @@ def generate(
     lm.check_options(serving, options)
     unknown = lm.count_prompt_unknown(serving, prompts)
     if unknown:
-        typer.echo(f"warning: {unknown} prompt token(s) unseen in training, read as [UNK]", err=True)
+        typer.echo(
+            f"warning: {unknown} prompt token(s) unseen in training, read as [UNK]", err=True
+        )
     separator = "" if serving.manifest.get("tokenizer", {}).get("kind") == "char" else " "
     if stream:
         for index, text in enumerate(prompts):
@@ -144,7 +182,9 @@ def generate(
                 if index or sample:
                     typer.echo("")
                 typer.echo(text + separator, nl=False)
-                for piece in lm.stream_tokens(serving, text, options, row=index * num_samples + sample):
+                for piece in lm.stream_tokens(
+                    serving, text, options, row=index * num_samples + sample
+                ):
                     sys.stdout.write(piece)
                     sys.stdout.flush()
                 typer.echo("")

@@ -11,10 +11,10 @@ from textrnn.cli import common
 
 common.quiet_tensorflow()
 
-from textrnn.cli import sentiment  # noqa: E402 - after quieting TensorFlow
-from textrnn.cli import lm  # noqa: E402
+# The task CLIs import nothing heavy at module level, but keep them after the
+# environment is set so TensorFlow, wherever it is first imported, sees it.
+from textrnn.cli import lm, sentiment, translation  # noqa: E402
 from textrnn.cli import serve as serve_cli  # noqa: E402
-from textrnn.cli import translation  # noqa: E402
 
 app = typer.Typer(
     help="Recurrent-network text models: sentiment analysis, language modeling, translation.",

@@ -13,7 +13,9 @@ from textrnn.cli.common import command
 app = typer.Typer(help="Text classification (sentiment analysis).", no_args_is_help=True)
 
 TextColumn = Annotated[str | None, typer.Option("--text-column", help="Column holding the text.")]
-LabelColumn = Annotated[str | None, typer.Option("--label-column", help="Column holding the label.")]
+LabelColumn = Annotated[
+    str | None, typer.Option("--label-column", help="Column holding the label.")
+]
 
 
 @app.command()
@@ -25,12 +27,18 @@ def train(
     text_column: TextColumn = None,
     label_column: LabelColumn = None,
     encoding: common.EncodingOption = None,
-    tokenizer: Annotated[str | None, typer.Option("--tokenizer", help="word | subword | char")] = None,
-    max_length: Annotated[int | None, typer.Option("--max-length", min=1, help="Tokens kept per text.")] = None,
+    tokenizer: Annotated[
+        str | None, typer.Option("--tokenizer", help="word | subword | char")
+    ] = None,
+    max_length: Annotated[
+        int | None, typer.Option("--max-length", min=1, help="Tokens kept per text.")
+    ] = None,
     epochs: common.EpochsOption = None,
     batch_size: common.BatchSizeOption = None,
     learning_rate: common.LearningRateOption = None,
-    run_dir: Annotated[Path, typer.Option("--run-dir", help="Where the run lives.")] = Path("runs/sentiment"),
+    run_dir: Annotated[Path, typer.Option("--run-dir", help="Where the run lives.")] = Path(
+        "runs/sentiment"
+    ),
     strategy: common.StrategyOption = None,
     tpu: common.TPUOption = None,
     seed: common.SeedOption = None,
@@ -42,7 +50,10 @@ def train(
     restart: common.RestartOption = False,
     init_from: Annotated[
         Path | None,
-        typer.Option("--init-from", help="Language-model run directory: start from its embedding, stack and vocabulary."),
+        typer.Option(
+            "--init-from",
+            help="Language-model run directory: start from its embedding, stack and vocabulary.",
+        ),
     ] = None,
 ) -> None:
     """Train a classifier; rerunning the same command resumes from --run-dir."""
@@ -59,8 +70,17 @@ def train(
         "tokenizer.kind": tokenizer,
         "model.init_from": str(init_from) if init_from else None,
         **common.training_overrides(
-            epochs, batch_size, learning_rate, strategy, tpu, seed, mixed_precision, static_shapes,
-            backup_every_steps, worker_hosts, task_index,
+            epochs,
+            batch_size,
+            learning_rate,
+            strategy,
+            tpu,
+            seed,
+            mixed_precision,
+            static_shapes,
+            backup_every_steps,
+            worker_hosts,
+            task_index,
         ),
     }
     resolved = load_config(sentiment.Config, config, overrides)
@@ -84,26 +104,36 @@ def evaluate(
     if json_output:
         common.print_json(metrics)
         return
-    typer.echo(f"examples: {metrics['examples']}   accuracy: {metrics['accuracy']:.4f}   macro-F1: {metrics['macro_f1']:.4f}")
+    typer.echo(
+        f"examples: {metrics['examples']}   accuracy: {metrics['accuracy']:.4f}   macro-F1: {metrics['macro_f1']:.4f}"
+    )
     for name, values in metrics["per_class"].items():
-        typer.echo(f"  {name:>12}  precision {values['precision']:.4f}  recall {values['recall']:.4f}  "
-                   f"f1 {values['f1']:.4f}  support {values['support']}")
+        typer.echo(
+            f"  {name:>12}  precision {values['precision']:.4f}  recall {values['recall']:.4f}  "
+            f"f1 {values['f1']:.4f}  support {values['support']}"
+        )
     matrix = metrics["confusion_matrix"]
     typer.echo("confusion matrix (rows: truth, columns: predicted): " + ", ".join(matrix["labels"]))
-    for name, row in zip(matrix["labels"], matrix["rows_truth_columns_predicted"]):
+    for name, row in zip(matrix["labels"], matrix["rows_truth_columns_predicted"], strict=True):
         typer.echo(f"  {name:>12}  " + "  ".join(f"{v:6d}" for v in row))
     if metrics["skipped_unknown_label"]:
-        typer.echo(f"skipped {metrics['skipped_unknown_label']} row(s) with labels unseen in training: "
-                   + ", ".join(f"{k!r} ({v})" for k, v in metrics["unknown_labels"].items()))
+        typer.echo(
+            f"skipped {metrics['skipped_unknown_label']} row(s) with labels unseen in training: "
+            + ", ".join(f"{k!r} ({v})" for k, v in metrics["unknown_labels"].items())
+        )
 
 
 @app.command()
 @command
 def predict(
     model: common.ModelOption,
-    texts: Annotated[list[str] | None, typer.Argument(help="Texts to classify; default: lines on stdin.")] = None,
+    texts: Annotated[
+        list[str] | None, typer.Argument(help="Texts to classify; default: lines on stdin.")
+    ] = None,
     encoding: common.EncodingOption = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Texts per model call.")] = 256,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Texts per model call.")
+    ] = 256,
     json_output: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
 ) -> None:
     """Label and probability for each text (batched)."""
@@ -112,7 +142,7 @@ def predict(
     inputs = common.read_inputs(texts, encoding or "utf-8")
     serving = export.load_serving(model, expected_task="sentiment")
     results = sentiment.predict(serving.signatures["serving_default"], inputs, batch_size)
-    for text, result in zip(inputs, results):
+    for text, result in zip(inputs, results, strict=True):
         if json_output:
             common.print_json({"text": text, **result})
         else:
@@ -123,9 +153,9 @@ def predict(
 @command
 def export_command(
     run_dir: common.RunDirRequired,
-    out: Annotated[Path, typer.Option("--out", help="Export base directory; the next version is written.")] = Path(
-        "saved_models/sentiment"
-    ),
+    out: Annotated[
+        Path, typer.Option("--out", help="Export base directory; the next version is written.")
+    ] = Path("saved_models/sentiment"),
 ) -> None:
     """Write a SavedModel (raw strings in) to the next numeric version under --out."""
     from textrnn import export

@@ -12,14 +12,22 @@ from textrnn.cli.common import command
 
 app = typer.Typer(help="Translation: encoder-decoder with attention.", no_args_is_help=True)
 
-SourceColumn = Annotated[str | None, typer.Option("--source-column", help="Table column holding the source text.")]
-TargetColumn = Annotated[str | None, typer.Option("--target-column", help="Table column holding the target text.")]
-BeamSize = Annotated[int | None, typer.Option("--beam-size", help="Beam size; 1 is greedy (default: the run's config).")]
+SourceColumn = Annotated[
+    str | None, typer.Option("--source-column", help="Table column holding the source text.")
+]
+TargetColumn = Annotated[
+    str | None, typer.Option("--target-column", help="Table column holding the target text.")
+]
+BeamSize = Annotated[
+    int | None,
+    typer.Option("--beam-size", help="Beam size; 1 is greedy (default: the run's config)."),
+]
 LengthPenalty = Annotated[
     float | None, typer.Option("--length-penalty", help="GNMT length penalty alpha (0: none).")
 ]
 MaxLengthRatio = Annotated[
-    float | None, typer.Option("--max-length-ratio", help="Output tokens <= ratio * source tokens + offset.")
+    float | None,
+    typer.Option("--max-length-ratio", help="Output tokens <= ratio * source tokens + offset."),
 ]
 
 
@@ -27,11 +35,26 @@ MaxLengthRatio = Annotated[
 @command
 def train(
     config: common.ConfigOption = None,
-    source: Annotated[str | None, typer.Option("--source", help="Source-language training file, one sentence a line.")] = None,
-    target: Annotated[str | None, typer.Option("--target", help="Target-language training file, aligned with --source.")] = None,
-    train: Annotated[str | None, typer.Option("--train", help="Or one table of pairs (.tsv/.csv/.jsonl/.parquet or a data set name).")] = None,
-    valid_source: Annotated[str | None, typer.Option("--valid-source", help="Validation source file.")] = None,
-    valid_target: Annotated[str | None, typer.Option("--valid-target", help="Validation target file.")] = None,
+    source: Annotated[
+        str | None,
+        typer.Option("--source", help="Source-language training file, one sentence a line."),
+    ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option("--target", help="Target-language training file, aligned with --source."),
+    ] = None,
+    train: Annotated[
+        str | None,
+        typer.Option(
+            "--train", help="Or one table of pairs (.tsv/.csv/.jsonl/.parquet or a data set name)."
+        ),
+    ] = None,
+    valid_source: Annotated[
+        str | None, typer.Option("--valid-source", help="Validation source file.")
+    ] = None,
+    valid_target: Annotated[
+        str | None, typer.Option("--valid-target", help="Validation target file.")
+    ] = None,
     valid: Annotated[str | None, typer.Option("--valid", help="Or one validation table.")] = None,
     source_column: SourceColumn = None,
     target_column: TargetColumn = None,
@@ -39,7 +62,9 @@ def train(
     epochs: common.EpochsOption = None,
     batch_size: common.BatchSizeOption = None,
     learning_rate: common.LearningRateOption = None,
-    run_dir: Annotated[Path, typer.Option("--run-dir", help="Where the run lives.")] = Path("runs/translation"),
+    run_dir: Annotated[Path, typer.Option("--run-dir", help="Where the run lives.")] = Path(
+        "runs/translation"
+    ),
     strategy: common.StrategyOption = None,
     tpu: common.TPUOption = None,
     seed: common.SeedOption = None,
@@ -65,8 +90,17 @@ def train(
         "data.target_column": target_column,
         "data.encoding": encoding,
         **common.training_overrides(
-            epochs, batch_size, learning_rate, strategy, tpu, seed, mixed_precision, static_shapes,
-            backup_every_steps, worker_hosts, task_index,
+            epochs,
+            batch_size,
+            learning_rate,
+            strategy,
+            tpu,
+            seed,
+            mixed_precision,
+            static_shapes,
+            backup_every_steps,
+            worker_hosts,
+            task_index,
         ),
     }
     resolved = load_config(translation.Config, config, overrides)
@@ -78,12 +112,18 @@ def train(
 def evaluate(
     run_dir: common.RunDirRequired,
     source: Annotated[str, typer.Option("--source", help="Source sentences, one a line.")],
-    target: Annotated[str, typer.Option("--target", help="Reference translations, aligned with --source.")],
+    target: Annotated[
+        str, typer.Option("--target", help="Reference translations, aligned with --source.")
+    ],
     beam_size: BeamSize = None,
     length_penalty: LengthPenalty = None,
     max_length_ratio: MaxLengthRatio = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Sentences per decoding call.")] = 64,
-    output: Annotated[Path | None, typer.Option("--output", help="Write the hypotheses here, one a line.")] = None,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Sentences per decoding call.")
+    ] = 64,
+    output: Annotated[
+        Path | None, typer.Option("--output", help="Write the hypotheses here, one a line.")
+    ] = None,
     encoding: common.EncodingOption = None,
     json_output: common.JSONOption = False,
 ) -> None:
@@ -91,7 +131,15 @@ def evaluate(
     from textrnn import translation
 
     metrics = translation.evaluate(
-        run_dir, source, target, beam_size, length_penalty, max_length_ratio, batch_size, output, encoding
+        run_dir,
+        source,
+        target,
+        beam_size,
+        length_penalty,
+        max_length_ratio,
+        batch_size,
+        output,
+        encoding,
     )
     if json_output:
         common.print_json(metrics)
@@ -115,17 +163,28 @@ def evaluate(
 @command
 def translate(
     model: common.ModelOption,
-    texts: Annotated[list[str] | None, typer.Argument(help="Sentences to translate; default: lines on stdin.")] = None,
+    texts: Annotated[
+        list[str] | None, typer.Argument(help="Sentences to translate; default: lines on stdin.")
+    ] = None,
     beam_size: BeamSize = None,
     length_penalty: LengthPenalty = None,
     max_length_ratio: MaxLengthRatio = None,
-    max_length: Annotated[int, typer.Option("--max-length", help="Cap on output tokens (0: from the ratio).")] = 0,
-    n_best: Annotated[int, typer.Option("--n-best", help="Print the N best hypotheses with scores.")] = 1,
+    max_length: Annotated[
+        int, typer.Option("--max-length", help="Cap on output tokens (0: from the ratio).")
+    ] = 0,
+    n_best: Annotated[
+        int, typer.Option("--n-best", help="Print the N best hypotheses with scores.")
+    ] = 1,
     plot_attention: Annotated[
-        Path | None, typer.Option("--plot-attention", help="Draw the first sentence's attention as a PNG heatmap.")
+        Path | None,
+        typer.Option(
+            "--plot-attention", help="Draw the first sentence's attention as a PNG heatmap."
+        ),
     ] = None,
     encoding: common.EncodingOption = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Sentences per model call.")] = 64,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Sentences per model call.")
+    ] = 64,
     json_output: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
 ) -> None:
     """Translate sentences (arguments or stdin lines) with a run directory or an export."""
@@ -134,15 +193,27 @@ def translate(
     inputs = common.read_inputs(texts, encoding or "utf-8")
     serving = translation.open_model(model)
     results = translation.translate_texts(
-        serving, inputs, beam_size, n_best, length_penalty, max_length_ratio, max_length, batch_size,
-        with_attention=plot_attention is not None, warn=lambda message: typer.echo(f"warning: {message}", err=True),
+        serving,
+        inputs,
+        beam_size,
+        n_best,
+        length_penalty,
+        max_length_ratio,
+        max_length,
+        batch_size,
+        with_attention=plot_attention is not None,
+        warn=lambda message: typer.echo(f"warning: {message}", err=True),
     )
     for result in results:
         if json_output:
-            common.print_json({
-                "source": result.source, "translation": result.translation, "score": result.score,
-                "n_best": [{"translation": t, "score": s} for t, s in result.hypotheses],
-            })
+            common.print_json(
+                {
+                    "source": result.source,
+                    "translation": result.translation,
+                    "score": result.score,
+                    "n_best": [{"translation": t, "score": s} for t, s in result.hypotheses],
+                }
+            )
         elif n_best > 1:
             for text, score in result.hypotheses:
                 typer.echo(f"{score:.4f}\t{text}")
@@ -158,9 +229,9 @@ def translate(
 @command
 def export_command(
     run_dir: common.RunDirRequired,
-    out: Annotated[Path, typer.Option("--out", help="Export base directory; the next version is written.")] = Path(
-        "saved_models/translation"
-    ),
+    out: Annotated[
+        Path, typer.Option("--out", help="Export base directory; the next version is written.")
+    ] = Path("saved_models/translation"),
 ) -> None:
     """Write a SavedModel (raw strings in, translations out) to the next numeric version under --out."""
     from textrnn import export
