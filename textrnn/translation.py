@@ -785,18 +785,17 @@ def build_model(
 def load_run(
     run_dir: str | os.PathLike,
 ) -> tuple[TranslationConfig, Tokenizer, Tokenizer, keras.Model]:
-    """Rebuild a trained translation model (Keras recurrent loops) from its run directory."""
+    """Rebuild a trained translation model from its run directory.
+
+    Inference runs Keras's recurrent loop whatever the implementation: the
+    fast CPU loop only runs in training (see `textrnn.fast_rnn`).
+    """
     config = training_lib.load_run_config(run_dir, TranslationConfig)
     if config.task != "translation":
         raise RunDirError(f"{run_dir} holds a {config.task!r} run, not a translation one")
     source_tokenizer, target_tokenizer = load_tokenizers(run_dir)
-    tokenizers = (source_tokenizer, target_tokenizer)
-    trained = build_model(config, tokenizers, compile=False)
-    training_lib.load_weights(trained, run_dir)
-    # Inference runs Keras's recurrent loop: the fast CPU loop compiles with XLA once
-    # per input shape, which every new (batch, sentence length) of a request would pay.
-    model = build_model(config, tokenizers, compile=False, implementation="keras")
-    model.set_weights(trained.get_weights())
+    model = build_model(config, (source_tokenizer, target_tokenizer), compile=False)
+    training_lib.load_weights(model, run_dir)
     return config, source_tokenizer, target_tokenizer, model
 
 
