@@ -193,15 +193,8 @@ def load_config(
             values = tomllib.loads(path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
             raise ConfigError(f"{path} is not valid TOML: {error}") from None
-    for dotted, value in (overrides or {}).items():
-        if value is None:
-            continue
-        node = values
-        *parents, leaf = dotted.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return from_dict(cls, values)
+    changes = {dotted: value for dotted, value in (overrides or {}).items() if value is not None}
+    return from_dict(cls, _merge(values, changes))
 
 
 def from_dict(cls: type[T], values: dict[str, Any], where: str = "") -> T:
@@ -303,11 +296,12 @@ def replace(config: T, **changes: Any) -> T:
 
 
 def _merge(values: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """Set dotted keys ("training.epochs") in nested dicts; unknown ones fail in `from_dict`."""
     for dotted, value in changes.items():
         node = values
         *parents, leaf = dotted.split(".")
         for part in parents:
-            node = node[part]
+            node = node.setdefault(part, {})
         node[leaf] = value
     return values
 
