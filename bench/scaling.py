@@ -26,20 +26,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-RECIPE = """
-[data]
-max_length = 32
-[tokenizer]
-vocabulary_size = 200
-[model]
-embedding_dim = 32
-dropout = 0.0
-[model.stack]
-units = 32
-[training]
-seed = 7
-jit_compile = "false"
-"""
+# The tests' tiny sentiment model, made wide enough for steps to cost more than their overhead.
+SIZE = {
+    "data.max_length": 32,
+    "tokenizer.vocabulary_size": 200,
+    "model.embedding_dim": 32,
+    "model.stack.units": 32,
+    "training.jit_compile": "false",
+}
 
 
 def free_ports(count: int) -> list[int]:
@@ -99,11 +93,11 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--json", action="store_true")
     options = parser.parse_args()
-    from conftest import sentiment_rows, write_tsv
+    from conftest import sentiment_rows, write_tiny_recipe, write_tsv
 
     with tempfile.TemporaryDirectory() as directory:
         cwd = Path(directory)
-        (cwd / "tiny.toml").write_text(RECIPE)
+        write_tiny_recipe(cwd / "tiny.toml", **SIZE)
         write_tsv(cwd / "train.tsv", sentiment_rows(options.rows, seed=1))
         write_tsv(cwd / "valid.tsv", sentiment_rows(64, seed=2))
         common = [

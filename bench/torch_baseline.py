@@ -1,5 +1,7 @@
 """PyTorch baseline for bench/lm_throughput.py (issue 7): the same model and shapes.
 
+`bench/train_throughput.py --seq-len N --torch-python PYTHON` runs it between its own rounds.
+
 PyTorch is not a textrnn dependency; run this from a scratch environment:
 
     python -m venv /tmp/torchvenv && /tmp/torchvenv/bin/pip install torch==2.13.0 numpy

@@ -1,6 +1,11 @@
-"""Sentiment training throughput: textrnn's pipeline against a plain Keras model (issue 2).
+"""Training throughput: the sentiment model (issue 2), or with `--seq-len` the language model (issue 7).
 
-Prints, in one run:
+With `--seq-len N` this runs `bench/lm_throughput.py` (language model on synthetic
+tokens against plain Keras and, with `--torch-python`, PyTorch; see there):
+
+    python bench/train_throughput.py --cell lstm --units 256 --layers 2 --batch-size 64 --seq-len 100 --json
+
+Without it, for the sentiment model, it prints in one run:
 
 1. training tokens/s of the sentiment model built by textrnn (`sentiment.build_model`)
    fed by textrnn's input pipeline (`sentiment.load_datasets`: in-graph tokenizer,
@@ -407,4 +412,10 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    if any(arg == "--seq-len" or arg.startswith("--seq-len=") for arg in sys.argv[1:]):
+        sys.path.insert(0, str(ROOT / "bench"))
+        import lm_throughput
+
+        lm_throughput.main()
+    else:
+        main()

@@ -94,6 +94,26 @@ def tiny_overrides(
     return overrides
 
 
+def write_tiny_recipe(path: Path, **extra: Any) -> Path:
+    """Write `tiny_overrides` (model and training, no data files) as a TOML recipe at `path`.
+
+    `extra` takes dotted keys, e.g. `**{"training.jit_compile": "false"}`.
+    """
+    import json
+
+    tables: dict[str, list[str]] = {}
+    for key, value in tiny_overrides("", **extra).items():
+        if key in ("data.train", "data.valid"):
+            continue
+        table, _, name = key.rpartition(".")
+        tables.setdefault(table, []).append(f"{name} = {json.dumps(value)}")
+    path.write_text(
+        "".join(f"[{table}]\n" + "\n".join(lines) + "\n" for table, lines in tables.items()),
+        encoding="utf-8",
+    )
+    return path
+
+
 def tiny_config(train: Path | str, valid: Path | str | None = None, **extra: Any):
     from textrnn.config import SentimentConfig, load_config
 

@@ -5,27 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import sentiment_rows, write_tsv
+from conftest import sentiment_rows, write_tiny_recipe, write_tsv
 from typer.testing import CliRunner
 
 from textrnn.cli import common
 from textrnn.cli.main import app
-
-TINY_RECIPE = """
-[data]
-max_length = 16
-[tokenizer]
-vocabulary_size = 50
-[model]
-embedding_dim = 8
-dropout = 0.0
-[model.stack]
-units = 4
-[training]
-epochs = 1
-batch_size = 2
-seed = 7
-"""
 
 
 @pytest.fixture
@@ -86,7 +70,7 @@ def test_help_lists_commands(runner):
 
 def test_train_then_rerun_resumes(runner, tmp_path):
     recipe = tmp_path / "tiny.toml"
-    recipe.write_text(TINY_RECIPE)
+    write_tiny_recipe(recipe)
     train = write_tsv(tmp_path / "train.tsv", sentiment_rows(24), header=("sentence", "label"))
     run_dir = tmp_path / "run"
     args = [

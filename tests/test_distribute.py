@@ -19,27 +19,13 @@ from conftest import (
     sentiment_rows,
     subprocess_env,
     tiny_config,
+    write_tiny_recipe,
     write_tsv,
 )
 
 from textrnn import data as data_lib
 from textrnn import sampling, sentiment, training
 from textrnn.errors import ConfigError, UserError
-
-RECIPE = """
-[data]
-max_length = 16
-[tokenizer]
-vocabulary_size = 50
-[model]
-embedding_dim = 8
-dropout = 0.0
-[model.stack]
-units = 4
-[training]
-seed = 7
-jit_compile = "false"
-"""
 
 
 def test_auto_shard_policy_is_by_file_for_several_files_else_by_data():
@@ -277,7 +263,7 @@ def _epoch_losses(output):
 
 
 def _files(tmp_path):
-    (tmp_path / "tiny.toml").write_text(RECIPE)
+    write_tiny_recipe(tmp_path / "tiny.toml", **{"training.jit_compile": "false"})
     write_tsv(tmp_path / "train.tsv", sentiment_rows(64, seed=1))
     write_tsv(tmp_path / "valid.tsv", sentiment_rows(16, seed=2))
     return [

@@ -19,26 +19,13 @@ from conftest import (
     subprocess_env,
     tiny_config,
     train_tiny,
+    write_tiny_recipe,
     write_tsv,
 )
 
 from textrnn import backup as backup_lib
 from textrnn import sentiment, training
 from textrnn.errors import RunDirError
-
-RECIPE = """
-[data]
-max_length = 16
-[tokenizer]
-vocabulary_size = 50
-[model]
-embedding_dim = 8
-dropout = 0.0
-[model.stack]
-units = 4
-[training]
-seed = 7
-"""
 
 
 def _train_command(tmp_path, run_dir):
@@ -83,7 +70,7 @@ def _run(command, cwd):
 @pytest.mark.slow
 @pytest.mark.timeout(4 * SUBPROCESS_TIMEOUT)
 def test_sigkill_mid_epoch_resumes_at_the_last_backup_and_matches_an_uninterrupted_run(tmp_path):
-    (tmp_path / "tiny.toml").write_text(RECIPE)
+    write_tiny_recipe(tmp_path / "tiny.toml")
     write_tsv(tmp_path / "train.tsv", sentiment_rows(400, seed=1))  # 200 steps / epoch at batch 2
     write_tsv(tmp_path / "valid.tsv", sentiment_rows(40, seed=2))
     reference = _run(_train_command(tmp_path, tmp_path / "reference"), tmp_path)

@@ -8,6 +8,7 @@ other exception into one line and exit code 1 (a traceback with `--debug`).
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import logging
 import os
@@ -212,29 +213,41 @@ ModelOption = Annotated[
 RunDirRequired = Annotated[Path, typer.Option("--run-dir", help="The training run directory.")]
 
 
-def training_overrides(
-    epochs: int | None,
-    batch_size: int | None,
-    learning_rate: float | None,
-    strategy: str | None,
-    tpu: str | None,
-    seed: int | None,
-    mixed_precision: str | None,
-    static_shapes: bool | None,
-    backup_every_steps: int | None = None,
-    worker_hosts: str | None = None,
-    task_index: int | None = None,
-) -> dict[str, Any]:
-    return {
-        "training.epochs": epochs,
-        "training.batch_size": batch_size,
-        "training.learning_rate": learning_rate,
-        "training.strategy": strategy,
-        "training.tpu": tpu,
-        "training.seed": seed,
-        "training.mixed_precision": mixed_precision,
-        "training.static_shapes": static_shapes,
-        "training.backup_every_steps": backup_every_steps,
-        "training.worker_hosts": worker_hosts,
-        "training.task_index": task_index,
-    }
+# (parameter, option type, config key) for the flags every `train` command takes.
+TRAINING_FLAGS: tuple[tuple[str, Any, str], ...] = (
+    ("epochs", EpochsOption, "training.epochs"),
+    ("batch_size", BatchSizeOption, "training.batch_size"),
+    ("learning_rate", LearningRateOption, "training.learning_rate"),
+    ("strategy", StrategyOption, "training.strategy"),
+    ("tpu", TPUOption, "training.tpu"),
+    ("seed", SeedOption, "training.seed"),
+    ("mixed_precision", MixedPrecisionOption, "training.mixed_precision"),
+    ("static_shapes", StaticShapesOption, "training.static_shapes"),
+    ("backup_every_steps", BackupEveryStepsOption, "training.backup_every_steps"),
+    ("worker_hosts", WorkerHostsOption, "training.worker_hosts"),
+    ("task_index", TaskIndexOption, "training.task_index"),
+)
+
+
+def training_options(function: F) -> F:
+    """Give a `train` command the shared training flags (`TRAINING_FLAGS`).
+
+    The decorated function declares its own options plus a final
+    `shared_flags` parameter; Typer sees the shared flags appended to its
+    signature, and their values reach the function as one dict of dotted
+    config keys, ready to merge into the recipe overrides.
+    """
+    signature = inspect.signature(function, eval_str=True)
+    own = [p for name, p in signature.parameters.items() if name != "shared_flags"]
+    shared = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=option)
+        for name, option, _ in TRAINING_FLAGS
+    ]
+
+    @functools.wraps(function)
+    def wrapper(**kwargs: Any) -> Any:
+        flags = {key: kwargs.pop(name, None) for name, _, key in TRAINING_FLAGS}
+        return function(**kwargs, shared_flags=flags)
+
+    wrapper.__signature__ = signature.replace(parameters=[*own, *shared])  # type: ignore[attr-defined]
+    return wrapper  # type: ignore[return-value]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -18,6 +18,7 @@ app = typer.Typer(
 
 @app.command()
 @command
+@common.training_options
 def train(
     config: common.ConfigOption = None,
     train: common.TrainOption = None,
@@ -42,21 +43,11 @@ def train(
             help="Carry RNN states across batches (truncated BPTT).",
         ),
     ] = None,
-    epochs: common.EpochsOption = None,
-    batch_size: common.BatchSizeOption = None,
-    learning_rate: common.LearningRateOption = None,
     run_dir: Annotated[Path, typer.Option("--run-dir", help="Where the run lives.")] = Path(
         "runs/lm"
     ),
-    strategy: common.StrategyOption = None,
-    tpu: common.TPUOption = None,
-    seed: common.SeedOption = None,
-    mixed_precision: common.MixedPrecisionOption = None,
-    static_shapes: common.StaticShapesOption = None,
-    backup_every_steps: common.BackupEveryStepsOption = None,
-    worker_hosts: common.WorkerHostsOption = None,
-    task_index: common.TaskIndexOption = None,
     restart: common.RestartOption = False,
+    shared_flags: dict[str, Any] | None = None,  # filled by common.training_options
 ) -> None:
     """Train a language model; rerunning the same command resumes from --run-dir."""
     from textrnn import language_model, training
@@ -70,19 +61,7 @@ def train(
         "data.seq_len": seq_len,
         "data.carry_state": carry_state,
         "tokenizer.kind": tokenizer,
-        **common.training_overrides(
-            epochs,
-            batch_size,
-            learning_rate,
-            strategy,
-            tpu,
-            seed,
-            mixed_precision,
-            static_shapes,
-            backup_every_steps,
-            worker_hosts,
-            task_index,
-        ),
+        **(shared_flags or {}),
     }
     resolved = load_config(language_model.Config, config, overrides)
     training.train(language_model, resolved, run_dir, restart=restart, echo=typer.echo)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -20,6 +20,7 @@ LabelColumn = Annotated[
 
 @app.command()
 @command
+@common.training_options
 def train(
     config: common.ConfigOption = None,
     train: common.TrainOption = None,
@@ -33,20 +34,9 @@ def train(
     max_length: Annotated[
         int | None, typer.Option("--max-length", min=1, help="Tokens kept per text.")
     ] = None,
-    epochs: common.EpochsOption = None,
-    batch_size: common.BatchSizeOption = None,
-    learning_rate: common.LearningRateOption = None,
     run_dir: Annotated[Path, typer.Option("--run-dir", help="Where the run lives.")] = Path(
         "runs/sentiment"
     ),
-    strategy: common.StrategyOption = None,
-    tpu: common.TPUOption = None,
-    seed: common.SeedOption = None,
-    mixed_precision: common.MixedPrecisionOption = None,
-    static_shapes: common.StaticShapesOption = None,
-    backup_every_steps: common.BackupEveryStepsOption = None,
-    worker_hosts: common.WorkerHostsOption = None,
-    task_index: common.TaskIndexOption = None,
     restart: common.RestartOption = False,
     init_from: Annotated[
         Path | None,
@@ -55,6 +45,7 @@ def train(
             help="Language-model run directory: start from its embedding, stack and vocabulary.",
         ),
     ] = None,
+    shared_flags: dict[str, Any] | None = None,  # filled by common.training_options
 ) -> None:
     """Train a classifier; rerunning the same command resumes from --run-dir."""
     from textrnn import sentiment, training
@@ -69,19 +60,7 @@ def train(
         "data.max_length": max_length,
         "tokenizer.kind": tokenizer,
         "model.init_from": str(init_from) if init_from else None,
-        **common.training_overrides(
-            epochs,
-            batch_size,
-            learning_rate,
-            strategy,
-            tpu,
-            seed,
-            mixed_precision,
-            static_shapes,
-            backup_every_steps,
-            worker_hosts,
-            task_index,
-        ),
+        **(shared_flags or {}),
     }
     resolved = load_config(sentiment.Config, config, overrides)
     training.train(sentiment, resolved, run_dir, restart=restart, echo=typer.echo)

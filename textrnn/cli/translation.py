@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -33,6 +33,7 @@ MaxLengthRatio = Annotated[
 
 @app.command()
 @command
+@common.training_options
 def train(
     config: common.ConfigOption = None,
     source: Annotated[
@@ -59,21 +60,11 @@ def train(
     source_column: SourceColumn = None,
     target_column: TargetColumn = None,
     encoding: common.EncodingOption = None,
-    epochs: common.EpochsOption = None,
-    batch_size: common.BatchSizeOption = None,
-    learning_rate: common.LearningRateOption = None,
     run_dir: Annotated[Path, typer.Option("--run-dir", help="Where the run lives.")] = Path(
         "runs/translation"
     ),
-    strategy: common.StrategyOption = None,
-    tpu: common.TPUOption = None,
-    seed: common.SeedOption = None,
-    mixed_precision: common.MixedPrecisionOption = None,
-    static_shapes: common.StaticShapesOption = None,
-    backup_every_steps: common.BackupEveryStepsOption = None,
-    worker_hosts: common.WorkerHostsOption = None,
-    task_index: common.TaskIndexOption = None,
     restart: common.RestartOption = False,
+    shared_flags: dict[str, Any] | None = None,  # filled by common.training_options
 ) -> None:
     """Train a translation model; rerunning the same command resumes from --run-dir."""
     from textrnn import training, translation
@@ -89,19 +80,7 @@ def train(
         "data.source_column": source_column,
         "data.target_column": target_column,
         "data.encoding": encoding,
-        **common.training_overrides(
-            epochs,
-            batch_size,
-            learning_rate,
-            strategy,
-            tpu,
-            seed,
-            mixed_precision,
-            static_shapes,
-            backup_every_steps,
-            worker_hosts,
-            task_index,
-        ),
+        **(shared_flags or {}),
     }
     resolved = load_config(translation.Config, config, overrides)
     training.train(translation, resolved, run_dir, restart=restart, echo=typer.echo)
