@@ -103,16 +103,7 @@ def _translation_config(tmp_path, **extra):
         ("language_model", _lm_config, {"data.layout": "lines"}),
         ("language_model", _lm_config, {"data.carry_state": True}),
         ("translation", _translation_config, {"model.input_feeding": False}),
-        pytest.param(
-            "translation",
-            _translation_config,
-            None,
-            marks=pytest.mark.xfail(
-                reason="input feeding: AttentionDecoder's tf.while_loop TensorArray has no maximum_iterations, "
-                "which XLA needs (translation.py)",
-                strict=False,
-            ),
-        ),
+        ("translation", _translation_config, {"model.input_feeding": True}),
     ],
 )
 def test_static_shapes_give_fixed_batches_and_train_with_xla(
@@ -142,10 +133,6 @@ def test_static_shapes_give_fixed_batches_and_train_with_xla(
     assert all(np.isfinite(v) for v in metrics.values()) and metrics
 
 
-@pytest.mark.xfail(
-    reason="sampling.beam_search / greedy_search grow their outputs in the loop; XLA needs bounded shapes",
-    strict=False,
-)
 def test_beam_and_greedy_search_compile_with_xla():
     from test_translation import toy_step
 
@@ -153,10 +140,14 @@ def test_beam_and_greedy_search_compile_with_xla():
     limits = tf.constant([5, 3], tf.int32)
 
     def search(beam_size):
-        return sampling.beam_search(step, {"t": tf.zeros([2])}, limits, beam_size, 1, 2, 3, 0.6)
+        return sampling.beam_search(
+            step, {"t": tf.zeros([2])}, limits, beam_size, 1, 2, 3, 0.6, static_shapes=True
+        )
 
     def greedy():
-        return sampling.greedy_search(step, {"t": tf.zeros([2])}, limits, 1, 2, 3, 0.0)
+        return sampling.greedy_search(
+            step, {"t": tf.zeros([2])}, limits, 1, 2, 3, 0.0, static_shapes=True
+        )
 
     for plain, compiled in [
         (search(3), tf.function(lambda: search(3), jit_compile=True)()),

@@ -229,8 +229,9 @@ def greedy_search(
     eos_id: int,
     memory_length: tf.Tensor | int,
     length_penalty: tf.Tensor | float = 0.0,
+    static_shapes: bool = False,
 ) -> dict[str, tf.Tensor]:
-    """Argmax decoding of a batch, in one `tf.while_loop`.
+    """Argmax decoding of a batch, in one `tf.while_loop` (compiles under XLA).
 
     Args:
         step_fn: see the module section comment.
@@ -240,6 +241,9 @@ def greedy_search(
         bos_id, eos_id: start and end token ids.
         memory_length: width of the attention weights (source time steps).
         length_penalty: GNMT alpha used for the reported `score`.
+        static_shapes: return `time` = max(max_lengths) columns (0-padded)
+            instead of the steps that ran: fixed output shapes, as XLA /
+            TPUs need when max_lengths is a compile-time constant.
 
     Returns:
         `ids` int32 (batch, time) ending in EOS then 0-padded, `lengths` (batch,)
@@ -249,17 +253,17 @@ def greedy_search(
     max_lengths = tf.cast(max_lengths, tf.int32)
     batch = tf.shape(max_lengths)[0]
     limit = tf.reduce_max(tf.concat([max_lengths, [0]], axis=0))
-    ids_array = tf.TensorArray(tf.int32, size=0, dynamic_size=True, element_shape=[None])
-    attention_array = tf.TensorArray(
-        tf.float32, size=0, dynamic_size=True, element_shape=[None, None]
-    )
+    # Time-major buffers of a fixed size (XLA needs bounded shapes), written at `step`.
+    width = tf.maximum(limit, 1)  # an empty batch still runs (and writes) one step
+    ids_buffer = tf.zeros([width, batch], tf.int32)
+    attention_buffer = tf.zeros([width, batch, memory_length], tf.float32)
 
-    def condition(step, previous, state, finished, log_prob, lengths, ids_array, attention_array):
-        # At least one step, so an empty batch still stacks (0-row) outputs.
+    def condition(step, previous, state, finished, log_prob, lengths, ids_buffer, attention_buffer):
+        # At least one step, so an empty batch still returns (0-row) outputs.
         running = tf.logical_and(step < limit, tf.logical_not(tf.reduce_all(finished)))
         return tf.logical_or(tf.equal(step, 0), running)
 
-    def body(step, previous, state, finished, log_prob, lengths, ids_array, attention_array):
+    def body(step, previous, state, finished, log_prob, lengths, ids_buffer, attention_buffer):
         log_probs, state, attention = step_fn(
             previous, state
         )  # (batch, vocab), ..., (batch, memory)
@@ -271,6 +275,7 @@ def greedy_search(
         lengths += tf.cast(tf.logical_not(finished), tf.int32)
         attention = tf.where(finished[:, tf.newaxis], 0.0, tf.cast(attention, tf.float32))
         finished = tf.logical_or(finished, tf.equal(token, eos_id))
+        at = [[step]]
         return (
             step + 1,
             token,
@@ -278,11 +283,11 @@ def greedy_search(
             finished,
             log_prob,
             lengths,
-            ids_array.write(step, token),
-            attention_array.write(step, attention),
+            tf.tensor_scatter_nd_update(ids_buffer, at, token[tf.newaxis]),
+            tf.tensor_scatter_nd_update(attention_buffer, at, attention[tf.newaxis]),
         )
 
-    _, _, _, _, log_prob, lengths, ids_array, attention_array = tf.while_loop(
+    steps, _, _, _, log_prob, lengths, ids_buffer, attention_buffer = tf.while_loop(
         condition,
         body,
         (
@@ -292,14 +297,15 @@ def greedy_search(
             tf.zeros([batch], tf.bool),
             tf.zeros([batch], tf.float32),
             tf.zeros([batch], tf.int32),
-            ids_array,
-            attention_array,
+            ids_buffer,
+            attention_buffer,
         ),
+        maximum_iterations=width,
     )
-    ids = tf.transpose(tf.reshape(ids_array.stack(), [-1, batch]))  # (batch, time)
-    attention = tf.transpose(
-        tf.reshape(attention_array.stack(), [-1, batch, memory_length]), [1, 0, 2]
-    )  # (batch, time, memory)
+    if not static_shapes:  # only the steps that ran
+        ids_buffer, attention_buffer = ids_buffer[:steps], attention_buffer[:steps]
+    ids = tf.transpose(ids_buffer)  # (batch, time)
+    attention = tf.transpose(attention_buffer, [1, 0, 2])  # (batch, time, memory)
     return {
         "ids": ids,
         "lengths": lengths,
@@ -319,6 +325,7 @@ def beam_search(
     memory_length: tf.Tensor | int,
     length_penalty: tf.Tensor | float = 0.6,
     n_best: tf.Tensor | int = 1,
+    static_shapes: bool = False,
 ) -> dict[str, tf.Tensor]:
     """Batched beam search in one `tf.while_loop`, hypotheses ranked by the GNMT score.
 
@@ -338,6 +345,7 @@ def beam_search(
         memory_length: width of the attention weights.
         length_penalty: GNMT alpha.
         n_best: finished hypotheses wanted before stopping early.
+        static_shapes: as in `greedy_search` (`time` = max(max_lengths)).
 
     Returns:
         `ids` int32 (batch, beam, time), `lengths`, `log_prob`, `score`
@@ -353,8 +361,11 @@ def beam_search(
     alive_log_prob = tf.concat(
         [tf.zeros([batch, 1]), tf.fill([batch, beam_size - 1], NEGATIVE)], axis=1
     )  # (batch, beam): one live hypothesis to start from
-    empty_ids = tf.zeros([batch, beam_size, 0], tf.int32)
-    empty_attention = tf.zeros([batch, beam_size, 0, memory_length], tf.float32)
+    # Hypotheses live in buffers of a fixed width (XLA needs bounded shapes); step t writes column t.
+    width = tf.maximum(limit, 1)
+    positions = tf.range(width)
+    empty_ids = tf.zeros([batch, beam_size, width], tf.int32)
+    empty_attention = tf.zeros([batch, beam_size, width, memory_length], tf.float32)
     beam_offsets = (tf.range(batch) * beam_size)[:, tf.newaxis]  # (batch, 1)
 
     def gather_beams(tensor: tf.Tensor, indices: tf.Tensor) -> tf.Tensor:
@@ -392,15 +403,18 @@ def beam_search(
         )  # (batch, beam)
         origin = top_index // vocabulary  # which hypothesis each candidate extends
         token = top_index % vocabulary
-        candidate_ids = tf.concat(
-            [gather_beams(alive_ids, origin), token[:, :, tf.newaxis]], axis=2
-        )
+        at_step = tf.equal(positions, step)  # (width,): the column this step writes
+        candidate_ids = tf.where(
+            at_step, token[:, :, tf.newaxis], gather_beams(alive_ids, origin)
+        )  # (batch, beam, width)
         step_attention = gather_beams(
             tf.reshape(tf.cast(attention, tf.float32), [batch, beam_size, memory_length]), origin
         )
-        candidate_attention = tf.concat(
-            [gather_beams(alive_attention, origin), step_attention[:, :, tf.newaxis, :]], axis=2
-        )
+        candidate_attention = tf.where(
+            at_step[:, tf.newaxis],
+            step_attention[:, :, tf.newaxis, :],
+            gather_beams(alive_attention, origin),
+        )  # (batch, beam, width, memory)
         state = tf.nest.map_structure(
             lambda t: tf.gather(t, tf.reshape(origin + beam_offsets, [-1])), state
         )
@@ -410,13 +424,8 @@ def beam_search(
         # Merge the candidates that end here into the finished set (beam best by score).
         length = step + 1
         new_score = tf.where(ends, top_log_prob / gnmt_length_penalty(length, alpha), NEGATIVE)
-        pad_step = [[0, 0], [0, 0], [0, 1]]
-        all_ids = tf.concat(
-            [tf.pad(finished_ids, pad_step), candidate_ids], axis=1
-        )  # (batch, 2*beam, t+1)
-        all_attention = tf.concat(
-            [tf.pad(finished_attention, pad_step + [[0, 0]]), candidate_attention], axis=1
-        )
+        all_ids = tf.concat([finished_ids, candidate_ids], axis=1)  # (batch, 2*beam, width)
+        all_attention = tf.concat([finished_attention, candidate_attention], axis=1)
         all_score = tf.concat([finished_score, new_score], axis=1)
         all_log_prob = tf.concat(
             [finished_log_prob, tf.where(ends, top_log_prob, NEGATIVE)], axis=1
@@ -451,44 +460,42 @@ def beam_search(
             done,
         )
 
-    invariant_ids = tf.TensorShape([None, None, None])
-    invariant_attention = tf.TensorShape([None, None, None, None])
+    initial = (
+        tf.constant(0),
+        tf.fill([batch * beam_size], bos_id),
+        state,
+        empty_ids,
+        alive_log_prob,
+        empty_attention,
+        empty_ids,
+        tf.fill([batch, beam_size], NEGATIVE),
+        tf.fill([batch, beam_size], NEGATIVE),
+        tf.zeros([batch, beam_size], tf.int32),
+        empty_attention,
+        tf.zeros([batch], tf.bool),
+    )
     loop = tf.while_loop(
         condition,
         body,
-        (
-            tf.constant(0),
-            tf.fill([batch * beam_size], bos_id),
-            state,
-            empty_ids,
-            alive_log_prob,
-            empty_attention,
-            empty_ids,
-            tf.fill([batch, beam_size], NEGATIVE),
-            tf.fill([batch, beam_size], NEGATIVE),
-            tf.zeros([batch, beam_size], tf.int32),
-            empty_attention,
-            tf.zeros([batch], tf.bool),
-        ),
+        initial,
+        # Batch and beam sizes may be tensors: only the ranks (and the states' inner sizes) are fixed.
         shape_invariants=(
-            tf.TensorShape([]),
-            tf.TensorShape([None]),
+            *(tf.TensorShape([None] * t.shape.rank) for t in initial[:2]),
             tf.nest.map_structure(lambda t: tf.TensorShape([None]).concatenate(t.shape[1:]), state),
-            invariant_ids,
-            tf.TensorShape([None, None]),
-            invariant_attention,
-            invariant_ids,
-            tf.TensorShape([None, None]),
-            tf.TensorShape([None, None]),
-            tf.TensorShape([None, None]),
-            invariant_attention,
-            tf.TensorShape([None]),
+            *(tf.TensorShape([None] * t.shape.rank) for t in initial[3:]),
         ),
+        maximum_iterations=width,
     )
     finished_ids, finished_log_prob, finished_score, finished_lengths, finished_attention = loop[
         6:11
     ]
-    # Tokens after a hypothesis's EOS (from padding the finished set) are already 0.
+    if not static_shapes:  # only the steps that ran
+        steps = loop[0]
+        finished_ids, finished_attention = (
+            finished_ids[:, :, :steps],
+            finished_attention[:, :, :steps],
+        )
+    # Tokens after a hypothesis's EOS are 0: columns are written only while it is alive.
     return {
         "ids": finished_ids,
         "lengths": finished_lengths,

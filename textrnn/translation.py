@@ -610,6 +610,7 @@ class AttentionDecoder(keras.layers.Layer):
             lambda t, *_: t < steps,
             body,
             (tf.constant(0), feed, states, attentional_array, weights_array),
+            maximum_iterations=steps,  # XLA needs the bound to differentiate the TensorArrays
         )
         attentional = tf.transpose(attentional_array.stack(), [1, 0, 2])  # (batch, time, feed_dim)
         weights = tf.transpose(weights_array.stack(), [1, 0, 2])  # (batch, time, source_time)
