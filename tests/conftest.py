@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 
 # ----------------------------------------------------------------------------- environment
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -140,7 +140,7 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     """Environment for child Pythons: quiet, CPU-only, textrnn importable."""
     env = dict(os.environ)
     env.update(
-        TF_CPP_MIN_LOG_LEVEL="2",
+        TF_CPP_MIN_LOG_LEVEL="3",
         CUDA_VISIBLE_DEVICES="",
         PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")])),
     )

@@ -29,12 +29,15 @@ STATE = {"debug": False}
 
 def quiet_tensorflow() -> None:
     """Keep TensorFlow's C++ and absl chatter off the terminal (before it is imported)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # 3: C++ errors too. With oneDNN on, TensorFlow logs an error-level line
+    # ("oneDNN supports DT_BOOL only on platforms with AVX-512") for the mask
+    # ops of every run on CPUs without AVX-512; failures still raise Python
+    # exceptions, which the CLI reports. TF_CPP_MIN_LOG_LEVEL=0 shows it all.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    # oneDNN's custom ops made no measured difference to recurrent training here
-    # (shared/notes/cpu-rnn-speed.md) and print an error-level line for every
-    # boolean mask op on CPUs without AVX-512.
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    # oneDNN stays on (TensorFlow's default): bench/train_throughput.py on the
+    # 2 x 256 LSTM language model measured 33,024 tokens/s with it and 26,872
+    # with TF_ENABLE_ONEDNN_OPTS=0 (two runs, back to back, idle machine).
     logging.getLogger("absl").setLevel(logging.ERROR)
 
 
