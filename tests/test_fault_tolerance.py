@@ -235,3 +235,20 @@ def test_read_only_run_dir_is_a_clear_cli_error(tmp_path):
     finally:
         if run_dir.is_dir():
             run_dir.chmod(0o700)
+
+
+def test_temporaries_of_a_killed_writer_are_removed_on_resume_and_live_ones_kept(tmp_path):
+    run_dir = tmp_path / "run"
+    train_tiny(run_dir, write_tsv(tmp_path / "t.tsv", sentiment_rows(8)))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait(SUBPROCESS_TIMEOUT)
+    stale = run_dir / "backup" / f".tmp-{dead.pid}-ckpt-000000007-e1s7.weights.h5"
+    stale.parent.mkdir(exist_ok=True)
+    stale.write_bytes(b"half a file")
+    stale_text = run_dir / f".tmp-{dead.pid}-state.json.abc.tmp"
+    stale_text.write_text("{")
+    live = run_dir / f".tmp-{os.getpid()}-model.weights.h5"
+    live.write_bytes(b"being written")
+    training.prepare_run_dir(run_dir, tiny_config(tmp_path / "t.tsv"), restart=False)
+    assert not stale.exists() and not stale_text.exists()
+    assert live.exists()

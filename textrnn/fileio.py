@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -11,12 +12,49 @@ from pathlib import Path
 
 from textrnn.errors import RunDirError
 
+TMP_PATTERN = re.compile(r"\.tmp-(\d+)-")
+
+
+def _tmp_prefix() -> str:
+    """Temporary siblings are named `.tmp-<pid>-...`, so a later run can tell whose they are."""
+    return f".tmp-{os.getpid()}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
+    """Delete `.tmp-<pid>-*` files and directories in `directory` whose writer is gone.
+
+    A process killed while writing (SIGKILL, power loss) leaves its temporary
+    sibling behind; the finished file was never replaced, so nothing is lost
+    by removing it. Temporaries of live processes are left alone.
+    """
+    removed = []
+    for path in sorted(Path(directory).glob(".tmp-*")):
+        match = TMP_PATTERN.match(path.name)
+        if not match or _alive(int(match[1])) or not path.exists():
+            continue
+        with contextlib.suppress(OSError):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+            removed.append(path)
+    return removed
+
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write `text` to `path` through a temporary file in the same directory."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f"{_tmp_prefix()}{path.name}.", suffix=".tmp", dir=path.parent
+    )
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
@@ -39,7 +77,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(path.suffixes)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name.removesuffix(suffix)}{suffix}")
+    tmp = path.with_name(f"{_tmp_prefix()}{path.name.removesuffix(suffix)}{suffix}")
     try:
         yield tmp
         os.replace(tmp, path)

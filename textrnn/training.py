@@ -40,7 +40,12 @@ from textrnn import backup as backup_lib
 from textrnn import config as config_lib
 from textrnn.config import TrainingConfig
 from textrnn.errors import ConfigError, RunDirError, UserError
-from textrnn.fileio import atomic_path, atomic_write_text, ensure_writable_directory
+from textrnn.fileio import (
+    atomic_path,
+    atomic_write_text,
+    ensure_writable_directory,
+    remove_stale_temporaries,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -332,6 +337,9 @@ def prepare_run_dir(run_dir: str | os.PathLike, config: Any, restart: bool) -> t
     run_dir = ensure_writable_directory(run_dir)
     if restart:
         clear_run_dir(run_dir)
+    for directory in (run_dir, *(run_dir / name for name in RUN_ENTRIES)):
+        if directory.is_dir():
+            remove_stale_temporaries(directory)  # left by a run killed mid-write
     saved_path = run_dir / CONFIG_FILE
     if not saved_path.exists():
         return run_dir, False
