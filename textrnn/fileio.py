@@ -43,7 +43,10 @@ def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
         if not match or _alive(int(match[1])) or not path.exists():
             continue
         with contextlib.suppress(OSError):
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
             removed.append(path)
     return removed
 
