@@ -93,28 +93,13 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--json", action="store_true")
     options = parser.parse_args()
-    from conftest import sentiment_rows, write_tiny_recipe, write_tsv
+    from conftest import tiny_train_command
 
     with tempfile.TemporaryDirectory() as directory:
         cwd = Path(directory)
-        write_tiny_recipe(cwd / "tiny.toml", **SIZE)
-        write_tsv(cwd / "train.tsv", sentiment_rows(options.rows, seed=1))
-        write_tsv(cwd / "valid.tsv", sentiment_rows(64, seed=2))
-        common = [
-            "sentiment",
-            "train",
-            "--config",
-            "tiny.toml",
-            "--train",
-            "train.tsv",
-            "--valid",
-            "valid.tsv",
-            "--epochs",
-            str(options.epochs),
-            "--batch-size",
-            str(options.batch_size),
-            "--static-shapes",
-        ]
+        common = tiny_train_command(
+            cwd, options.rows, 64, options.epochs, options.batch_size, **SIZE
+        )
         hosts = ",".join(f"127.0.0.1:{p}" for p in free_ports(2))
         configurations = {
             "1 replica": ([[*common, "--run-dir", "one", "--strategy", "cpu"]], 1),

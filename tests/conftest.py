@@ -114,6 +114,26 @@ def write_tiny_recipe(path: Path, **extra: Any) -> Path:
     return path
 
 
+def tiny_train_command(
+    directory: Path,
+    train_rows: int,
+    valid_rows: int,
+    epochs: int,
+    batch_size: int,
+    **recipe: Any,
+) -> list[str]:
+    """Write tiny.toml, train.tsv and valid.tsv into `directory`; return the
+    `sentiment train` arguments (relative to `directory`, with --static-shapes) that use them."""
+    write_tiny_recipe(directory / "tiny.toml", **recipe)
+    write_tsv(directory / "train.tsv", sentiment_rows(train_rows, seed=1))
+    write_tsv(directory / "valid.tsv", sentiment_rows(valid_rows, seed=2))
+    return [
+        *("sentiment", "train", "--config", "tiny.toml"),
+        *("--train", "train.tsv", "--valid", "valid.tsv"),
+        *("--epochs", str(epochs), "--batch-size", str(batch_size), "--static-shapes"),
+    ]
+
+
 def tiny_config(train: Path | str, valid: Path | str | None = None, **extra: Any):
     from textrnn.config import SentimentConfig, load_config
 

@@ -19,7 +19,7 @@ from conftest import (
     sentiment_rows,
     subprocess_env,
     tiny_config,
-    write_tiny_recipe,
+    tiny_train_command,
     write_tsv,
 )
 
@@ -254,25 +254,9 @@ def _epoch_losses(output):
 
 
 def _files(tmp_path):
-    write_tiny_recipe(tmp_path / "tiny.toml", **{"training.jit_compile": "false"})
-    write_tsv(tmp_path / "train.tsv", sentiment_rows(64, seed=1))
-    write_tsv(tmp_path / "valid.tsv", sentiment_rows(16, seed=2))
     return [
-        "sentiment",
-        "train",
-        "--config",
-        "tiny.toml",
-        "--train",
-        "train.tsv",
-        "--valid",
-        "valid.tsv",
-        "--epochs",
-        "2",
-        "--batch-size",
-        "8",
-        "--static-shapes",
-        "--backup-every-steps",
-        "3",
+        *tiny_train_command(tmp_path, 64, 16, 2, 8, **{"training.jit_compile": "false"}),
+        *("--backup-every-steps", "3"),
     ]
 
 

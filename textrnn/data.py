@@ -178,6 +178,16 @@ def pipeline_options(deterministic: bool = True, num_files: int = 1) -> tf.data.
     return options
 
 
+def holdout_split(count: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded split of `count` rows into (held out for validation, kept for training).
+
+    At least one row is held out; the same seed always holds out the same rows.
+    """
+    order = np.random.default_rng(seed).permutation(count)
+    cut = max(1, int(round(count * fraction)))
+    return order[:cut], order[cut:]
+
+
 def bucket_boundaries(max_length: int) -> list[int]:
     """Length buckets: fine for short texts, coarser for long ones, up to `max_length`."""
     boundaries, length = [], 2

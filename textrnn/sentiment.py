@@ -200,14 +200,13 @@ def load_datasets(config: SentimentConfig, run_dir: str | os.PathLike) -> traini
         )
         report += describe_skipped(valid)
     else:
-        rng = np.random.default_rng(config.training.seed)
-        order = rng.permutation(len(train.texts))
-        cut = max(1, int(round(len(order) * data.validation_split)))
-        if len(order) < 2:
+        if len(train.texts) < 2:
             raise DataError(
                 f"{data.train}: need at least 2 rows to hold out validation data; pass --valid"
             )
-        held, kept = order[:cut], order[cut:]
+        held, kept = data_lib.holdout_split(
+            len(train.texts), data.validation_split, config.training.seed
+        )
         valid = Examples(
             [train.texts[i] for i in held], [train.labels[i] for i in held], source="held-out"
         )
@@ -215,7 +214,7 @@ def load_datasets(config: SentimentConfig, run_dir: str | os.PathLike) -> traini
             [train.texts[i] for i in kept], [train.labels[i] for i in kept], source=train.source
         )
         report.append(
-            f"validation: held out {len(held)} of {len(order)} training rows (seed {config.training.seed})"
+            f"validation: held out {len(held)} of {len(held) + len(kept)} training rows (seed {config.training.seed})"
         )
 
     if (run_dir / LABELS_FILE).exists():

@@ -205,9 +205,9 @@ def load_datasets(config: TranslationConfig, run_dir: str | os.PathLike) -> trai
             raise DataError(
                 f"{train.where}: need at least 2 pairs to hold out validation data; pass --valid-source/--valid-target"
             )
-        order = np.random.default_rng(config.training.seed).permutation(len(train.sources))
-        cut = max(1, int(round(len(order) * data.validation_split)))
-        held, kept = order[:cut], order[cut:]
+        held, kept = data_lib.holdout_split(
+            len(train.sources), data.validation_split, config.training.seed
+        )
         valid = Pairs(
             [train.sources[i] for i in held], [train.targets[i] for i in held], where="held-out"
         )
@@ -215,7 +215,7 @@ def load_datasets(config: TranslationConfig, run_dir: str | os.PathLike) -> trai
             [train.sources[i] for i in kept], [train.targets[i] for i in kept], where=train.where
         )
         report.append(
-            f"validation: held out {len(held)} of {len(order)} training pairs (seed {config.training.seed})"
+            f"validation: held out {len(held)} of {len(held) + len(kept)} training pairs (seed {config.training.seed})"
         )
 
     if (run_dir / TARGET_DIR / "vocab.txt").exists():
