@@ -93,6 +93,8 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--json", action="store_true")
     options = parser.parse_args()
+    if options.epochs < 2:
+        parser.error("--epochs must be at least 2: the first epoch (compilation) is not timed")
     from conftest import tiny_train_command
 
     with tempfile.TemporaryDirectory() as directory:
