@@ -30,11 +30,13 @@ never reads outside the base path and binds to 127.0.0.1 unless told.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import concurrent.futures
 import json
 import logging
+import os
 import re
 import socket
 import threading
@@ -42,9 +44,9 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import numpy as np
 
@@ -61,6 +63,8 @@ PREDICT_PATH = re.compile(
 )
 STATUS_PATH = re.compile(r"/v1/models(?:/([^/:]+))?(?:/versions/([^/:]+))?(/metadata)?", re.I)
 METRICS_PATH = "/monitoring/prometheus/metrics"
+# `:predict` bodies up to this size are decoded on the REST event loop; larger ones on a thread.
+INLINE_BODY_BYTES = 64 * 1024
 
 # gRPC status code name -> HTTP status, as TensorFlow Serving's http_server.cc maps them.
 HTTP_STATUS = {
@@ -263,17 +267,14 @@ class Signature:
 # ----------------------------------------------------------------------------- batching
 
 
-class _Task:
-    __slots__ = ("arrays", "rows", "key", "done", "result", "error", "cancelled")
+class _Task(concurrent.futures.Future):
+    """One request waiting in a `Batcher`: a future for its outputs."""
 
     def __init__(self, arrays: dict[str, np.ndarray], rows: int, key: tuple) -> None:
+        super().__init__()
         self.arrays = arrays
         self.rows = rows
         self.key = key
-        self.done = threading.Event()
-        self.result: dict[str, np.ndarray] | None = None
-        self.error: BaseException | None = None
-        self.cancelled = False
 
 
 class Batcher:
@@ -311,7 +312,10 @@ class Batcher:
                 raise ServingError("UNAVAILABLE", "this model version is being unloaded; retry")
             self._queue.append(task)
             self._rows += rows
-            self._condition.notify()
+            # Wake a batch thread only when there is news for it: a first request (start the
+            # timeout) or a full batch. Waking it on every request costs a thread switch each.
+            if len(self._queue) == 1 or self._rows >= self.max_batch_size:
+                self._condition.notify()
         return task
 
     def stop(self) -> None:
@@ -320,8 +324,10 @@ class Batcher:
             self._condition.notify_all()
             pending, self._queue = list(self._queue), deque()
         for task in pending:
-            task.error = ServingError("UNAVAILABLE", "this model version was unloaded; retry")
-            task.done.set()
+            if task.set_running_or_notify_cancel():
+                task.set_exception(
+                    ServingError("UNAVAILABLE", "this model version was unloaded; retry")
+                )
 
     def _take(self) -> list[_Task] | None:
         with self._condition:
@@ -357,7 +363,7 @@ class Batcher:
             batch = self._take()
             if batch is None:
                 return
-            batch = [task for task in batch if not task.cancelled]
+            batch = [task for task in batch if task.set_running_or_notify_cancel()]
             if batch:
                 self._run(batch)
 
@@ -379,9 +385,8 @@ class Batcher:
                     start = 0
                     for task in batch:
                         end = start + task.rows
-                        task.result = {name: value[start:end] for name, value in outputs.items()}
+                        task.set_result({name: value[start:end] for name, value in outputs.items()})
                         start = end
-                        task.done.set()
                     return
             except ServingError:
                 pass  # rerun one by one below, so only the bad request fails
@@ -389,11 +394,10 @@ class Batcher:
                 logger.exception("merged batch failed; rerunning its requests one by one")
         for task in batch:
             try:
-                task.result = self.signature.run(task.arrays)
+                task.set_result(self.signature.run(task.arrays))
                 self.stats.add(model_calls=1, batched_rows=task.rows, merged_requests=1)
             except BaseException as error:  # noqa: BLE001 - handed to the waiting request
-                task.error = error
-            task.done.set()
+                task.set_exception(error)
 
 
 # ----------------------------------------------------------------------------- versions and models
@@ -725,6 +729,52 @@ class Stats:
         return "\n".join(lines) + "\n"
 
 
+class _Completions:
+    """Hands finished model calls to an event loop, one wake-up per burst.
+
+    A merged batch finishes many requests at once; waking the loop once for
+    all of them (rather than once each, as `asyncio.wrap_future` would) saves
+    a thread handoff per request.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._items: deque[tuple[asyncio.Future, concurrent.futures.Future]] = deque()
+        self._lock = threading.Lock()
+        self._scheduled = False
+
+    def watch(self, future: concurrent.futures.Future) -> asyncio.Future:
+        """An asyncio future (of this loop) that settles like `future`."""
+        waiter = self.loop.create_future()
+        future.add_done_callback(lambda done: self._push(waiter, done))
+        return waiter
+
+    def _push(self, waiter: asyncio.Future, done: concurrent.futures.Future) -> None:
+        with self._lock:
+            self._items.append((waiter, done))
+            if self._scheduled:
+                return
+            self._scheduled = True
+        try:
+            self.loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
+
+    def _drain(self) -> None:
+        with self._lock:
+            items, self._items = self._items, deque()
+            self._scheduled = False
+        for waiter, done in items:
+            if waiter.done():
+                continue  # timed out
+            if done.cancelled():
+                waiter.cancel()
+            elif done.exception() is not None:
+                waiter.set_exception(done.exception())
+            else:
+                waiter.set_result(done.result())
+
+
 class Executor:
     """Runs model calls with a deadline, merged by `Batcher`s when batching is on."""
 
@@ -735,6 +785,24 @@ class Executor:
         self._pool = concurrent.futures.ThreadPoolExecutor(
             options.num_workers, thread_name_prefix="model"
         )
+        self._completions: dict[asyncio.AbstractEventLoop, _Completions] = {}
+
+    def submit(
+        self,
+        servable: Servable,
+        signature: Signature,
+        arrays: dict[str, np.ndarray],
+        rows: int,
+    ) -> concurrent.futures.Future:
+        """Start one model call (merged by the batcher when batching is on); a future for its outputs."""
+        if (
+            self.options.enable_batching
+            and signature.batchable
+            and rows <= self.options.max_batch_size
+            and (all(a.shape[0] == rows for a in arrays.values()))
+        ):
+            return servable.batcher(signature, self.options, self.stats).submit(arrays, rows)
+        return self._pool.submit(self._call, signature, arrays, rows)
 
     def run(
         self,
@@ -744,26 +812,33 @@ class Executor:
         rows: int,
         timeout: float | None = None,
     ) -> dict[str, np.ndarray]:
+        """`submit` and wait, at most the request timeout (or `timeout`, if shorter)."""
         timeout = self.timeout if timeout is None else min(timeout, self.timeout)
-        if (
-            self.options.enable_batching
-            and signature.batchable
-            and rows <= self.options.max_batch_size
-            and (all(a.shape[0] == rows for a in arrays.values()))
-        ):
-            task = servable.batcher(signature, self.options, self.stats).submit(arrays, rows)
-            if not task.done.wait(timeout):
-                task.cancelled = True
-                raise self._deadline(timeout)
-            if task.error is not None:
-                raise task.error
-            return task.result  # type: ignore[return-value]
-        future = self._pool.submit(self._call, signature, arrays, rows)
+        future = self.submit(servable, signature, arrays, rows)
         try:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:
             future.cancel()
             raise self._deadline(timeout) from None
+
+    async def run_async(
+        self,
+        servable: Servable,
+        signature: Signature,
+        arrays: dict[str, np.ndarray],
+        rows: int,
+    ) -> dict[str, np.ndarray]:
+        """`run` for the event loop: awaits the model call without holding a thread."""
+        loop = asyncio.get_running_loop()
+        completions = self._completions.get(loop)
+        if completions is None:
+            completions = self._completions.setdefault(loop, _Completions(loop))
+        future = self.submit(servable, signature, arrays, rows)
+        try:
+            return await asyncio.wait_for(completions.watch(future), self.timeout)
+        except asyncio.TimeoutError:
+            future.cancel()  # if it has not started; otherwise its answer is dropped
+            raise self._deadline(self.timeout) from None
 
     def _call(
         self, signature: Signature, arrays: dict[str, np.ndarray], rows: int
@@ -1102,6 +1177,22 @@ def classify(
 # ----------------------------------------------------------------------------- REST
 
 
+@dataclass
+class _PredictCall:
+    """A validated `:predict` request, ready to run."""
+
+    servable: Servable
+    signature: Signature
+    arrays: dict[str, np.ndarray]
+    rows: int
+    row_format: bool
+
+    def answer(self, outputs: dict[str, np.ndarray]) -> dict[str, Any]:
+        if self.row_format:
+            return {"predictions": predictions_json(outputs, self.rows)}
+        return {"outputs": outputs_json(outputs)}
+
+
 class RESTFrontEnd:
     """TensorFlow Serving's REST API over a `Registry` (transport-independent)."""
 
@@ -1112,23 +1203,57 @@ class RESTFrontEnd:
         self.executor = executor
         self.options = options
         self.stats = stats
+        # Requests `handle_async` does not decode on the event loop run here.
+        self._threads = concurrent.futures.ThreadPoolExecutor(
+            max(4, options.num_workers), thread_name_prefix="rest"
+        )
+
+    def shutdown(self) -> None:
+        self._threads.shutdown(wait=False, cancel_futures=True)
 
     def handle(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
         """(HTTP status, JSON-able answer or text) for one request; never raises."""
         self.stats.add(requests=1)
         try:
             return 200, self._route(method, path.split("?", 1)[0], body)
-        except ServingError as error:
-            self.stats.add(errors=1)
+        except BaseException as error:  # noqa: BLE001 - the server must survive any request
+            return self._failure(error, method, path)
+
+    async def handle_async(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
+        """`handle` for the event loop; never raises.
+
+        A small `:predict` is decoded on the loop and awaits its model call
+        (merged with others when batching is on) without holding a thread;
+        everything else (status, metadata, classify, large bodies) runs
+        `handle`'s path on a worker thread, so the loop never blocks.
+        """
+        self.stats.add(requests=1)
+        path = path.split("?", 1)[0]
+        try:
+            match = PREDICT_PATH.fullmatch(path) if method == "POST" else None
+            if match and match[3].lower() == "predict" and len(body) <= INLINE_BODY_BYTES:
+                call = self._predict_call(unquote(match[1]), match[2], parse_json_body(body))
+                outputs = await self.executor.run_async(
+                    call.servable, call.signature, call.arrays, call.rows
+                )
+                return 200, call.answer(outputs)
+            loop = asyncio.get_running_loop()
+            return 200, await loop.run_in_executor(self._threads, self._route, method, path, body)
+        except BaseException as error:  # noqa: BLE001 - the server must survive any request
+            if isinstance(error, (KeyboardInterrupt, SystemExit, asyncio.CancelledError)):
+                raise
+            return self._failure(error, method, path)
+
+    def _failure(self, error: BaseException, method: str, path: str) -> tuple[int, Any]:
+        self.stats.add(errors=1)
+        if isinstance(error, ServingError):
             return error.http_status, {"error": error.message}
-        except Exception as error:  # noqa: BLE001 - the server must survive any request
-            self.stats.add(errors=1)
-            logger.exception("internal error on %s %s", method, path[:200])
-            return 500, {"error": f"internal error: {type(error).__name__}: {first_line(error)}"}
+        if not isinstance(error, Exception):
+            raise error
+        logger.error("internal error on %s %s", method, path[:200], exc_info=error)
+        return 500, {"error": f"internal error: {type(error).__name__}: {first_line(error)}"}
 
     def _route(self, method: str, path: str, body: bytes) -> Any:
-        from urllib.parse import unquote
-
         if method == "POST":
             match = PREDICT_PATH.fullmatch(path)
             if match:
@@ -1192,6 +1317,13 @@ class RESTFrontEnd:
         }
 
     def predict(self, name: str, version: str | None, request: dict[str, Any]) -> dict[str, Any]:
+        call = self._predict_call(name, version, request)
+        return call.answer(self.executor.run(call.servable, call.signature, call.arrays, call.rows))
+
+    def _predict_call(
+        self, name: str, version: str | None, request: dict[str, Any]
+    ) -> _PredictCall:
+        """Validate a `:predict` request and decode its inputs; raises `ServingError`."""
         signature_name = request.get("signature_name", DEFAULT_SIGNATURE)
         if type(signature_name) is not str:
             raise invalid("'signature_name' must be a string")
@@ -1216,10 +1348,7 @@ class RESTFrontEnd:
             raise invalid("empty batch: the inputs hold no examples")
         if rows > self.options.max_instances:
             raise self._too_many(rows)
-        outputs = self.executor.run(servable, signature, arrays, rows)
-        if has_rows:
-            return {"predictions": predictions_json(outputs, rows)}
-        return {"outputs": outputs_json(outputs)}
+        return _PredictCall(servable, signature, arrays, rows, has_rows)
 
     def classify(self, name: str, version: str | None, request: dict[str, Any]) -> dict[str, Any]:
         signature_name = request.get("signature_name", "")
@@ -1285,111 +1414,315 @@ def parse_json_body(body: bytes) -> dict[str, Any]:
     return request
 
 
-class _RESTHandler(BaseHTTPRequestHandler):
-    """HTTP/1.1 keep-alive transport for `RESTFrontEnd`; one write per answer (no Nagle stalls)."""
+MAX_HEADER_BYTES = 64 * 1024
+IDLE_SECONDS = 120.0  # idle keep-alive connections (and stalled requests) are closed after this
+DRAIN_BYTES = (
+    8 * 1024 * 1024
+)  # an oversized body up to this much over the limit is read and dropped
 
-    protocol_version = "HTTP/1.1"
-    server_version = "textrnn-serve"
-    timeout = 120  # idle keep-alive connections are closed after this many seconds
-    server: _RESTServer
 
-    def setup(self) -> None:
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+def http_answer(status: int, payload: Any, close: bool) -> bytes:
+    """One HTTP/1.1 response: a JSON body, or Prometheus text when `payload` is a str."""
+    if isinstance(payload, str):
+        body, kind = payload.encode("utf-8"), "text/plain; version=0.0.4"
+    else:
+        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        kind = "application/json"
+    try:
+        reason = HTTPStatus(status).phrase
+    except ValueError:
+        reason = "Error"
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: {kind}\r\nContent-Length: {len(body)}\r\n"
+        + ("Connection: close\r\n" if close else "")
+        + "\r\n"
+    )
+    return head.encode("latin-1") + body
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - BaseHTTPRequestHandler's name
-        logger.debug("%s " + format, self.address_string(), *args)
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        self._answer(*self.server.front.handle("GET", self.path, b""))
+@dataclass
+class _Head:
+    """A parsed request line and headers, waiting for its body."""
 
-    def do_POST(self) -> None:  # noqa: N802
-        body = self._read_body()
-        if body is not None:
-            self._answer(*self.server.front.handle("POST", self.path, body))
+    method: str
+    target: str
+    keep_alive: bool
+    length: int
+    body_start: int
 
-    def _other(self) -> None:
-        self._answer(405, {"error": f"method {self.command} not allowed; use GET or POST"})
 
-    do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _other  # noqa: N815
+class _HTTPConnection(asyncio.Protocol):
+    """One HTTP/1.1 keep-alive connection on the REST event loop.
 
-    def _read_body(self) -> bytes | None:
-        limit = self.server.front.options.max_body_bytes
-        if self.headers.get("Transfer-Encoding", "").lower() not in ("", "identity"):
-            self.close_connection = True
-            self._answer(
-                411, {"error": "chunked request bodies are not supported; send Content-Length"}
-            )
-            return None
-        length_header = self.headers.get("Content-Length")
+    Requests are parsed from the byte stream and answered in order, one at a
+    time (pipelined requests wait in the buffer, which pauses reading when it
+    grows past one maximum body). Anything malformed is answered with its
+    status and the connection closed; the loop itself never raises.
+    """
+
+    def __init__(self, server: _RESTServer) -> None:
+        self.server = server
+        self.front = server.front
+        self.limit = server.front.options.max_body_bytes
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.head: _Head | None = None
+        self.busy = False  # a request is being answered
+        self.closing = False
+        self.paused = False
+        self.continue_sent = False
+        self.discard = 0  # bytes of an oversized body still to read and drop before closing
+        self.last_active = time.monotonic()
+
+    # -- asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.server.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self.server.connections.discard(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.last_active = time.monotonic()
+        if self.discard:
+            dropped = min(self.discard, len(data))
+            self.discard -= dropped
+            if not self.discard:
+                self._close()
+            return
+        if self.closing:
+            return
+        self.buffer += data
+        if len(self.buffer) > self.limit + MAX_HEADER_BYTES and not self.paused:
+            self.paused = True
+            self.transport.pause_reading()  # type: ignore[union-attr]
+        if not self.busy:
+            self._next()
+
+    def idle(self, now: float) -> None:
+        """Close the connection if nothing has happened for `IDLE_SECONDS` (called by the server)."""
+        if not self.busy and now - self.last_active > IDLE_SECONDS:
+            self._close()
+
+    # -- requests
+
+    def _next(self) -> None:
+        """Start answering the next complete request in the buffer, if there is one."""
         try:
-            length = int(length_header) if length_header is not None else -1
-        except ValueError:
-            length = -2
-        if length < 0:
-            self.close_connection = True
-            if length == -1:
-                self._answer(411, {"error": "a POST needs a Content-Length header"})
-            else:
-                self._answer(400, {"error": "invalid Content-Length header"})
-            return None
-        if length > limit:
-            self.server.front.stats.add(requests=1, errors=1)
-            # Drain a moderately oversized body so the client can read the answer, then close.
-            remaining = length if length <= limit + 8 * 1024 * 1024 else 0
-            while remaining > 0:
-                chunk = self.rfile.read(min(remaining, 65536))
-                if not chunk:
-                    break
-                remaining -= len(chunk)
-            self.close_connection = True
-            self._answer(
-                413,
-                {
-                    "error": f"request body of {length} bytes exceeds the limit of {limit} bytes "
-                    "(the server's --max-body-bytes)"
-                },
-            )
-            return None
-        body = self.rfile.read(length)
-        if len(body) != length:
-            self.close_connection = True
-            return None
-        return body
-
-    def _answer(self, status: int, payload: Any) -> None:
-        if isinstance(payload, str):
-            body, kind = payload.encode("utf-8"), "text/plain; version=0.0.4"
+            request = self._parse()
+        except ServingError as error:
+            self.front.stats.add(requests=1, errors=1)
+            self._send(error.http_status, {"error": error.message}, close=True)
+            return
+        if request is None:
+            if self.paused and len(self.buffer) <= self.limit + MAX_HEADER_BYTES:
+                self.paused = False
+                self.transport.resume_reading()  # type: ignore[union-attr]
+            return
+        head, body = request
+        self.busy = True
+        if head.method in ("GET", "POST"):
+            task = asyncio.ensure_future(self.front.handle_async(head.method, head.target, body))
+            task.add_done_callback(lambda done: self._answered(done, head.keep_alive))
         else:
-            body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-            kind = "application/json"
-        try:
-            reason = HTTPStatus(status).phrase
-        except ValueError:
-            reason = "Error"
-        head = (
-            f"HTTP/1.1 {status} {reason}\r\nContent-Type: {kind}\r\nContent-Length: {len(body)}\r\n"
-            + ("Connection: close\r\n" if self.close_connection else "")
-            + "\r\n"
+            self.front.stats.add(requests=1, errors=1)
+            self._send(
+                405,
+                {"error": f"method {head.method[:20]} not allowed; use GET or POST"},
+                close=not head.keep_alive,
+            )
+            self._done()
+
+    def _answered(self, task: asyncio.Future, keep_alive: bool) -> None:
+        if task.cancelled():
+            self._close()
+            return
+        error = task.exception()
+        if error is not None:  # handle_async answers every error; this is a last resort
+            logger.error("REST request failed", exc_info=error)
+            status, payload = 500, {"error": f"internal error: {type(error).__name__}"}
+        else:
+            status, payload = task.result()
+        self._send(status, payload, close=not keep_alive)
+        self._done()
+
+    def _done(self) -> None:
+        self.busy = False
+        self.last_active = time.monotonic()
+        if not self.closing:
+            self._next()
+
+    def _send(self, status: int, payload: Any, close: bool) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.transport.write(http_answer(status, payload, close))
+        if close:
+            self._close()
+
+    def _close(self) -> None:
+        self.closing = True
+        if self.transport is not None:
+            self.transport.close()  # after the buffered answer is written
+
+    def _parse(self) -> tuple[_Head, bytes] | None:
+        """The next request (head, body), None while incomplete; `ServingError` if malformed."""
+        if self.head is None:
+            self.head = self._parse_head()
+            if self.head is None:
+                return None
+        head = self.head
+        end = head.body_start + head.length
+        if len(self.buffer) < end:
+            if not self.continue_sent and self._expects_continue:
+                self.continue_sent = True
+                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # type: ignore[union-attr]
+            return None
+        body = bytes(self.buffer[head.body_start : end])
+        del self.buffer[:end]
+        self.head, self.continue_sent = None, False
+        return head, body
+
+    def _parse_head(self) -> _Head | None:
+        buffer = self.buffer
+        end = buffer.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buffer) > MAX_HEADER_BYTES:
+                raise ServingError(
+                    "INVALID_ARGUMENT",
+                    f"request headers exceed {MAX_HEADER_BYTES} bytes",
+                    http_status=431,
+                )
+            return None
+        if end > MAX_HEADER_BYTES:
+            raise ServingError(
+                "INVALID_ARGUMENT", f"request headers exceed {MAX_HEADER_BYTES} bytes", 431
+            )
+        lines = bytes(buffer[:end]).decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ")
+        if len(parts) != 3 or parts[2] not in ("HTTP/1.1", "HTTP/1.0"):
+            raise invalid(f"malformed HTTP request line: {lines[0][:100]!r}")
+        method, target, version = parts
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            name, colon, value = line.partition(":")
+            if not colon or not name or name != name.strip():
+                raise invalid(f"malformed HTTP header line: {line[:100]!r}")
+            headers[name.lower()] = value.strip()
+        connection = headers.get("connection", "").lower()
+        keep_alive = (
+            "close" not in connection if version == "HTTP/1.1" else "keep-alive" in connection
         )
+        self._expects_continue = headers.get("expect", "").lower() == "100-continue"
+        if headers.get("transfer-encoding", "identity").lower() != "identity":
+            raise ServingError(
+                "INVALID_ARGUMENT",
+                "chunked request bodies are not supported; send Content-Length",
+                http_status=411,
+            )
+        length_header = headers.get("content-length")
+        if length_header is None:
+            if method == "POST":
+                raise ServingError(
+                    "INVALID_ARGUMENT", "a POST needs a Content-Length header", http_status=411
+                )
+            length = 0
+        elif not length_header.isdigit():
+            raise invalid("invalid Content-Length header")
+        else:
+            length = int(length_header)
+        if length > self.limit:
+            self._refuse_oversized(length, end + 4)
+            return None
+        return _Head(method, target, keep_alive, length, end + 4)
+
+    def _refuse_oversized(self, length: int, body_start: int) -> None:
+        """413 for a body over the limit; read and drop a moderately oversized one first,
+        so the client (still sending) gets the answer instead of a reset connection."""
+        self.front.stats.add(requests=1, errors=1)
+        already = len(self.buffer) - body_start
+        del self.buffer[:]
+        self.busy = True  # nothing more is parsed on this connection
+        self._send(
+            413,
+            {
+                "error": f"request body of {length} bytes exceeds the limit of {self.limit} bytes "
+                "(the server's --max-body-bytes)"
+            },
+            close=False,
+        )
+        remaining = length - already
+        if self._expects_continue or remaining <= 0 or length > self.limit + DRAIN_BYTES:
+            self._close()
+        else:
+            self.discard = remaining
+
+    _expects_continue = False
+
+
+def _new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's event loop (libuv, in C) when it is installed (the `serving` extra), else asyncio's."""
+    if os.environ.get("TEXTRNN_EVENT_LOOP") != "asyncio":
         try:
-            self.wfile.write(head.encode("latin-1") + body)
-        except OSError:
-            self.close_connection = True
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
 
 
-class _RESTServer(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 256
-    allow_reuse_address = True
+class _RESTServer:
+    """The REST front end: an asyncio event loop on its own thread, bound at construction."""
 
     def __init__(self, address: tuple[str, int], front: RESTFrontEnd) -> None:
-        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.front = front
-        super().__init__(address, _RESTHandler)
+        self.connections: set[_HTTPConnection] = set()
+        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self.socket = socket.create_server(address, family=family, backlog=256)
+        self.server_address = self.socket.getsockname()
+        self.loop = _new_event_loop()
+        self._server: asyncio.AbstractServer | None = None
+        self._thread = threading.Thread(target=self._run, name="rest", daemon=True)
+        self._started = threading.Event()
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        logger.debug("connection from %s ended with an error", client_address, exc_info=True)
+    def start(self) -> None:
+        self._thread.start()
+        self._started.wait()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self._server = self.loop.run_until_complete(
+            self.loop.create_server(lambda: _HTTPConnection(self), sock=self.socket)
+        )
+        self.loop.call_later(1.0, self._reap_idle)
+        self._started.set()
+        try:
+            self.loop.run_forever()
+        finally:
+            self._server.close()
+            for connection in list(self.connections):
+                connection._close()
+            pending = asyncio.all_tasks(self.loop)
+            for task in pending:
+                task.cancel()
+            self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            self.loop.close()
+
+    def _reap_idle(self) -> None:
+        now = time.monotonic()
+        for connection in list(self.connections):
+            connection.idle(now)
+        self.loop.call_later(1.0, self._reap_idle)
+
+    def shutdown(self) -> None:
+        if self._thread.is_alive():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(5)
+        else:
+            self.socket.close()
+        self.front.shutdown()
 
 
 # ----------------------------------------------------------------------------- gRPC
@@ -1584,7 +1917,6 @@ class Server:
         self.rest_port: int | None = None
         self.grpc_port: int | None = None
         self._http: _RESTServer | None = None
-        self._http_thread: threading.Thread | None = None
         self._grpc: Any = None
         self._stopped = threading.Event()  # set once everything is shut down
         self._stop_lock = threading.Lock()
@@ -1599,14 +1931,12 @@ class Server:
             try:
                 self._http = _RESTServer((options.host, options.rest_port), front)
             except OSError as error:
+                front.shutdown()
                 raise OSError(
                     f"cannot listen on {options.host}:{options.rest_port} (--rest-port): {error.strerror}"
                 ) from None
             self.rest_port = self._http.server_address[1]
-            self._http_thread = threading.Thread(
-                target=self._http.serve_forever, name="rest", daemon=True
-            )
-            self._http_thread.start()
+            self._http.start()
         if options.grpc_port >= 0:
             self._start_grpc()
         self.registry.start_polling(self.echo)
@@ -1676,7 +2006,6 @@ class Server:
     def _shutdown(self) -> None:
         if self._http is not None:
             self._http.shutdown()
-            self._http.server_close()
         if self._grpc is not None:
             self._grpc.stop(grace=1).wait(2)
         self.registry.stop()
