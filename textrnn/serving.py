@@ -739,19 +739,39 @@ class _Completions:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self._items: deque[tuple[asyncio.Future, concurrent.futures.Future]] = deque()
+        self._items: deque[tuple[Any, concurrent.futures.Future]] = deque()
         self._lock = threading.Lock()
         self._scheduled = False
 
-    def watch(self, future: concurrent.futures.Future) -> asyncio.Future:
-        """An asyncio future (of this loop) that settles like `future`."""
-        waiter = self.loop.create_future()
-        future.add_done_callback(lambda done: self._push(waiter, done))
-        return waiter
+    def watch(
+        self,
+        future: concurrent.futures.Future,
+        timeout: float,
+        callback: Any,
+        expired: Any,
+    ) -> None:
+        """On the loop, call `callback(future)` once `future` is done, or `expired()` (and
+        cancel the future if it has not started) after `timeout` seconds, whichever is first."""
+        state = [callback, None]
 
-    def _push(self, waiter: asyncio.Future, done: concurrent.futures.Future) -> None:
+        def deliver(done: concurrent.futures.Future) -> None:
+            if state[0] is not None:
+                state[1].cancel()
+                state[0], call = None, state[0]
+                call(done)
+
+        def expire() -> None:
+            if state[0] is not None:
+                state[0] = None
+                future.cancel()
+                expired()
+
+        state[1] = self.loop.call_later(timeout, expire)
+        future.add_done_callback(lambda done: self._push(deliver, done))
+
+    def _push(self, deliver: Any, done: concurrent.futures.Future) -> None:
         with self._lock:
-            self._items.append((waiter, done))
+            self._items.append((deliver, done))
             if self._scheduled:
                 return
             self._scheduled = True
@@ -764,15 +784,8 @@ class _Completions:
         with self._lock:
             items, self._items = self._items, deque()
             self._scheduled = False
-        for waiter, done in items:
-            if waiter.done():
-                continue  # timed out
-            if done.cancelled():
-                waiter.cancel()
-            elif done.exception() is not None:
-                waiter.set_exception(done.exception())
-            else:
-                waiter.set_result(done.result())
+        for deliver, done in items:
+            deliver(done)
 
 
 class Executor:
@@ -821,24 +834,35 @@ class Executor:
             future.cancel()
             raise self._deadline(timeout) from None
 
-    async def run_async(
+    def run_on_loop(
         self,
         servable: Servable,
         signature: Signature,
         arrays: dict[str, np.ndarray],
         rows: int,
-    ) -> dict[str, np.ndarray]:
-        """`run` for the event loop: awaits the model call without holding a thread."""
+        callback: Any,
+    ) -> None:
+        """`run` for the event loop, without holding a thread: later, on the running loop,
+        `callback(outputs, None)` or `callback(None, error)`."""
         loop = asyncio.get_running_loop()
         completions = self._completions.get(loop)
         if completions is None:
             completions = self._completions.setdefault(loop, _Completions(loop))
-        future = self.submit(servable, signature, arrays, rows)
-        try:
-            return await asyncio.wait_for(completions.watch(future), self.timeout)
-        except asyncio.TimeoutError:
-            future.cancel()  # if it has not started; otherwise its answer is dropped
-            raise self._deadline(self.timeout) from None
+
+        def done(future: concurrent.futures.Future) -> None:
+            if future.cancelled():
+                callback(None, ServingError("UNAVAILABLE", "the model call was cancelled; retry"))
+            elif future.exception() is not None:
+                callback(None, future.exception())
+            else:
+                callback(future.result(), None)
+
+        completions.watch(
+            self.submit(servable, signature, arrays, rows),
+            self.timeout,
+            done,
+            lambda: callback(None, self._deadline(self.timeout)),
+        )
 
     def _call(
         self, signature: Signature, arrays: dict[str, np.ndarray], rows: int
@@ -1203,7 +1227,7 @@ class RESTFrontEnd:
         self.executor = executor
         self.options = options
         self.stats = stats
-        # Requests `handle_async` does not decode on the event loop run here.
+        # Requests `handle_on_loop` does not decode on the event loop run here.
         self._threads = concurrent.futures.ThreadPoolExecutor(
             max(4, options.num_workers), thread_name_prefix="rest"
         )
@@ -1219,13 +1243,13 @@ class RESTFrontEnd:
         except BaseException as error:  # noqa: BLE001 - the server must survive any request
             return self._failure(error, method, path)
 
-    async def handle_async(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
-        """`handle` for the event loop; never raises.
+    def handle_on_loop(self, method: str, path: str, body: bytes, reply: Any) -> None:
+        """`handle` for the event loop: calls `reply(status, answer)` once, now or later.
 
-        A small `:predict` is decoded on the loop and awaits its model call
-        (merged with others when batching is on) without holding a thread;
-        everything else (status, metadata, classify, large bodies) runs
-        `handle`'s path on a worker thread, so the loop never blocks.
+        A small `:predict` is decoded on the loop and its model call (merged
+        with others when batching is on) answers through a callback, without
+        holding a thread; everything else (status, metadata, classify, large
+        bodies) runs `handle`'s path on a worker thread, so the loop never blocks.
         """
         self.stats.add(requests=1)
         path = path.split("?", 1)[0]
@@ -1233,16 +1257,36 @@ class RESTFrontEnd:
             match = PREDICT_PATH.fullmatch(path) if method == "POST" else None
             if match and match[3].lower() == "predict" and len(body) <= INLINE_BODY_BYTES:
                 call = self._predict_call(unquote(match[1]), match[2], parse_json_body(body))
-                outputs = await self.executor.run_async(
-                    call.servable, call.signature, call.arrays, call.rows
+
+                def answer(outputs: dict[str, np.ndarray] | None, error: Any) -> None:
+                    if error is None:
+                        try:
+                            reply(200, call.answer(outputs))  # type: ignore[arg-type]
+                            return
+                        except Exception as failure:  # noqa: BLE001 - answered below
+                            error = failure
+                    reply(*self._failure(error, method, path))
+
+                self.executor.run_on_loop(
+                    call.servable, call.signature, call.arrays, call.rows, answer
                 )
-                return 200, call.answer(outputs)
-            loop = asyncio.get_running_loop()
-            return 200, await loop.run_in_executor(self._threads, self._route, method, path, body)
-        except BaseException as error:  # noqa: BLE001 - the server must survive any request
-            if isinstance(error, (KeyboardInterrupt, SystemExit, asyncio.CancelledError)):
-                raise
-            return self._failure(error, method, path)
+                return
+            future = asyncio.get_running_loop().run_in_executor(
+                self._threads, self._route, method, path, body
+            )
+        except Exception as error:  # noqa: BLE001 - the server must survive any request
+            reply(*self._failure(error, method, path))
+            return
+
+        def routed(done: asyncio.Future) -> None:
+            if done.cancelled():
+                reply(503, {"error": "the server is shutting down"})
+            elif done.exception() is not None:
+                reply(*self._failure(done.exception(), method, path))  # type: ignore[arg-type]
+            else:
+                reply(200, done.result())
+
+        future.add_done_callback(routed)
 
     def _failure(self, error: BaseException, method: str, path: str) -> tuple[int, Any]:
         self.stats.add(errors=1)
@@ -1524,8 +1568,12 @@ class _HTTPConnection(asyncio.Protocol):
         head, body = request
         self.busy = True
         if head.method in ("GET", "POST"):
-            task = asyncio.ensure_future(self.front.handle_async(head.method, head.target, body))
-            task.add_done_callback(lambda done: self._answered(done, head.keep_alive))
+            self.front.handle_on_loop(
+                head.method,
+                head.target,
+                body,
+                lambda status, payload: self._answered(status, payload, head.keep_alive),
+            )
         else:
             self.front.stats.add(requests=1, errors=1)
             self._send(
@@ -1535,16 +1583,7 @@ class _HTTPConnection(asyncio.Protocol):
             )
             self._done()
 
-    def _answered(self, task: asyncio.Future, keep_alive: bool) -> None:
-        if task.cancelled():
-            self._close()
-            return
-        error = task.exception()
-        if error is not None:  # handle_async answers every error; this is a last resort
-            logger.error("REST request failed", exc_info=error)
-            status, payload = 500, {"error": f"internal error: {type(error).__name__}"}
-        else:
-            status, payload = task.result()
+    def _answered(self, status: int, payload: Any, keep_alive: bool) -> None:
         self._send(status, payload, close=not keep_alive)
         self._done()
 
