@@ -1288,3 +1288,40 @@ def test_single_model_directory_is_served_under_its_name(exports: Exports) -> No
 
     options = ServerOptions(model_base_path=exports.base / "sentiment", poll_seconds=0)
     assert Registry(options, executor=None).discover() == {"sentiment": exports.base / "sentiment"}  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("event_loop", ["asyncio", "uvloop"])
+def test_in_process_server_on_either_event_loop(
+    exports: Exports, in_process: dict[int, Any], monkeypatch: pytest.MonkeyPatch, event_loop: str
+) -> None:
+    """The REST front end on the standard library's loop (the fallback) and on uvloop, in process."""
+    from textrnn.serving import Server, ServerOptions
+
+    if event_loop == "uvloop":
+        pytest.importorskip("uvloop")
+    monkeypatch.setenv("TEXTRNN_EVENT_LOOP", event_loop)
+    server = Server(
+        ServerOptions(model_base_path=exports.base, rest_port=0, grpc_port=-1, poll_seconds=0),
+        echo=lambda line: None,
+    ).start()
+    try:
+        kind = type(server._http.loop).__module__.split(".")[0]
+        assert kind == event_loop
+        port = ServerProcess(None, exports.base, rest_port=server.rest_port)  # type: ignore[arg-type]
+        status, answer = predict(port, {"instances": TEXTS})
+        assert status == 200
+        expected = reference(in_process, TEXTS)
+        assert [p["label"] for p in answer["predictions"]] == [
+            b.decode() for b in expected["label"]
+        ]
+        body = json.dumps({"instances": TEXTS[:1]}).encode()
+        request = post_bytes(body, f"Content-Length: {len(body)}")
+        answers, closed = raw_exchange(port, request * 3, 3)
+        assert len(answers) == 3 and not closed
+        assert http(port, "GET", "/v1/models/nope")[0] == 404
+    finally:
+        server.stop()
+    with pytest.raises(OSError):
+        urllib.request.urlopen(
+            f"http://127.0.0.1:{server.rest_port}/v1/models/sentiment", timeout=5
+        )
