@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from textrnn import fast_rnn
 from textrnn.fast_rnn import FastGRU, FastLSTM, gru_sequence, lstm_sequence
 from textrnn.rnn_stack import RNNStack, resolve_implementation, warn_if_cudnn_disabled
 
@@ -88,6 +89,65 @@ def test_layer_matches_keras(cell, go_backwards, masked, zero_output):
     actual = _outputs_and_gradients(fast, x, mask if masked else None, initial)
     _assert_close(expected[0], actual[0])
     _assert_close(expected[1], actual[1])
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize(
+    "go_backwards, masked, zero_output",
+    [(False, False, False), (True, True, False), (False, True, True)],
+)
+def test_batch_halves_match_keras(monkeypatch, cell, go_backwards, masked, zero_output):
+    """Batches run as two concurrent half-batch loops (uneven here: 2 + 1 rows)."""
+    monkeypatch.setattr(fast_rnn, "_MIN_HALF_ROWS", 1)
+    keras_class, fast_class = PAIRS[cell]
+    x, mask = _data(9)
+    settings = dict(
+        units=UNITS, return_sequences=True, return_state=True, go_backwards=go_backwards
+    )
+    reference, fast = keras_class(**settings), fast_class(**settings)
+    reference.build(x.shape)
+    fast.build(x.shape)
+    _random_weights(reference)
+    fast.set_weights(reference.get_weights())
+    reference.zero_output_for_mask = fast.zero_output_for_mask = zero_output
+    rng = np.random.default_rng(10)
+    initial = [
+        tf.constant(rng.normal(size=(BATCH, UNITS)).astype("float32"))
+        for _ in range(2 if cell == "lstm" else 1)
+    ]
+    expected = _outputs_and_gradients(reference, x, mask if masked else None, initial)
+    actual = _outputs_and_gradients(fast, x, mask if masked else None, initial)
+    _assert_close(expected[0], actual[0])
+    _assert_close(expected[1], actual[1])
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("batch", [1, BATCH, 20])
+def test_unknown_batch_size_matches_keras(cell, batch):
+    """A batch of unknown size when traced is split in halves at run time (batch 1: one half
+    is empty; batch 20: the halves run concurrently in the graph)."""
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(batch, TIME, FEATURES)).astype("float32")
+    keras_class, fast_class = PAIRS[cell]
+    reference = keras_class(UNITS, return_sequences=True)
+    fast = fast_class(UNITS, return_sequences=True)
+    reference.build(x.shape)
+    fast.build(x.shape)
+    _random_weights(reference)
+    fast.set_weights(reference.get_weights())
+    spec = [tf.TensorSpec((None, TIME, FEATURES), tf.float32)]
+    results = []
+    for layer in (reference, fast):
+
+        @tf.function(input_signature=spec)
+        def step(x, layer=layer):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                loss = tf.reduce_sum(layer(x, training=True) * np.linspace(-1, 1, UNITS))
+            return [loss] + tape.gradient(loss, [x] + layer.trainable_weights)
+
+        results.append([r.numpy() for r in step(tf.constant(x))])
+    _assert_close(*results)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
