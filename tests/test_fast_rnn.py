@@ -97,8 +97,10 @@ def test_layer_matches_keras(cell, go_backwards, masked, zero_output):
     [(False, False, False), (True, True, False), (False, True, True)],
 )
 def test_batch_halves_match_keras(monkeypatch, cell, go_backwards, masked, zero_output):
-    """Batches run as two concurrent half-batch loops (uneven here: 2 + 1 rows)."""
+    """Wide layers: two concurrent half-batch loops (uneven here: 2 + 1 rows), LSTM per gate."""
     monkeypatch.setattr(fast_rnn, "_MIN_HALF_ROWS", 1)
+    monkeypatch.setattr(fast_rnn, "_MIN_WIDE_UNITS", UNITS)
+    assert fast_rnn._wide(UNITS) and not fast_rnn._wide(UNITS - 1)
     keras_class, fast_class = PAIRS[cell]
     x, mask = _data(9)
     settings = dict(
@@ -123,9 +125,10 @@ def test_batch_halves_match_keras(monkeypatch, cell, go_backwards, masked, zero_
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 @pytest.mark.parametrize("batch", [1, BATCH, 20])
-def test_unknown_batch_size_matches_keras(cell, batch):
+def test_unknown_batch_size_matches_keras(monkeypatch, cell, batch):
     """A batch of unknown size when traced is split in halves at run time (batch 1: one half
     is empty; batch 20: the halves run concurrently in the graph)."""
+    monkeypatch.setattr(fast_rnn, "_MIN_WIDE_UNITS", UNITS)
     rng = np.random.default_rng(11)
     x = rng.normal(size=(batch, TIME, FEATURES)).astype("float32")
     keras_class, fast_class = PAIRS[cell]
@@ -191,8 +194,10 @@ def test_stack_matches_keras_bidirectional_states_and_swaps_weights(cell, tmp_pa
     model("keras").load_weights(tmp_path / "fast.weights.h5")
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_finite_difference_gradient_float64(cell):
+@pytest.mark.parametrize("cell, wide", [("lstm", False), ("lstm", True), ("gru", False)])
+def test_finite_difference_gradient_float64(monkeypatch, cell, wide):
+    if wide:  # the per-gate LSTM layout
+        monkeypatch.setattr(fast_rnn, "_MIN_WIDE_UNITS", 1)
     rng = np.random.default_rng(5)
     steps, batch, features, units = 4, 2, 3, 3
     gates = 4 if cell == "lstm" else 3

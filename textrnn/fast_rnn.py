@@ -10,17 +10,18 @@ stock layers, and `Bidirectional`, masking, `initial_state`, `return_state`,
 Why it is faster on CPU (see the issue-7 notes in `bench/`):
 
 - the input projection `X @ K + b` is one large product for every step
-  (efficient), so the recurrent loop only multiplies `h @ R` per step (GRU:
-  the gates fused in one product; LSTM: one product per gate, see the LSTM
-  section);
+  (efficient), so the recurrent loop only multiplies `h @ R` per step (the gates
+  fused in one product; LSTM layers of 128 units or more: one product per
+  gate, see the LSTM section);
 - the backward pass is written by hand (`tf.custom_gradient`): a reverse loop
   doing only the gate derivatives and `dz_t @ R^T` per step, then the weight
   gradients as large products after the loop
   (`dR = H_prev^T dZ`, `dK = X^T dZ`, `dX = dZ K^T`) and one reduction for the
   bias, instead of TensorFlow's per-step automatic gradient;
 - forward and backward loops are each compiled with XLA (`jit_compile`);
-- batches of 16 or more run as two half-batch loops, which TensorFlow's
-  executor runs concurrently, one per core (`_over_batch_halves`).
+- wide layers (128 units or more) run batches of 16 or more as two
+  half-batch loops, which TensorFlow's executor runs concurrently, one per
+  core (`_over_batch_halves`).
 
 Masking follows Keras's `backend.rnn` exactly: on a masked step the states are
 carried unchanged and the output repeats the previous output (zeros before the
@@ -67,36 +68,50 @@ def _shift_in(first, sequence):
 
 # ----------------------------------------------------------------------------- LSTM
 #
-# Per-gate layout (issue 7 profiling: 2 x LSTM(256), batch 64, 100 steps, 2-core
-# Zen 5): the four gates are four (B, U) products against column blocks of the
-# recurrent kernel and four (T, B, U) projected inputs, not one (B, 4U) block.
-# XLA:CPU emits scalar code for a fusion that reads several column slices of a
-# dynamically indexed (B, 4U) tensor; per-gate operands keep the gate math
-# vectorized, and the per-gate weight-gradient products after the backward loop
-# (`H^T dZ_k`, `X^T dZ_k`, `dZ_k K_k^T`) ran 30-40% faster than the same
-# products on the concatenated (T*B, 4U) block.
+# Two layouts, the same arithmetic:
+#
+# - per gate (`per_gate=True`, wide layers, see `_wide`): the four gates are
+#   four (B, U) products against column blocks of the recurrent kernel and four
+#   (T, B, U) projected inputs. XLA:CPU emits scalar code for a fusion that
+#   reads several column slices of a dynamically indexed (B, 4U) tensor;
+#   per-gate operands keep the gate math vectorized, and the per-gate
+#   weight-gradient products after the backward loop (`H^T dZ_k`, `X^T dZ_k`,
+#   `dZ_k K_k^T`) ran 30-40% faster than the same products on the concatenated
+#   (T*B, 4U) block (issue 7: 2 x LSTM(256), batch 64, 100 steps, 2-core Zen 5).
+# - fused (`per_gate=False`): one (B, 4U) product per step and one (T*B, 4U)
+#   block for the weight gradients. Fewer operations, so XLA compiles it about
+#   30% faster (0.75-0.8 s against 1.1 s per new (T, B) shape for LSTM(64)):
+#   what counts for narrow layers on variable-length batches, where each new
+#   shape is compiled and the per-step products are too small to gain.
 
 
-def _lstm_forward(x, h0, c0, mask, kernel, recurrent_kernel, bias, zero_output):
+def _lstm_forward(x, h0, c0, mask, kernel, recurrent_kernel, bias, zero_output, per_gate):
     """Time-major LSTM. x (T, B, D); mask (T, B, 1) bool or None.
 
     Returns outputs (T, B, U), final h, final c and what backward needs: the
-    activated gates i, f, g, o (a list of four (T, B, U)) and the states H, C
-    (T, B, U).
+    activated gates i, f, g, o (per gate: a list of four (T, B, U); fused: a
+    list of one (T, B, 4U)) and the states H, C (T, B, U).
     """
     steps = tf.shape(x)[0]
     dtype = x.dtype
-    recurrents = tf.split(recurrent_kernel, 4, axis=1)  # 4 x (U, U)
-    projected = [
-        _flat_matmul(x, k) + b
-        for k, b in zip(tf.split(kernel, 4, axis=1), tf.split(bias, 4), strict=True)
-    ]  # 4 x (T, B, U)
+    if per_gate:
+        recurrents = tf.split(recurrent_kernel, 4, axis=1)  # 4 x (U, U)
+        projected = [
+            _flat_matmul(x, k) + b
+            for k, b in zip(tf.split(kernel, 4, axis=1), tf.split(bias, 4), strict=True)
+        ]  # 4 x (T, B, U)
+    else:
+        projected = _flat_matmul(x, kernel) + bias  # (T, B, 4U)
 
-    def array():
-        return tf.TensorArray(dtype, size=steps, element_shape=h0.shape)
+    def array(width=None):
+        shape = h0.shape if width is None else h0.shape[:1] + (width,)
+        return tf.TensorArray(dtype, size=steps, element_shape=shape)
 
     def body(t, h, c, previous_output, gate_tas, h_ta, c_ta, out_ta):
-        z = [projected[k][t] + tf.matmul(h, recurrents[k]) for k in range(4)]
+        if per_gate:
+            z = [projected[k][t] + tf.matmul(h, recurrents[k]) for k in range(4)]
+        else:
+            z = tf.split(projected[t] + tf.matmul(h, recurrent_kernel), 4, axis=-1)
         i, f, g, o = tf.sigmoid(z[0]), tf.sigmoid(z[1]), tf.tanh(z[2]), tf.sigmoid(z[3])
         c_new = f * c + i * g
         h_new = o * tf.tanh(c_new)
@@ -107,7 +122,10 @@ def _lstm_forward(x, h0, c0, mask, kernel, recurrent_kernel, bias, zero_output):
             h_new = tf.where(m, h_new, h)
             c_new = tf.where(m, c_new, c)
             output = tf.where(m, h_new, tf.zeros_like(h_new) if zero_output else previous_output)
-        gate_tas = [ta.write(t, v) for ta, v in zip(gate_tas, (i, f, g, o), strict=True)]
+        if per_gate:
+            gate_tas = [ta.write(t, v) for ta, v in zip(gate_tas, (i, f, g, o), strict=True)]
+        else:
+            gate_tas = [gate_tas[0].write(t, tf.concat([i, f, g, o], axis=-1))]
         if mask is not None:
             out_ta = out_ta.write(t, output)
         return (
@@ -129,7 +147,7 @@ def _lstm_forward(x, h0, c0, mask, kernel, recurrent_kernel, bias, zero_output):
             h0,
             c0,
             tf.zeros_like(h0),
-            [array() for _ in range(4)],
+            [array() for _ in range(4)] if per_gate else [array(4 * h0.shape[-1])],
             array(),
             array(),
             array(),
@@ -157,16 +175,24 @@ def _lstm_backward(
     d_h,
     d_c,
     zero_output,
+    per_gate,
 ):
     steps = tf.shape(x)[0]
     dtype = x.dtype
     c_previous = _shift_in(c0, states_c)  # (T, B, U)
-    recurrents_t = [tf.transpose(r) for r in tf.split(recurrent_kernel, 4, axis=1)]  # (U, U)
-    dz_tas = [tf.TensorArray(dtype, size=steps, element_shape=h0.shape) for _ in range(4)]
+    if per_gate:
+        recurrents_t = [tf.transpose(r) for r in tf.split(recurrent_kernel, 4, axis=1)]
+        dz_tas = [tf.TensorArray(dtype, size=steps, element_shape=h0.shape) for _ in range(4)]
+    else:
+        recurrent_t = tf.transpose(recurrent_kernel)  # (4U, U)
+        dz_tas = [tf.TensorArray(dtype, size=steps, element_shape=gates[0].shape[1:])]
 
     def body(k, d_h, d_c, d_carry, dz_tas):
         t = steps - 1 - k
-        i, f, g, o = [gate[t] for gate in gates]
+        if per_gate:
+            i, f, g, o = [gate[t] for gate in gates]
+        else:
+            i, f, g, o = tf.split(gates[0][t], 4, axis=-1)
         c_prev = c_previous[t]
         c_new = f * c_prev + i * g  # recomputed: the stored state may be the carried one
         tanh_c = tf.tanh(c_new)
@@ -191,7 +217,11 @@ def _lstm_backward(
             d_cn * i * (1.0 - g * g),
             d_hn * tanh_c * o * (1.0 - o),
         ]
-        d_h_prev = tf.add_n([tf.matmul(d, r) for d, r in zip(dz, recurrents_t, strict=True)])
+        if per_gate:
+            d_h_prev = tf.add_n([tf.matmul(d, r) for d, r in zip(dz, recurrents_t, strict=True)])
+        else:
+            dz = [tf.concat(dz, axis=-1)]  # (B, 4U)
+            d_h_prev = tf.matmul(dz[0], recurrent_t)
         d_c_prev = d_cn * f
         if mask is not None:
             d_h_prev += d_h_pass
@@ -205,8 +235,15 @@ def _lstm_backward(
         (tf.constant(0), d_h, d_c, tf.zeros_like(d_h), dz_tas),
         maximum_iterations=steps,
     )
-    dz = [ta.stack() for ta in dz_tas]  # 4 x (T, B, U)
+    dz = [ta.stack() for ta in dz_tas]  # 4 x (T, B, U) or 1 x (T, B, 4U)
     h_previous = _shift_in(h0, states_h)
+    if not per_gate:
+        dz = dz[0]
+        d_recurrent = _flat_inner(h_previous, dz)  # (U, 4U)
+        d_kernel = _flat_inner(x, dz)  # (D, 4U)
+        d_bias = tf.reduce_sum(dz, axis=(0, 1))
+        d_x = _flat_matmul(dz, tf.transpose(kernel))  # (T, B, D)
+        return d_x, d_h0, d_c0, d_kernel, d_recurrent, d_bias
     # Per-gate products: faster than on the concatenated (T*B, 4U) block, see above.
     d_recurrent = tf.concat([_flat_inner(h_previous, d) for d in dz], axis=1)  # (U, 4U)
     d_kernel = tf.concat([_flat_inner(x, d) for d in dz], axis=1)  # (D, 4U)
@@ -338,12 +375,26 @@ def _jit(function, key):
 # other, with the same results.
 
 _MIN_HALF_ROWS = 8  # smaller halves are not worth a second loop
+_MIN_WIDE_UNITS = 128  # narrower layers: one loop, fused LSTM layout (see `_wide`)
+
+
+def _wide(units) -> bool:
+    """Layers this wide take the per-gate LSTM layout and the two half-batch loops.
+
+    Narrow layers keep one loop and the fused layout: their per-step products
+    are too small to gain from either, and both cost compile time (per-gate
+    ops; a second shape when the halves are uneven), which dominates training
+    on variable-length batches (issue 2's sentiment benchmark, LSTM(64),
+    compiles a loop for each new (T, B)). Measured: units 256 gains, units 64
+    loses; 128 is the boundary chosen between the two, not measured.
+    """
+    return units >= _MIN_WIDE_UNITS
 
 
 def _over_batch_halves(run, x, states, mask):
     """`run(x, states, mask)` -> (outputs, *final_states), on two batch halves when it pays."""
     batch = states[0].shape[0]
-    if batch is not None and batch < 2 * _MIN_HALF_ROWS:
+    if not _wide(states[0].shape[-1]) or (batch is not None and batch < 2 * _MIN_HALF_ROWS):
         return run(x, states, mask)
     if batch is None:  # traced with an unknown batch: split at run time
         batch = tf.shape(states[0])[0]
@@ -384,13 +435,16 @@ def lstm_sequence(x, h0, c0, mask, kernel, recurrent_kernel, bias, zero_output=F
 
 def _lstm_run(x, h0, c0, mask, kernel, recurrent_kernel, bias, zero_output):
     has_mask = mask is not None
+    per_gate = _wide(recurrent_kernel.shape[0])
     forward = _jit(
-        lambda *a: _lstm_forward(*a[:3], a[3] if has_mask else None, *a[4:], zero_output),
-        ("lstm_fwd", has_mask, zero_output),
+        lambda *a: _lstm_forward(*a[:3], a[3] if has_mask else None, *a[4:], zero_output, per_gate),
+        ("lstm_fwd", has_mask, zero_output, per_gate),
     )
     backward = _jit(
-        lambda *a: _lstm_backward(*a[:3], a[3] if has_mask else None, *a[4:], zero_output),
-        ("lstm_bwd", has_mask, zero_output),
+        lambda *a: _lstm_backward(
+            *a[:3], a[3] if has_mask else None, *a[4:], zero_output, per_gate
+        ),
+        ("lstm_bwd", has_mask, zero_output, per_gate),
     )
     mask_arg = mask[..., None] if has_mask else tf.zeros((), tf.bool)
 
