@@ -177,6 +177,15 @@ def test_bucketing_keeps_padding_small():
         assert x.dtype == tf.int32 and x.shape[0] <= 8
 
 
+def test_padding_fraction_counts_source_and_target_of_pairs():
+    # One batch: sources [1, 2] and [3, 0]; targets [BOS, x, EOS] -> inputs of width 2, no padding.
+    source = tf.ragged.constant([[1, 2], [3]], dtype=tf.int64)
+    target = tf.ragged.constant([[2, 7, 3], [2, 8, 3]], dtype=tf.int64)
+    pairs = data_lib.batched_pairs(source, target, 2, max_length=8, shuffle=False, seed=0)
+    # 8 positions (2x2 source + 2x2 target input), one of them padding.
+    assert data_lib.padding_fraction(pairs) == pytest.approx(1 / 8)
+
+
 def test_static_shapes_pad_to_max_length_and_drop_the_remainder():
     ids, targets = _ragged([3, 5, 1, 7, 2])
     dataset = data_lib.batched_sequences(

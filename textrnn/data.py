@@ -259,12 +259,16 @@ def batched_sequences(
 
 
 def padding_fraction(dataset: tf.data.Dataset) -> float:
-    """Fraction of token positions in `dataset`'s batches that are padding."""
+    """Fraction of token positions in `dataset`'s batches that are padding (id 0).
+
+    Counts every id tensor of a batch's inputs (a tensor, or a dict / tuple of
+    them, as translation's source and target ids).
+    """
     padded = real = 0
     for batch in dataset:
-        ids = batch[0]
-        padded += int(tf.size(ids))
-        real += int(tf.math.count_nonzero(ids))
+        for ids in tf.nest.flatten(batch[0]):
+            padded += int(tf.size(ids))
+            real += int(tf.math.count_nonzero(ids))
     return 1.0 - real / padded if padded else 0.0
 
 

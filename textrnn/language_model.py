@@ -379,6 +379,9 @@ def load_datasets(config: LanguageModelConfig, run_dir: str | os.PathLike) -> tr
             valid, batch_size, data.seq_len, False, training.seed, training.static_shapes
         )
         steps = math.ceil(len(_chunk_rows(train, data.seq_len)[0]) / batch_size)
+        report.append(
+            f"padding: {data_lib.padding_fraction(train_dataset):.1%} of training positions"
+        )
     if data.carry_state:
         report.append(
             f"batching: {batch_size} contiguous rows, states carried across {steps} batches of {data.seq_len} steps"

@@ -267,6 +267,10 @@ def load_datasets(config: TranslationConfig, run_dir: str | os.PathLike) -> trai
         seed=training.seed,
         static_shapes=training.static_shapes,
     )
+    report.append(
+        f"padding: {data_lib.padding_fraction(train_dataset):.1%} of training positions "
+        "(source and target)"
+    )
     return training_lib.TaskData(
         train=train_dataset,
         valid=valid_dataset,
