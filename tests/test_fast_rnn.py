@@ -123,6 +123,21 @@ def test_batch_halves_match_keras(monkeypatch, cell, go_backwards, masked, zero_
     _assert_close(expected[1], actual[1])
 
 
+@pytest.mark.parametrize(
+    "units, gates, dtype, halves",
+    [
+        (64, 4, tf.float32, False),  # narrow: one loop
+        (256, 4, tf.float32, True),  # 1 MB recurrent kernel
+        (256, 4, tf.float64, True),  # 2 MB
+        (418, 3, tf.float32, True),  # GRU, 2 MB
+        (512, 4, tf.float32, False),  # 4 MB: both halves would stream it every step
+        (650, 3, tf.float32, False),
+    ],
+)
+def test_batch_halves_only_for_wide_layers_with_a_cache_sized_kernel(units, gates, dtype, halves):
+    assert fast_rnn._halves_pay(tf.zeros((units, gates * units), dtype)) is halves
+
+
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 @pytest.mark.parametrize("batch", [1, BATCH, 20])
 def test_unknown_batch_size_matches_keras(monkeypatch, cell, batch):

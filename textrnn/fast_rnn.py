@@ -19,9 +19,10 @@ Why it is faster on CPU (see the issue-7 notes in `bench/`):
   (`dR = H_prev^T dZ`, `dK = X^T dZ`, `dX = dZ K^T`) and one reduction for the
   bias, instead of TensorFlow's per-step automatic gradient;
 - forward and backward loops are each compiled with XLA (`jit_compile`);
-- wide layers (128 units or more) run batches of 16 or more as two
-  half-batch loops, which TensorFlow's executor runs concurrently, one per
-  core (`_over_batch_halves`).
+- wide layers (128 units or more) whose recurrent kernel fits a core's cache
+  (up to 2 MB: LSTM(362), GRU(418) in float32) run batches of 16 or more as
+  two half-batch loops, which TensorFlow's executor runs concurrently, one per
+  core (`_over_batch_halves`, `_halves_pay`).
 
 Masking follows Keras's `backend.rnn` exactly: on a masked step the states are
 carried unchanged and the output repeats the previous output (zeros before the
@@ -376,6 +377,8 @@ def _jit(function, key):
 
 _MIN_HALF_ROWS = 8  # smaller halves are not worth a second loop
 _MIN_WIDE_UNITS = 128  # narrower layers: one loop, fused LSTM layout (see `_wide`)
+# Larger recurrent kernels: one loop (see `_halves_pay`).
+_MAX_HALVES_KERNEL_BYTES = 2 * 1024 * 1024
 
 
 def _wide(units) -> bool:
@@ -391,10 +394,26 @@ def _wide(units) -> bool:
     return units >= _MIN_WIDE_UNITS
 
 
-def _over_batch_halves(run, x, states, mask):
+def _halves_pay(recurrent_kernel) -> bool:
+    """Two half-batch loops pay for wide layers whose recurrent kernel fits a core's cache.
+
+    Each half's loop reads the whole recurrent kernel at every step, so two
+    halves read it twice, where one loop's product splits its columns between
+    the cores. With a kernel of about a core's L2 cache (LSTM(256): 1 MB) the
+    halves won (2 x LSTM(256), batch 64: 12.6k against 10.2k tokens/s); at
+    2.4 MB they tied (LSTM(384)) and beyond they lost (LSTM(512), batch 64:
+    2.9k against 4.0k; LSTM(650) and GRU(650), batch 20: 530 against 816 and
+    649 against 896), issue 7, 2-core EPYC.
+    """
+    units = recurrent_kernel.shape[0]
+    size = recurrent_kernel.shape[0] * recurrent_kernel.shape[1] * recurrent_kernel.dtype.size
+    return _wide(units) and size <= _MAX_HALVES_KERNEL_BYTES
+
+
+def _over_batch_halves(run, x, states, mask, recurrent_kernel):
     """`run(x, states, mask)` -> (outputs, *final_states), on two batch halves when it pays."""
     batch = states[0].shape[0]
-    if not _wide(states[0].shape[-1]) or (batch is not None and batch < 2 * _MIN_HALF_ROWS):
+    if not _halves_pay(recurrent_kernel) or (batch is not None and batch < 2 * _MIN_HALF_ROWS):
         return run(x, states, mask)
     if batch is None:  # traced with an unknown batch: split at run time
         batch = tf.shape(states[0])[0]
@@ -430,6 +449,7 @@ def lstm_sequence(x, h0, c0, mask, kernel, recurrent_kernel, bias, zero_output=F
         x,
         [h0, c0],
         mask,
+        recurrent_kernel,
     )
 
 
@@ -495,6 +515,7 @@ def gru_sequence(x, h0, mask, kernel, recurrent_kernel, bias, zero_output=False)
         x,
         [h0],
         mask,
+        recurrent_kernel,
     )
 
 
