@@ -209,6 +209,56 @@ def test_stack_matches_keras_bidirectional_states_and_swaps_weights(cell, tmp_pa
     model("keras").load_weights(tmp_path / "fast.weights.h5")
 
 
+def _stack_model(implementation, **settings):
+    inputs = keras.Input((TIME, FEATURES))
+    outputs = RNNStack(implementation=implementation, name="stack", **settings)(inputs)
+    return keras.Model(inputs, outputs)
+
+
+def _same_weights(a, b):
+    for left, right in zip(a.get_weights(), b.get_weights(), strict=True):
+        np.testing.assert_array_equal(left, right)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_unidirectional_stack_weights_files_swap_with_keras(cell, tmp_path):
+    """A model trained with Keras's layers (a GPU) loads with the fast ones (a CPU) and back."""
+    settings = dict(cell=cell, num_layers=2, units=UNITS, bidirectional=False)
+    keras_model, fast_model = _stack_model("keras", **settings), _stack_model("fast", **settings)
+    _random_weights(keras_model.get_layer("stack"))
+    keras_model.save_weights(tmp_path / "keras.weights.h5")
+    fast_model.load_weights(tmp_path / "keras.weights.h5")
+    _same_weights(keras_model, fast_model)
+    _random_weights(fast_model.get_layer("stack"), seed=2)
+    fast_model.save_weights(tmp_path / "fast.weights.h5")
+    keras_model.load_weights(tmp_path / "fast.weights.h5")
+    _same_weights(keras_model, fast_model)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_weights_files_with_the_old_fast_layer_names_still_load(cell, tmp_path):
+    import h5py
+
+    settings = dict(cell=cell, num_layers=2, units=UNITS, bidirectional=False)
+    written = _stack_model("fast", **settings)
+    _random_weights(written.get_layer("stack"))
+    path = tmp_path / "old.weights.h5"
+    written.save_weights(path)
+    with h5py.File(path, "r+") as f:  # the layout textrnn wrote before: "fast_lstm", "fast_lstm_1"
+        layers = f["layers/rnn_stack/recurrent_layers"]  # groups named after classes
+        for name in sorted(layers):
+            layers.move(name, "fast_" + name)
+    before = path.read_bytes()
+    for implementation in ("fast", "keras"):
+        loaded = _stack_model(implementation, **settings)
+        fast_rnn.load_weights_file(loaded, path)
+        _same_weights(written, loaded)
+    assert path.read_bytes() == before  # the file itself is left as it was
+    # A file that does not fit the model still fails.
+    with pytest.raises(ValueError):
+        fast_rnn.load_weights_file(_stack_model("fast", **dict(settings, units=UNITS + 1)), path)
+
+
 @pytest.mark.parametrize("cell, wide", [("lstm", False), ("lstm", True), ("gru", False)])
 def test_finite_difference_gradient_float64(monkeypatch, cell, wide):
     if wide:  # the per-gate LSTM layout

@@ -38,6 +38,7 @@ import tensorflow as tf
 
 from textrnn import backup as backup_lib
 from textrnn import config as config_lib
+from textrnn import fast_rnn
 from textrnn.config import TrainingConfig
 from textrnn.errors import ConfigError, RunDirError, UserError
 from textrnn.fileio import (
@@ -376,7 +377,7 @@ def load_weights(model: keras.Model, run_dir: str | os.PathLike) -> Path:
         if not path.exists():
             continue
         try:
-            model.load_weights(path)
+            fast_rnn.load_weights_file(model, path)
         except Exception as error:  # noqa: BLE001 - h5py raises OSError, KeyError, ValueError...
             failures.append(f"{path.name}: {type(error).__name__}")
             logger.warning("%s is damaged (%s); trying the previous checkpoint", path, error)
