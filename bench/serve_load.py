@@ -336,6 +336,12 @@ def main() -> None:
         help="RNN layers of the built model (fast/auto: XLA loops that compile per input shape).",
     )
     parser.add_argument("--max-seconds", type=float, default=900, help="Bound on each client run.")
+    parser.add_argument(
+        "--intra-op-threads",
+        type=int,
+        default=0,
+        help="--tensorflow-intra-op-parallelism for both servers (0: TensorFlow's default).",
+    )
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="serve_load-"))
@@ -361,10 +367,14 @@ def main() -> None:
         print(
             f"cores: {os.cpu_count()}   clients: {args.clients} x {args.requests} requests, "
             f"1 instance each; {args.rounds} rounds alternating batching off / on "
-            f"(on: {' '.join(batching[1:])})",
+            f"(on: {' '.join(batching[1:])}); intra-op threads {args.intra_op_threads or 'default'}",
             flush=True,
         )
-        servers = {"off": ServerProcess(base), "on": ServerProcess(base, *batching)}
+        threads = ("--tensorflow-intra-op-parallelism", str(args.intra_op_threads))
+        servers = {
+            "off": ServerProcess(base, *threads),
+            "on": ServerProcess(base, *batching, *threads),
+        }
         try:
             rss = {}
             for mode, server in servers.items():

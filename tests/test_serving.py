@@ -283,6 +283,8 @@ def servers(exports: Exports, tmp_path_factory: pytest.TempPathFactory):
             "30000",
             "--poll-seconds",
             "0",
+            "--tensorflow-intra-op-parallelism",
+            "1",
         ),
         "timeout": start_server(
             exports.base,
@@ -1281,6 +1283,8 @@ def test_defaults_bind_loopback_and_validate() -> None:
         ServerOptions(max_batch_size=0)
     with pytest.raises(ValueError, match="--model-name"):
         ServerOptions(model_name="../x")
+    with pytest.raises(ValueError, match="--tensorflow-intra-op-parallelism"):
+        ServerOptions(tensorflow_intra_op_parallelism=-1)
 
 
 def test_single_model_directory_is_served_under_its_name(exports: Exports) -> None:

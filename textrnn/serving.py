@@ -120,6 +120,11 @@ class ServerOptions:
     request_timeout_ms: int = 30_000
     poll_seconds: float = 1.0  # 0 disables polling for new versions
     num_workers: int = 8  # concurrent model calls without batching
+    # TensorFlow's thread pools (TensorFlow Serving's --tensorflow_intra_op_parallelism /
+    # --tensorflow_inter_op_parallelism); 0: TensorFlow's default (one thread per core).
+    # Set by `serve()` before the first model loads: they are fixed per process.
+    tensorflow_intra_op_parallelism: int = 0
+    tensorflow_inter_op_parallelism: int = 0
 
     def __post_init__(self) -> None:
         for name, minimum in (
@@ -130,6 +135,8 @@ class ServerOptions:
             ("request_timeout_ms", 1),
             ("num_workers", 1),
             ("batch_timeout_micros", 0),
+            ("tensorflow_intra_op_parallelism", 0),
+            ("tensorflow_inter_op_parallelism", 0),
         ):
             if getattr(self, name) < minimum:
                 option = "--" + name.replace("_", "-")
@@ -2060,6 +2067,25 @@ def serve(options: ServerOptions, echo: Any = print) -> None:
     """Run the server until SIGINT / SIGTERM."""
     import signal
 
+    import tensorflow as tf
+
+    # The CLI sets these before TensorFlow starts (cli.common); a library caller
+    # must call serve() before anything else runs TensorFlow, or TensorFlow refuses.
+    threading_config = tf.config.threading
+    for wanted, get, set_ in (
+        (
+            options.tensorflow_intra_op_parallelism,
+            threading_config.get_intra_op_parallelism_threads,
+            threading_config.set_intra_op_parallelism_threads,
+        ),
+        (
+            options.tensorflow_inter_op_parallelism,
+            threading_config.get_inter_op_parallelism_threads,
+            threading_config.set_inter_op_parallelism_threads,
+        ),
+    ):
+        if wanted and get() != wanted:
+            set_(wanted)
     server = Server(options, echo)
     server.start()
     echo(server.describe())

@@ -41,7 +41,12 @@ def quiet_tensorflow() -> None:
     logging.getLogger("absl").setLevel(logging.ERROR)
 
 
-def import_tensorflow_quietly(cpu_devices: int = 0, initialize: bool = True) -> None:
+def import_tensorflow_quietly(
+    cpu_devices: int = 0,
+    initialize: bool = True,
+    intra_op_threads: int = 0,
+    inter_op_threads: int = 0,
+) -> None:
     """Import TensorFlow with its C++ start-up banner (oneDNN, CUDA probes) kept off stderr.
 
     absl writes those lines before any log level applies, so stderr is pointed
@@ -49,7 +54,9 @@ def import_tensorflow_quietly(cpu_devices: int = 0, initialize: bool = True) -> 
     `cpu_devices` (or TEXTRNN_CPU_DEVICES) > 1 splits the CPU into that many
     logical devices first: MirroredStrategy replicas on a host without GPUs.
     `initialize=False` leaves the runtime alone: MultiWorkerMirroredStrategy
-    must configure collective ops before it starts.
+    must configure collective ops before it starts. `intra_op_threads` /
+    `inter_op_threads` (0: TensorFlow's default) size TensorFlow's thread
+    pools, which are fixed once the runtime starts.
     """
     if "tensorflow" in sys.modules:
         return
@@ -69,6 +76,10 @@ def import_tensorflow_quietly(cpu_devices: int = 0, initialize: bool = True) -> 
             tf.config.set_logical_device_configuration(
                 cpus[0], [tf.config.LogicalDeviceConfiguration()] * cpu_devices
             )
+        if intra_op_threads:
+            tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
+        if inter_op_threads:
+            tf.config.threading.set_inter_op_parallelism_threads(inter_op_threads)
         if initialize:
             tf.config.list_logical_devices()
     finally:
@@ -93,6 +104,8 @@ def command(function: F) -> F:
                 2 if kwargs.get("strategy") == "mirrored" else 0,
                 initialize=kwargs.get("strategy") != "multiworker"
                 and "TF_CONFIG" not in os.environ,
+                intra_op_threads=kwargs.get("tensorflow_intra_op_parallelism") or 0,
+                inter_op_threads=kwargs.get("tensorflow_inter_op_parallelism") or 0,
             )
             return function(*args, **kwargs)
         except (typer.Exit, typer.Abort, SystemExit):

@@ -85,6 +85,23 @@ def serve(
     num_workers: Annotated[
         int, typer.Option("--num-workers", min=1, help="Concurrent model calls without batching.")
     ] = 8,
+    tensorflow_intra_op_parallelism: Annotated[
+        int,
+        typer.Option(
+            "--tensorflow-intra-op-parallelism",
+            min=0,
+            help="Threads one TensorFlow op may use; 0 = one per core. 1 suits many small "
+            "concurrent calls (batching threads or workers already keep the cores busy).",
+        ),
+    ] = 0,
+    tensorflow_inter_op_parallelism: Annotated[
+        int,
+        typer.Option(
+            "--tensorflow-inter-op-parallelism",
+            min=0,
+            help="Threads running independent TensorFlow ops at once; 0 = one per core.",
+        ),
+    ] = 0,
 ) -> None:
     """Serve every exported model under --model-base-path, as TensorFlow Serving does."""
     from textrnn import serving
@@ -108,6 +125,8 @@ def serve(
             request_timeout_ms=request_timeout_ms,
             poll_seconds=poll_seconds,
             num_workers=num_workers,
+            tensorflow_intra_op_parallelism=tensorflow_intra_op_parallelism,
+            tensorflow_inter_op_parallelism=tensorflow_inter_op_parallelism,
         )
     except ValueError as error:
         raise UserError(str(error)) from None
