@@ -2069,23 +2069,14 @@ def serve(options: ServerOptions, echo: Any = print) -> None:
 
     import tensorflow as tf
 
-    # The CLI sets these before TensorFlow starts (cli.common); a library caller
-    # must call serve() before anything else runs TensorFlow, or TensorFlow refuses.
-    threading_config = tf.config.threading
-    for wanted, get, set_ in (
-        (
-            options.tensorflow_intra_op_parallelism,
-            threading_config.get_intra_op_parallelism_threads,
-            threading_config.set_intra_op_parallelism_threads,
-        ),
-        (
-            options.tensorflow_inter_op_parallelism,
-            threading_config.get_inter_op_parallelism_threads,
-            threading_config.set_inter_op_parallelism_threads,
-        ),
-    ):
-        if wanted and get() != wanted:
-            set_(wanted)
+    # Fixed once TensorFlow starts: the CLI sets them before (cli.common), so this
+    # is for library callers, who must call serve() before anything runs TensorFlow.
+    threads = tf.config.threading
+    intra, inter = options.tensorflow_intra_op_parallelism, options.tensorflow_inter_op_parallelism
+    if intra not in (0, threads.get_intra_op_parallelism_threads()):
+        threads.set_intra_op_parallelism_threads(intra)
+    if inter not in (0, threads.get_inter_op_parallelism_threads()):
+        threads.set_inter_op_parallelism_threads(inter)
     server = Server(options, echo)
     server.start()
     echo(server.describe())
