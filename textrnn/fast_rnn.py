@@ -410,9 +410,10 @@ def _halves_pay(recurrent_kernel) -> bool:
     2.9k against 4.0k; LSTM(650) and GRU(650), batch 20: 530 against 816 and
     649 against 896), issue 7, 2-core EPYC.
     """
-    units = recurrent_kernel.shape[0]
-    size = recurrent_kernel.shape[0] * recurrent_kernel.shape[1] * recurrent_kernel.dtype.size
-    return _wide(units) and size <= _MAX_HALVES_KERNEL_BYTES
+    units, columns = recurrent_kernel.shape
+    return (
+        _wide(units) and units * columns * recurrent_kernel.dtype.size <= _MAX_HALVES_KERNEL_BYTES
+    )
 
 
 def _over_batch_halves(run, x, states, mask, recurrent_kernel):
