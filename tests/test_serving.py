@@ -1234,6 +1234,73 @@ def test_batching_merges_concurrent_requests(
     assert http(server, "GET", "/v1/models/sentiment")[0] == 200
 
 
+def test_batching_merges_multi_row_and_columnar_requests(
+    servers: dict[str, ServerProcess], in_process: dict[int, Any]
+) -> None:
+    """Requests of 1-3 rows in both formats, merged: each gets exactly its own rows back."""
+    server = servers["batching"]
+    before = metrics(server)
+    requests = [
+        [TEXTS[(i + j) % len(TEXTS)] + f" {i}" for j in range(1 + i % 3)] for i in range(24)
+    ]
+
+    def one(i: int) -> Any:
+        body = {"instances": requests[i]} if i % 2 else {"inputs": {"text": requests[i]}}
+        status, answer = predict(server, body)
+        assert status == 200, answer
+        return answer
+
+    with ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(one, range(len(requests))))
+    for i, (texts, answer) in enumerate(zip(requests, answers, strict=True)):
+        expected = reference(in_process, texts)
+        if i % 2:
+            rows = answer["predictions"]
+            assert [r["label"] for r in rows] == [b.decode() for b in expected["label"]]
+            assert [r["classes"] for r in rows] == [
+                [c.decode() for c in row] for row in expected["classes"]
+            ]
+            np.testing.assert_allclose(
+                [r["probabilities"] for r in rows], expected["probabilities"], rtol=1e-5
+            )
+        else:
+            columns = answer["outputs"]
+            assert columns["label"] == [b.decode() for b in expected["label"]]
+            np.testing.assert_allclose(columns["probability"], expected["probability"], rtol=1e-5)
+            np.testing.assert_allclose(
+                columns["probabilities"], expected["probabilities"], rtol=1e-5
+            )
+    after = metrics(server)
+    assert after["model_calls"] - before["model_calls"] < len(requests)  # some were merged
+
+
+def test_batch_shared_json_equals_per_request_json() -> None:
+    """Merged requests convert the batch's outputs once; each slice must read as if alone."""
+    from textrnn.serving import BatchOutputs, outputs_json, predictions_json
+
+    batch = {
+        "label": np.array([b"pos", b"neg", b"\xff\xfe", "caf\u00e9".encode()], dtype=object),
+        "probabilities": np.array(
+            [[0.1, 0.9], [np.nan, np.inf], [0.5, 0.5], [1.0, 0.0]], np.float32
+        ),
+        "classes": np.array([[b"a", b"b"]] * 4, dtype=object),
+        "ids": np.arange(12, dtype=np.int64).reshape(4, 3),
+    }
+    shared = BatchOutputs(batch)
+    for start, end in [(0, 1), (1, 3), (3, 4), (0, 4)]:
+        alone = {name: value[start:end] for name, value in batch.items()}
+        piece = shared.rows(start, end)
+        assert json.dumps(predictions_json(piece, end - start)) == json.dumps(
+            predictions_json(alone, end - start)
+        )
+        assert json.dumps(outputs_json(piece)) == json.dumps(outputs_json(alone))
+        np.testing.assert_array_equal(piece["ids"], alone["ids"])  # gRPC reads the arrays
+    single = BatchOutputs({"probability": batch["probabilities"][:, 0]})
+    assert json.dumps(predictions_json(single.rows(1, 3), 2)) == json.dumps(
+        predictions_json({"probability": batch["probabilities"][1:3, 0]}, 2)
+    )
+
+
 def test_batching_keeps_a_bad_request_alone(servers: dict[str, ServerProcess]) -> None:
     server = servers["batching"]
     bodies = [{"instances": ["fine"]}, {"instances": [3]}, {"instances": ["fine too"]}] * 4

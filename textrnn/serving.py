@@ -168,14 +168,13 @@ class TensorSpecInfo:
     name: str
     dtype: Any  # tf.DType
     shape: tuple[int | None, ...] | None  # None: unknown rank
+    is_string: bool = field(init=False)
+    batched: bool = field(init=False)  # batch-major: the first dimension is the batch
 
-    @property
-    def is_string(self) -> bool:
-        return self.dtype.name == "string"
-
-    @property
-    def batched(self) -> bool:
-        return bool(self.shape) and self.shape[0] is None
+    def __post_init__(self) -> None:
+        # Read on every request: computed once here, not as properties.
+        object.__setattr__(self, "is_string", self.dtype.name == "string")
+        object.__setattr__(self, "batched", bool(self.shape) and self.shape[0] is None)
 
     def describe(self) -> str:
         dims = (
@@ -272,6 +271,55 @@ class Signature:
 
 
 # ----------------------------------------------------------------------------- batching
+
+
+class BatchOutputs:
+    """The outputs of one merged model call, shared by the requests it answers.
+
+    Each request gets a `RowSlice` of it. Answers in JSON convert the whole
+    batch once (one `tolist` per output) and slice the lists, instead of
+    converting every request's arrays on its own.
+    """
+
+    __slots__ = ("arrays", "_columns", "_rows")
+
+    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
+        self.arrays = arrays
+        self._columns: dict[str, list[Any]] | None = None
+        self._rows: list[dict[str, Any]] | None = None
+
+    def rows(self, start: int, end: int) -> RowSlice:
+        result = RowSlice({name: value[start:end] for name, value in self.arrays.items()})
+        result.batch, result.start, result.end = self, start, end
+        return result
+
+    def json_columns(self) -> dict[str, list[Any]]:
+        """Output name -> one JSON value per row of the batch (computed once)."""
+        if self._columns is None:
+            self._columns = {name: array_to_json(v, name) for name, v in self.arrays.items()}
+        return self._columns
+
+    def json_rows(self) -> list[Any]:
+        """One JSON row per row of the batch: the value (one output) or an object of outputs."""
+        if self._rows is None:
+            columns = self.json_columns()
+            if len(columns) == 1:
+                self._rows = next(iter(columns.values()))
+            else:
+                names = list(columns)
+                self._rows = [
+                    dict(zip(names, row, strict=True))
+                    for row in zip(*columns.values(), strict=True)
+                ]
+        return self._rows
+
+
+class RowSlice(dict):
+    """One request's rows of a merged batch: output name -> array, plus where they came from."""
+
+    batch: BatchOutputs
+    start: int
+    end: int
 
 
 class _Task(concurrent.futures.Future):
@@ -389,10 +437,11 @@ class Batcher:
                 )
                 total = sum(task.rows for task in batch)
                 if all(value.ndim and value.shape[0] == total for value in outputs.values()):
+                    shared = BatchOutputs(outputs)
                     start = 0
                     for task in batch:
                         end = start + task.rows
-                        task.set_result({name: value[start:end] for name, value in outputs.items()})
+                        task.set_result(shared.rows(start, end))
                         start = end
                     return
             except ServingError:
@@ -857,12 +906,14 @@ class Executor:
             completions = self._completions.setdefault(loop, _Completions(loop))
 
         def done(future: concurrent.futures.Future) -> None:
-            if future.cancelled():
+            try:
+                outputs = future.result(0)  # done already: one lock, not three
+            except concurrent.futures.CancelledError:
                 callback(None, ServingError("UNAVAILABLE", "the model call was cancelled; retry"))
-            elif future.exception() is not None:
-                callback(None, future.exception())
+            except BaseException as error:  # noqa: BLE001 - handed to the request
+                callback(None, error)
             else:
-                callback(future.result(), None)
+                callback(outputs, None)
 
         completions.watch(
             self.submit(servable, signature, arrays, rows),
@@ -1109,6 +1160,8 @@ def array_to_json(array: np.ndarray, name: str) -> Any:
 
 def predictions_json(outputs: dict[str, np.ndarray], rows: int) -> list[Any]:
     """Row format answer: one value per row (single output) or one object per row."""
+    if type(outputs) is RowSlice:  # rows of a merged batch, converted once for all of them
+        return outputs.batch.json_rows()[outputs.start : outputs.end]
     for name, value in outputs.items():
         if value.ndim == 0 or value.shape[0] != rows:
             raise invalid(
@@ -1124,7 +1177,11 @@ def predictions_json(outputs: dict[str, np.ndarray], rows: int) -> list[Any]:
 
 
 def outputs_json(outputs: dict[str, np.ndarray]) -> Any:
-    converted = {name: array_to_json(value, name) for name, value in outputs.items()}
+    if type(outputs) is RowSlice:
+        columns = outputs.batch.json_columns()
+        converted = {name: column[outputs.start : outputs.end] for name, column in columns.items()}
+    else:
+        converted = {name: array_to_json(value, name) for name, value in outputs.items()}
     return next(iter(converted.values())) if len(converted) == 1 else converted
 
 
@@ -1472,19 +1529,26 @@ DRAIN_BYTES = (
 )  # an oversized body up to this much over the limit is read and dropped
 
 
+_JSON_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_STATUS_LINES: dict[int, str] = {}
+
+
 def http_answer(status: int, payload: Any, close: bool) -> bytes:
     """One HTTP/1.1 response: a JSON body, or Prometheus text when `payload` is a str."""
     if isinstance(payload, str):
         body, kind = payload.encode("utf-8"), "text/plain; version=0.0.4"
     else:
-        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        body = _JSON_ENCODER.encode(payload).encode("utf-8")
         kind = "application/json"
-    try:
-        reason = HTTPStatus(status).phrase
-    except ValueError:
-        reason = "Error"
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        try:
+            reason = HTTPStatus(status).phrase
+        except ValueError:
+            reason = "Error"
+        line = _STATUS_LINES.setdefault(status, f"HTTP/1.1 {status} {reason}\r\n")
     head = (
-        f"HTTP/1.1 {status} {reason}\r\nContent-Type: {kind}\r\nContent-Length: {len(body)}\r\n"
+        f"{line}Content-Type: {kind}\r\nContent-Length: {len(body)}\r\n"
         + ("Connection: close\r\n" if close else "")
         + "\r\n"
     )
