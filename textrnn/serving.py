@@ -332,6 +332,85 @@ class _Task(concurrent.futures.Future):
         self.key = key
 
 
+class _LoopTask:
+    """One request waiting in a `Batcher` on behalf of the REST event loop.
+
+    A lean stand-in for `_Task`'s future: one object per request (no condition
+    variable, callback list or closures), answered on the loop through
+    `_Completions`, with its deadline timer. The batch thread calls
+    `set_running_or_notify_cancel` and `set_result` / `set_exception`; the
+    loop calls `deliver` (done) or `expire` (deadline), whichever comes first.
+    """
+
+    __slots__ = (
+        "arrays",
+        "rows",
+        "key",
+        "_state",
+        "result",
+        "error",
+        "callback",
+        "timer",
+        "_completions",
+        "_expired",
+    )
+    _lock = threading.Lock()  # pending -> running or cancelled, between batch thread and loop
+    PENDING, RUNNING, CANCELLED = 0, 1, 2
+
+    def __init__(
+        self,
+        arrays: dict[str, np.ndarray],
+        rows: int,
+        key: tuple,
+        completions: _Completions,
+        callback: Any,
+        expired: Any,
+    ) -> None:
+        self.arrays, self.rows, self.key = arrays, rows, key
+        self._state = self.PENDING
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.callback = callback  # callback(outputs, error) on the loop; None once answered
+        self.timer: Any = None
+        self._completions = completions
+        self._expired = expired
+
+    # -- batch thread
+    def set_running_or_notify_cancel(self) -> bool:
+        with self._lock:
+            if self._state != self.PENDING:
+                return False
+            self._state = self.RUNNING
+            return True
+
+    def set_result(self, result: Any) -> None:
+        self.result = result
+        self._completions.push(self.deliver)
+
+    def set_exception(self, error: BaseException) -> None:
+        self.error = error
+        self._completions.push(self.deliver)
+
+    # -- event loop
+    def deliver(self) -> None:
+        callback = self.callback
+        if callback is None:
+            return  # the deadline answered first
+        self.callback = None
+        self.timer.cancel()
+        callback(self.result, self.error)
+
+    def expire(self) -> None:
+        callback = self.callback
+        if callback is None:
+            return
+        self.callback = None
+        with self._lock:
+            if self._state == self.PENDING:
+                self._state = self.CANCELLED  # never run
+        callback(None, self._expired())
+
+
 class Batcher:
     """Merges concurrent requests for one signature into one model call.
 
@@ -359,9 +438,12 @@ class Batcher:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, arrays: dict[str, np.ndarray], rows: int) -> _Task:
+    def submit(
+        self, arrays: dict[str, np.ndarray], rows: int, loop_task: Any = None
+    ) -> _Task | _LoopTask:
+        """Queue a request: a `_Task` future, or `loop_task(key)` (a `_LoopTask`) if given."""
         key = tuple((name, array.shape[1:]) for name, array in arrays.items())
-        task = _Task(arrays, rows, key)
+        task = _Task(arrays, rows, key) if loop_task is None else loop_task(key)
         with self._condition:
             if self._stopped:
                 raise ServingError("UNAVAILABLE", "this model version is being unloaded; retry")
@@ -795,7 +877,7 @@ class _Completions:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self._items: deque[tuple[Any, concurrent.futures.Future]] = deque()
+        self._items: deque[Any] = deque()
         self._lock = threading.Lock()
         self._scheduled = False
 
@@ -823,11 +905,12 @@ class _Completions:
                 expired()
 
         state[1] = self.loop.call_later(timeout, expire)
-        future.add_done_callback(lambda done: self._push(deliver, done))
+        future.add_done_callback(lambda done: self.push(lambda: deliver(done)))
 
-    def _push(self, deliver: Any, done: concurrent.futures.Future) -> None:
+    def push(self, deliver: Any) -> None:
+        """From any thread: call `deliver()` on the loop soon (one wake-up for a burst)."""
         with self._lock:
-            self._items.append((deliver, done))
+            self._items.append(deliver)
             if self._scheduled:
                 return
             self._scheduled = True
@@ -840,8 +923,8 @@ class _Completions:
         with self._lock:
             items, self._items = self._items, deque()
             self._scheduled = False
-        for deliver, done in items:
-            deliver(done)
+        for deliver in items:
+            deliver()
 
 
 class Executor:
@@ -864,14 +947,18 @@ class Executor:
         rows: int,
     ) -> concurrent.futures.Future:
         """Start one model call (merged by the batcher when batching is on); a future for its outputs."""
-        if (
+        if self._merges(signature, arrays, rows):
+            return servable.batcher(signature, self.options, self.stats).submit(arrays, rows)
+        return self._pool.submit(self._call, signature, arrays, rows)
+
+    def _merges(self, signature: Signature, arrays: dict[str, np.ndarray], rows: int) -> bool:
+        """Whether this call goes through the signature's batcher."""
+        return (
             self.options.enable_batching
             and signature.batchable
             and rows <= self.options.max_batch_size
-            and (all(a.shape[0] == rows for a in arrays.values()))
-        ):
-            return servable.batcher(signature, self.options, self.stats).submit(arrays, rows)
-        return self._pool.submit(self._call, signature, arrays, rows)
+            and all(a.shape[0] == rows for a in arrays.values())
+        )
 
     def run(
         self,
@@ -904,6 +991,16 @@ class Executor:
         completions = self._completions.get(loop)
         if completions is None:
             completions = self._completions.setdefault(loop, _Completions(loop))
+        if self._merges(signature, arrays, rows):
+            task = servable.batcher(signature, self.options, self.stats).submit(
+                arrays,
+                rows,
+                lambda key: _LoopTask(arrays, rows, key, completions, callback, self._timed_out),
+            )
+            # Armed once queued (a refused submit leaves no timer behind); the task cannot be
+            # delivered before: that happens on this loop, after this callback returns.
+            task.timer = loop.call_later(self.timeout, task.expire)  # type: ignore[union-attr]
+            return
 
         def done(future: concurrent.futures.Future) -> None:
             try:
@@ -928,6 +1025,9 @@ class Executor:
         result = signature.run(arrays)
         self.stats.add(model_calls=1, batched_rows=rows, merged_requests=1)
         return result
+
+    def _timed_out(self) -> ServingError:
+        return self._deadline(self.timeout)
 
     def _deadline(self, timeout: float) -> ServingError:
         return ServingError(
