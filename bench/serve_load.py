@@ -330,7 +330,13 @@ def main() -> None:
     )
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--num-batch-threads", type=int, default=2)
-    parser.add_argument("--batch-timeout-micros", type=int, default=2000)
+    parser.add_argument(
+        "--batch-timeout-micros",
+        type=int,
+        default=5000,
+        help="Long enough for 32 answered clients to send again and fill a batch of 32 here "
+        "(2000 closed batches half full); a lone request waits this long.",
+    )
     parser.add_argument(
         "--train-rows", type=int, default=400, help="Rows to train the built model on."
     )
