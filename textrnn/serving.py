@@ -336,8 +336,8 @@ class _LoopTask:
     """One request waiting in a `Batcher` on behalf of the REST event loop.
 
     A lean stand-in for `_Task`'s future: one object per request (no condition
-    variable, callback list or closures), answered on the loop through
-    `_Completions`, with its deadline timer. The batch thread calls
+    variable, callback list, closures or timer of its own), answered on the
+    loop through `_Completions`, which also expires it. The batch thread calls
     `set_running_or_notify_cancel` and `set_result` / `set_exception`; the
     loop calls `deliver` (done) or `expire` (deadline), whichever comes first.
     """
@@ -350,7 +350,6 @@ class _LoopTask:
         "result",
         "error",
         "callback",
-        "timer",
         "_completions",
         "_expired",
     )
@@ -371,7 +370,6 @@ class _LoopTask:
         self.result: Any = None
         self.error: BaseException | None = None
         self.callback = callback  # callback(outputs, error) on the loop; None once answered
-        self.timer: Any = None
         self._completions = completions
         self._expired = expired
 
@@ -397,8 +395,11 @@ class _LoopTask:
         if callback is None:
             return  # the deadline answered first
         self.callback = None
-        self.timer.cancel()
-        callback(self.result, self.error)
+        result, error = self.result, self.error
+        self.arrays = self.result = self.error = (
+            None  # the deadline queue may keep the task a while
+        )
+        callback(result, error)
 
     def expire(self) -> None:
         callback = self.callback
@@ -880,6 +881,35 @@ class _Completions:
         self._items: deque[Any] = deque()
         self._lock = threading.Lock()
         self._scheduled = False
+        self._deadlines: deque[tuple[float, _LoopTask]] = deque()  # in submission order
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    def expect(self, task: _LoopTask, timeout: float) -> None:
+        """On the loop: expire `task` if it is unanswered `timeout` seconds from now.
+
+        Every task waits the same timeout, so their deadlines come in
+        submission order: one queue and one timer serve them all, instead of
+        a timer per request armed and cancelled on the loop.
+        """
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][1].callback is None:
+            deadlines.popleft()  # answered
+        deadlines.append((time.monotonic() + timeout, task))
+        if self._sweeper is None:
+            self._sweeper = self.loop.call_later(timeout, self._sweep)
+
+    def _sweep(self) -> None:
+        self._sweeper = None
+        deadlines, now = self._deadlines, time.monotonic()
+        while deadlines:
+            due, task = deadlines[0]
+            if task.callback is not None and due > now:
+                break
+            deadlines.popleft()
+            if task.callback is not None:
+                task.expire()
+        if deadlines:
+            self._sweeper = self.loop.call_later(max(0.0, deadlines[0][0] - now), self._sweep)
 
     def watch(
         self,
@@ -997,9 +1027,9 @@ class Executor:
                 rows,
                 lambda key: _LoopTask(arrays, rows, key, completions, callback, self._timed_out),
             )
-            # Armed once queued (a refused submit leaves no timer behind); the task cannot be
-            # delivered before: that happens on this loop, after this callback returns.
-            task.timer = loop.call_later(self.timeout, task.expire)  # type: ignore[union-attr]
+            # Once queued (a refused submit leaves nothing to expire). It cannot be delivered
+            # before: that happens on this loop, after this callback returns.
+            completions.expect(task, self.timeout)  # type: ignore[arg-type]
             return
 
         def done(future: concurrent.futures.Future) -> None:
