@@ -396,9 +396,8 @@ class _LoopTask:
             return  # the deadline answered first
         self.callback = None
         result, error = self.result, self.error
-        self.arrays = self.result = self.error = (
-            None  # the deadline queue may keep the task a while
-        )
+        # The deadline queue may hold the task a while longer: let go of its data.
+        self.arrays = self.result = self.error = None
         callback(result, error)
 
     def expire(self) -> None:
