@@ -1318,6 +1318,43 @@ def test_request_deadline_is_504_and_server_survives(servers: dict[str, ServerPr
     assert server.alive()
 
 
+def test_batch_runs_early_when_every_keep_alive_client_waits(
+    servers: dict[str, ServerProcess],
+) -> None:
+    """The timeout server waits 2 s for a batch (deadline 100 ms). A first request on a new
+    connection waits (504): its client may connect per request. Once that connection has been
+    answered, it is a keep-alive client; when it is the only one and waits, nothing else can
+    come, so its batch runs at once instead of waiting out the timeout."""
+    import http.client
+
+    server = servers["timeout"]
+    connection = http.client.HTTPConnection("127.0.0.1", server.rest_port, timeout=30)
+    body = json.dumps({"instances": ["a keep-alive client"]})
+    try:
+        statuses = []
+        for _ in range(3):
+            connection.request("POST", "/v1/models/sentiment:predict", body)
+            response = connection.getresponse()
+            statuses.append((response.status, json.loads(response.read())))
+    finally:
+        connection.close()
+    assert statuses[0][0] == 504, statuses[0]
+    assert [s for s, _ in statuses[1:]] == [200, 200], statuses
+    assert statuses[1][1]["predictions"][0]["label"] in ("0", "1")
+    # With a second keep-alive connection open and idle, the wait is back.
+    idle = http.client.HTTPConnection("127.0.0.1", server.rest_port, timeout=30)
+    busy = http.client.HTTPConnection("127.0.0.1", server.rest_port, timeout=30)
+    try:
+        for c in (idle, busy):  # answered once each (504): both are keep-alive clients now
+            c.request("POST", "/v1/models/sentiment:predict", body)
+            assert c.getresponse().read()
+        busy.request("POST", "/v1/models/sentiment:predict", body)
+        assert busy.getresponse().status == 504
+    finally:
+        idle.close()
+        busy.close()
+
+
 # ----------------------------------------------------------------------------- CLI and library
 
 

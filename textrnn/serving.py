@@ -115,6 +115,10 @@ class ServerOptions:
     max_batch_size: int = 32
     batch_timeout_micros: int = 1000
     num_batch_threads: int = 2
+    # Run a batch before its timeout when no more requests can come: every REST connection
+    # has sent one and waits for its answer (and no other caller is waiting). Not in
+    # TensorFlow Serving; it spares closed-loop clients the wait.
+    batch_when_all_clients_wait: bool = True
     max_body_bytes: int = 16 * 1024 * 1024
     max_instances: int = 10_000
     request_timeout_ms: int = 30_000
@@ -330,6 +334,7 @@ class _Task(concurrent.futures.Future):
         self.arrays = arrays
         self.rows = rows
         self.key = key
+        self.enqueued = 0.0  # time.monotonic() when queued
 
 
 class _LoopTask:
@@ -352,6 +357,7 @@ class _LoopTask:
         "callback",
         "_completions",
         "_expired",
+        "enqueued",
     )
     _lock = threading.Lock()  # pending -> running or cancelled, between batch thread and loop
     PENDING, RUNNING, CANCELLED = 0, 1, 2
@@ -385,6 +391,20 @@ class _LoopTask:
         self.result = result
         self._completions.push(self.deliver)
 
+    @staticmethod
+    def deliver_all(tasks: list[_LoopTask]) -> None:
+        """Hand finished tasks (their `result` set) to their loops in one go.
+
+        The whole batch is answered in one pass of the loop, so no client of
+        it can send again while others still wait for answers already computed
+        (which would make `Executor.all_waiting` run a part-batch early).
+        """
+        by_loop: dict[int, list[_LoopTask]] = {}
+        for task in tasks:
+            by_loop.setdefault(id(task._completions), []).append(task)
+        for group in by_loop.values():
+            group[0]._completions.push_many([task.deliver for task in group])
+
     def set_exception(self, error: BaseException) -> None:
         self.error = error
         self._completions.push(self.deliver)
@@ -415,18 +435,28 @@ class Batcher:
     """Merges concurrent requests for one signature into one model call.
 
     A request waits at most `timeout` seconds for others; a batch runs when it
-    holds `max_batch_size` rows or the oldest request's wait is over. Only
+    holds `max_batch_size` rows, when the oldest request's wait is over, or
+    when `all_waiting()` says no other request can come meanwhile. Only
     requests whose inputs share inner shapes are merged. If a merged call
     fails, each request is rerun alone, so one bad request fails alone.
     """
 
     def __init__(
-        self, signature: Signature, max_batch_size: int, timeout: float, threads: int, stats: Stats
+        self,
+        signature: Signature,
+        max_batch_size: int,
+        timeout: float,
+        threads: int,
+        stats: Stats,
+        all_waiting: Any = None,
     ) -> None:
         self.signature = signature
         self.max_batch_size = max_batch_size
         self.timeout = timeout
         self.stats = stats
+        # all_waiting(): True when no further request can arrive before an answer goes out,
+        # so waiting out the timeout would only add latency.
+        self._all_waiting = all_waiting
         self._queue: deque[_Task] = deque()
         self._rows = 0
         self._condition = threading.Condition()
@@ -444,14 +474,20 @@ class Batcher:
         """Queue a request: a `_Task` future, or `loop_task(key)` (a `_LoopTask`) if given."""
         key = tuple((name, array.shape[1:]) for name, array in arrays.items())
         task = _Task(arrays, rows, key) if loop_task is None else loop_task(key)
+        task.enqueued = time.monotonic()
         with self._condition:
             if self._stopped:
                 raise ServingError("UNAVAILABLE", "this model version is being unloaded; retry")
             self._queue.append(task)
             self._rows += rows
             # Wake a batch thread only when there is news for it: a first request (start the
-            # timeout) or a full batch. Waking it on every request costs a thread switch each.
-            if len(self._queue) == 1 or self._rows >= self.max_batch_size:
+            # timeout), a full batch, or the last request that can come. Waking it on every
+            # request costs a thread switch each.
+            if (
+                len(self._queue) == 1
+                or self._rows >= self.max_batch_size
+                or (self._all_waiting is not None and self._all_waiting())
+            ):
                 self._condition.notify()
         return task
 
@@ -468,19 +504,25 @@ class Batcher:
 
     def _take(self) -> list[_Task] | None:
         with self._condition:
-            while not self._queue and not self._stopped:
-                self._condition.wait()
-            if self._stopped:
-                return None
-            if self.timeout > 0:
-                deadline = time.monotonic() + self.timeout
-                while self._rows < self.max_batch_size and not self._stopped:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    self._condition.wait(remaining)
-                if self._stopped or not self._queue:
-                    return [] if not self._stopped else None
+            while True:
+                if self._stopped:
+                    return None
+                if not self._queue:
+                    self._condition.wait()
+                    continue
+                if (
+                    self.timeout <= 0
+                    or self._rows >= self.max_batch_size
+                    or (self._all_waiting is not None and self._all_waiting())
+                ):
+                    break
+                # The timeout counts from the oldest waiting request's arrival (as in
+                # TensorFlow Serving), not from when this thread began to wait: with several
+                # batch threads, a wait begun for an earlier batch would cut the next one short.
+                remaining = self._queue[0].enqueued + self.timeout - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._condition.wait(remaining)
             first = self._queue.popleft()
             batch, rows, kept = [first], first.rows, deque()
             while self._queue and rows < self.max_batch_size:
@@ -520,11 +562,16 @@ class Batcher:
                 total = sum(task.rows for task in batch)
                 if all(value.ndim and value.shape[0] == total for value in outputs.values()):
                     shared = BatchOutputs(outputs)
-                    start = 0
+                    start, on_loops = 0, []
                     for task in batch:
                         end = start + task.rows
-                        task.set_result(shared.rows(start, end))
+                        if type(task) is _LoopTask:
+                            task.result = shared.rows(start, end)
+                            on_loops.append(task)
+                        else:
+                            task.set_result(shared.rows(start, end))
                         start = end
+                    _LoopTask.deliver_all(on_loops)
                     return
             except ServingError:
                 pass  # rerun one by one below, so only the bad request fails
@@ -566,7 +613,9 @@ class Servable:
             )
         return signature
 
-    def batcher(self, signature: Signature, options: ServerOptions, stats: Stats) -> Batcher:
+    def batcher(
+        self, signature: Signature, options: ServerOptions, stats: Stats, all_waiting: Any = None
+    ) -> Batcher:
         batcher = self.batchers.get(signature.name)
         if batcher is None:
             with self._batcher_lock:
@@ -578,6 +627,7 @@ class Servable:
                         options.batch_timeout_micros / 1e6,
                         options.num_batch_threads,
                         stats,
+                        all_waiting,
                     )
                     self.batchers[signature.name] = batcher
         return batcher
@@ -938,8 +988,12 @@ class _Completions:
 
     def push(self, deliver: Any) -> None:
         """From any thread: call `deliver()` on the loop soon (one wake-up for a burst)."""
+        self.push_many((deliver,))
+
+    def push_many(self, delivers: Any) -> None:
+        """`push` for several, delivered in the same pass of the loop."""
         with self._lock:
-            self._items.append(deliver)
+            self._items.extend(delivers)
             if self._scheduled:
                 return
             self._scheduled = True
@@ -967,6 +1021,19 @@ class Executor:
             options.num_workers, thread_name_prefix="model"
         )
         self._completions: dict[asyncio.AbstractEventLoop, _Completions] = {}
+        # Set by the REST front end: True when every connection waits for an answer.
+        self.connections_all_waiting: Any = None
+        self._blocking = 0  # callers waiting in `run` (gRPC, worker threads)
+        self._blocking_lock = threading.Lock()
+
+    def all_waiting(self) -> bool:
+        """No request can arrive before an answer goes out (see `ServerOptions`)."""
+        hint = self.connections_all_waiting
+        return self._blocking == 0 and hint is not None and hint()
+
+    def _batcher(self, servable: Servable, signature: Signature) -> Batcher:
+        hint = self.all_waiting if self.options.batch_when_all_clients_wait else None
+        return servable.batcher(signature, self.options, self.stats, hint)
 
     def submit(
         self,
@@ -977,7 +1044,7 @@ class Executor:
     ) -> concurrent.futures.Future:
         """Start one model call (merged by the batcher when batching is on); a future for its outputs."""
         if self._merges(signature, arrays, rows):
-            return servable.batcher(signature, self.options, self.stats).submit(arrays, rows)
+            return self._batcher(servable, signature).submit(arrays, rows)
         return self._pool.submit(self._call, signature, arrays, rows)
 
     def _merges(self, signature: Signature, arrays: dict[str, np.ndarray], rows: int) -> bool:
@@ -999,12 +1066,18 @@ class Executor:
     ) -> dict[str, np.ndarray]:
         """`submit` and wait, at most the request timeout (or `timeout`, if shorter)."""
         timeout = self.timeout if timeout is None else min(timeout, self.timeout)
-        future = self.submit(servable, signature, arrays, rows)
+        with self._blocking_lock:
+            self._blocking += 1  # its caller may send more meanwhile: batches wait for it
         try:
-            return future.result(timeout)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            raise self._deadline(timeout) from None
+            future = self.submit(servable, signature, arrays, rows)
+            try:
+                return future.result(timeout)
+            except concurrent.futures.TimeoutError:
+                future.cancel()
+                raise self._deadline(timeout) from None
+        finally:
+            with self._blocking_lock:
+                self._blocking -= 1
 
     def run_on_loop(
         self,
@@ -1021,7 +1094,7 @@ class Executor:
         if completions is None:
             completions = self._completions.setdefault(loop, _Completions(loop))
         if self._merges(signature, arrays, rows):
-            task = servable.batcher(signature, self.options, self.stats).submit(
+            task = self._batcher(servable, signature).submit(
                 arrays,
                 rows,
                 lambda key: _LoopTask(arrays, rows, key, completions, callback, self._timed_out),
@@ -1712,6 +1785,7 @@ class _HTTPConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.head: _Head | None = None
         self.busy = False  # a request is being answered
+        self.answered = 0  # requests answered on this connection so far
         self.closing = False
         self.paused = False
         self.continue_sent = False
@@ -1726,6 +1800,7 @@ class _HTTPConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
+        self._end()
         self.server.connections.discard(self)
 
     def data_received(self, data: bytes) -> None:
@@ -1766,7 +1841,7 @@ class _HTTPConnection(asyncio.Protocol):
                 self.transport.resume_reading()  # type: ignore[union-attr]
             return
         head, body = request
-        self.busy = True
+        self._begin()
         if head.method in ("GET", "POST"):
             self.front.handle_on_loop(
                 head.method,
@@ -1787,8 +1862,23 @@ class _HTTPConnection(asyncio.Protocol):
         self._send(status, payload, close=not keep_alive)
         self._done()
 
-    def _done(self) -> None:
+    def _begin(self) -> None:
+        self.busy = True
+        self.server.busy += 1
+        if not self.answered:
+            self.server.busy_first += 1
+
+    def _end(self) -> None:
+        if not self.busy:
+            return  # the connection was lost while its answer was on the way
         self.busy = False
+        self.server.busy -= 1
+        if not self.answered:
+            self.server.busy_first -= 1
+        self.answered += 1
+
+    def _done(self) -> None:
+        self._end()
         self.last_active = time.monotonic()
         if not self.closing:
             self._next()
@@ -1882,7 +1972,7 @@ class _HTTPConnection(asyncio.Protocol):
         self.front.stats.add(requests=1, errors=1)
         already = len(self.buffer) - body_start
         del self.buffer[:]
-        self.busy = True  # nothing more is parsed on this connection
+        self._begin()  # nothing more is parsed on this connection
         self._send(
             413,
             {
@@ -1918,6 +2008,9 @@ class _RESTServer:
     def __init__(self, address: tuple[str, int], front: RESTFrontEnd) -> None:
         self.front = front
         self.connections: set[_HTTPConnection] = set()
+        # Connections answering a request; those on their first one. Changed on the loop only.
+        self.busy = 0
+        self.busy_first = 0
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.socket = socket.create_server(address, family=family, backlog=256)
         self.server_address = self.socket.getsockname()
@@ -1948,6 +2041,16 @@ class _RESTServer:
                 task.cancel()
             self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             self.loop.close()
+
+    def all_waiting(self) -> bool:
+        """Every open connection has sent a request and waits for its answer (from any thread).
+
+        Then no other request can arrive before an answer goes out, unless a new
+        connection opens. A connection still on its first request may be a client
+        that connects per request, whose next requests would come on new
+        connections: while one is open, this says no.
+        """
+        return self.busy_first == 0 and self.busy >= len(self.connections)
 
     def _reap_idle(self) -> None:
         now = time.monotonic()
@@ -2175,6 +2278,7 @@ class Server:
                     f"cannot listen on {options.host}:{options.rest_port} (--rest-port): {error.strerror}"
                 ) from None
             self.rest_port = self._http.server_address[1]
+            self.executor.connections_all_waiting = self._http.all_waiting
             self._http.start()
         if options.grpc_port >= 0:
             self._start_grpc()

@@ -59,6 +59,15 @@ def serve(
         int,
         typer.Option("--num-batch-threads", min=1, help="Batches run concurrently per signature."),
     ] = 2,
+    batch_when_all_clients_wait: Annotated[
+        bool,
+        typer.Option(
+            "--batch-when-all-clients-wait/--no-batch-when-all-clients-wait",
+            help="Run a batch before its timeout once every keep-alive REST connection waits "
+            "for an answer (no other request can come); off: always wait, as TensorFlow "
+            "Serving does.",
+        ),
+    ] = True,
     max_body_bytes: Annotated[
         int,
         typer.Option(
@@ -120,6 +129,7 @@ def serve(
             max_batch_size=max_batch_size,
             batch_timeout_micros=batch_timeout_micros,
             num_batch_threads=num_batch_threads,
+            batch_when_all_clients_wait=batch_when_all_clients_wait,
             max_body_bytes=max_body_bytes,
             max_instances=max_instances,
             request_timeout_ms=request_timeout_ms,
