@@ -306,15 +306,7 @@ class BatchOutputs:
     def json_rows(self) -> list[Any]:
         """One JSON row per row of the batch: the value (one output) or an object of outputs."""
         if self._rows is None:
-            columns = self.json_columns()
-            if len(columns) == 1:
-                self._rows = next(iter(columns.values()))
-            else:
-                names = list(columns)
-                self._rows = [
-                    dict(zip(names, row, strict=True))
-                    for row in zip(*columns.values(), strict=True)
-                ]
+            self._rows = rows_json(self.json_columns())
         return self._rows
 
 
@@ -917,6 +909,30 @@ class Stats:
         return "\n".join(lines) + "\n"
 
 
+class _Watched:
+    """A pool future watched by `_Completions`: `callback(future)` or `expired()`, once."""
+
+    __slots__ = ("future", "callback", "expired")
+
+    def __init__(self, future: concurrent.futures.Future, callback: Any, expired: Any) -> None:
+        self.future, self.callback, self.expired = future, callback, expired
+
+    def deliver(self) -> None:
+        callback = self.callback
+        if callback is None:
+            return  # the deadline answered first
+        self.callback = None
+        future, self.future = self.future, None  # the deadline queue may hold this a while
+        callback(future)
+
+    def expire(self) -> None:
+        if self.callback is None:
+            return
+        self.callback = None
+        self.future.cancel()
+        self.expired()
+
+
 class _Completions:
     """Hands finished model calls to an event loop, one wake-up per burst.
 
@@ -930,15 +946,16 @@ class _Completions:
         self._items: deque[Any] = deque()
         self._lock = threading.Lock()
         self._scheduled = False
-        self._deadlines: deque[tuple[float, _LoopTask]] = deque()  # in submission order
+        self._deadlines: deque[tuple[float, _LoopTask | _Watched]] = deque()  # submission order
         self._sweeper: asyncio.TimerHandle | None = None
 
-    def expect(self, task: _LoopTask, timeout: float) -> None:
-        """On the loop: expire `task` if it is unanswered `timeout` seconds from now.
+    def expect(self, task: _LoopTask | _Watched, timeout: float) -> None:
+        """On the loop: expire `task` if it is unanswered (its `callback` still set)
+        `timeout` seconds from now.
 
-        Every task waits the same timeout, so their deadlines come in
-        submission order: one queue and one timer serve them all, instead of
-        a timer per request armed and cancelled on the loop.
+        Every task waits the same timeout (the executor's request timeout), so
+        their deadlines come in submission order: one queue and one timer serve
+        them all, instead of a timer per request armed and cancelled on the loop.
         """
         deadlines = self._deadlines
         while deadlines and deadlines[0][1].callback is None:
@@ -969,22 +986,9 @@ class _Completions:
     ) -> None:
         """On the loop, call `callback(future)` once `future` is done, or `expired()` (and
         cancel the future if it has not started) after `timeout` seconds, whichever is first."""
-        state = [callback, None]
-
-        def deliver(done: concurrent.futures.Future) -> None:
-            if state[0] is not None:
-                state[1].cancel()
-                state[0], call = None, state[0]
-                call(done)
-
-        def expire() -> None:
-            if state[0] is not None:
-                state[0] = None
-                future.cancel()
-                expired()
-
-        state[1] = self.loop.call_later(timeout, expire)
-        future.add_done_callback(lambda done: self.push(lambda: deliver(done)))
+        watched = _Watched(future, callback, expired)
+        self.expect(watched, timeout)
+        future.add_done_callback(lambda done: self.push(watched.deliver))
 
     def push(self, deliver: Any) -> None:
         """From any thread: call `deliver()` on the loop soon (one wake-up for a burst)."""
@@ -1370,12 +1374,15 @@ def predictions_json(outputs: dict[str, np.ndarray], rows: int) -> list[Any]:
                 f"output {name!r} has shape {list(value.shape)}, not one row per instance; "
                 "use the columnar format ('inputs') for this signature"
             )
-    converted = {name: array_to_json(value, name) for name, value in outputs.items()}
-    if len(converted) == 1:
-        return next(iter(converted.values()))
-    names = list(converted)
-    columns = [converted[n] for n in names]
-    return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+    return rows_json({name: array_to_json(value, name) for name, value in outputs.items()})
+
+
+def rows_json(columns: dict[str, list[Any]]) -> list[Any]:
+    """Per-output JSON columns -> rows: the values (one output) or one object of outputs per row."""
+    if len(columns) == 1:
+        return next(iter(columns.values()))
+    names = list(columns)
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
 
 
 def outputs_json(outputs: dict[str, np.ndarray]) -> Any:
