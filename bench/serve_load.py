@@ -241,9 +241,10 @@ class ServerProcess:
 def build_export(workdir: Path, rows: int, implementation: str = "keras") -> Path:
     """A default-size sentiment model (128-dim embedding, 128-unit LSTM) trained briefly, exported.
 
-    `implementation` "keras" builds Keras's LSTM; "auto" lets `RNNStack` pick (on CPU the
-    XLA-compiled `textrnn.fast_rnn` loop, whose serving graph compiles once per new input
-    shape: with batching, every new merged batch size).
+    `implementation` "keras" builds Keras's LSTM; "fast" / "auto" (on CPU) build textrnn's
+    `FastLSTM`, which trains with the XLA-compiled `textrnn.fast_rnn` loop. Inference, and so
+    the export, runs Keras's loop either way (no per-shape compile on requests): the choice
+    changes only how long the build's training takes.
     """
     code = f"""
 import sys
@@ -344,7 +345,7 @@ def main() -> None:
         "--implementation",
         default="keras",
         choices=("keras", "fast", "auto"),
-        help="RNN layers of the built model (fast/auto: XLA loops that compile per input shape).",
+        help="RNN layers of the built model (fast/auto train with XLA loops; exports run Keras's loop).",
     )
     parser.add_argument("--max-seconds", type=float, default=900, help="Bound on each client run.")
     parser.add_argument(
