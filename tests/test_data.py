@@ -84,9 +84,23 @@ def test_empty_file_and_header_only_file(tmp_path):
     with pytest.raises(DataError, match="empty"):
         read_examples(str(empty), "text", "label")
     header = tmp_path / "header.tsv"
-    header.write_text("text\tlabel\n")
-    with pytest.raises(DataError, match=str(header)):
+    header.write_text("text\tlabel\n\n")
+    with pytest.raises(DataError, match=f"{header} has a header line but no data rows"):
         read_examples(str(header), "text", "label")
+
+
+def test_unparsable_files_say_what_the_parser_found_in_one_line(tmp_path, capfd):
+    bad_json = tmp_path / "bad.jsonl"
+    bad_json.write_text('{"text": "ok", "label": 1}\n{not json\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"could not parse as json \(--train\): JSON parse error"):
+        data_lib.load_table(str(bad_json))
+    fake = tmp_path / "fake.parquet"
+    fake.write_bytes(b"not a parquet file")
+    with pytest.raises(DataError, match="could not parse as parquet .*magic bytes"):
+        data_lib.load_table(str(fake))
+    # datasets logs these errors before raising them: nothing of it reaches the terminal.
+    captured = capfd.readouterr()
+    assert "Failed to" not in captured.err + captured.out
 
 
 def test_missing_file_and_directory(tmp_path):

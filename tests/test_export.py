@@ -128,7 +128,11 @@ def test_interrupted_export_leaves_no_version_and_no_temporary_directory(
     with pytest.raises(KeyboardInterrupt):
         export.export_run(sentiment_run.run_dir, base)
     assert written == [True]  # it was interrupted mid-way, with a SavedModel half-published
-    assert list(base.iterdir()) == []
+    assert not base.exists()  # created by the export, so removed with it
+    base.mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        export.export_run(sentiment_run.run_dir, base)
+    assert list(base.iterdir()) == []  # there before: kept, and empty
 
 
 def test_export_of_a_missing_or_corrupt_run(tmp_path, sentiment_run):
@@ -138,7 +142,13 @@ def test_export_of_a_missing_or_corrupt_run(tmp_path, sentiment_run):
     (run_dir / "config.json").write_text("{")
     with pytest.raises(RunDirError, match="corrupt"):
         export.export_run(run_dir, tmp_path / "out")
-    assert not (tmp_path / "out" / "1").exists()
+    assert not (tmp_path / "out").exists()  # not even an empty --out directory
+
+
+def test_export_to_an_unwritable_out_names_the_option(sentiment_run, tmp_path):
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(RunDirError, match=r"cannot write to .*a_file/x \(--out\)"):
+        export.export_run(sentiment_run.run_dir, tmp_path / "a_file" / "x")
 
 
 def test_corrupt_export_is_a_clear_error(sentiment_export, tmp_path):

@@ -191,6 +191,30 @@ def test_a_single_label_is_rejected(tmp_path):
         train_tiny(tmp_path / "run", train)
 
 
+def test_validation_labels_disjoint_from_training_fail_and_leave_nothing(tmp_path):
+    train = write_tsv(tmp_path / "train.tsv", sentiment_rows(12, labels=("pos", "neg")))
+    valid = write_tsv(tmp_path / "valid.tsv", sentiment_rows(6))  # labels 1 / 0
+    run_dir = tmp_path / "run"
+    with pytest.raises(DataError, match=r"valid\.tsv: none of its labels \('1' \(3\), '0' \(3\)\)"):
+        train_tiny(run_dir, train, valid)
+    assert not run_dir.exists()  # no labels.json or vocabulary for a later run to take up
+    kept = tmp_path / "shared"
+    (kept / "notes.txt").parent.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    with pytest.raises(DataError):
+        train_tiny(kept, train, valid)
+    assert [p.name for p in kept.iterdir()] == ["notes.txt"]  # only what train wrote goes
+    train_tiny(run_dir, train)  # the corrected run starts clean
+    assert json.loads((run_dir / "labels.json").read_text())["values"] == ["neg", "pos"]
+
+
+def test_resuming_on_data_with_only_new_labels_is_a_clear_error(sentiment_run, tmp_path):
+    run_dir = _copy_run(sentiment_run, tmp_path)
+    train = write_tsv(tmp_path / "new.tsv", sentiment_rows(12, labels=("pos", "neg")))
+    with pytest.raises(DataError, match="none of its labels .* pass --restart"):
+        sentiment.load_datasets(tiny_config(train, sentiment_run.valid), run_dir)
+
+
 def test_empty_training_file(tmp_path):
     train = tmp_path / "train.tsv"
     train.write_text("")
@@ -338,6 +362,22 @@ def test_weights_from_a_different_model_are_a_clear_error(sentiment_run, tmp_pat
     (run_dir / "config.json").write_text(json.dumps(saved))
     with pytest.raises(RunDirError):
         sentiment.load_run(run_dir)
+
+
+def test_labels_that_disagree_with_the_weights_are_one_clear_error(
+    sentiment_run, tmp_path, caplog, recwarn
+):
+    run_dir = _copy_run(sentiment_run, tmp_path)
+    (run_dir / "labels.json").write_text(
+        '{"values": ["0", "1", "2"], "names": ["negative", "positive", "neutral"]}'
+    )
+    with caplog.at_level("WARNING"), pytest.raises(RunDirError) as raised:
+        sentiment.load_run(run_dir)
+    message = str(raised.value)
+    assert "do not fit the model" in message and "labels" in message and "--restart" in message
+    assert "damaged" not in message  # the weights files are fine; labels.json is not
+    assert "\n" not in message and len(message) < 400
+    assert not caplog.records and not recwarn.list  # no per-file warnings or weight dumps
 
 
 def test_a_run_of_another_task_is_refused(sentiment_run, tmp_path):

@@ -93,6 +93,13 @@ def _existing_file(path: str | os.PathLike, option: str) -> Path:
     return path
 
 
+def _has_data_line(path: Path, encoding: str) -> bool:
+    """True if a non-blank line follows the first (header) line of a delimited file."""
+    with open(path, encoding=encoding, errors="replace", newline="") as handle:
+        handle.readline()
+        return any(line.strip() for line in handle)
+
+
 def load_table(
     source: str, encoding: str = "utf-8", option: str = "--train", split: str = "train"
 ) -> Any:
@@ -105,7 +112,8 @@ def load_table(
     import datasets
 
     datasets.disable_progress_bars()
-    datasets.logging.set_verbosity_error()
+    # CRITICAL: the loaders log a parse error before raising it; the DataError below says it once.
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)
     if not is_file_reference(source):
         name, _, wanted_split = source.partition("@")
         try:
@@ -131,11 +139,18 @@ def load_table(
         )
         if suffix == ".tsv":
             kwargs["quoting"] = 3  # csv.QUOTE_NONE
+        if not _has_data_line(path, encoding):
+            raise DataError(f"{path} has a header line but no data rows ({option})")
     try:
         table = datasets.load_dataset(builder, data_files=str(path), split="train", **kwargs)
     except Exception as error:  # noqa: BLE001 - pandas / pyarrow raise many kinds
+        # DatasetGenerationError ("An error occurred while generating the dataset") wraps
+        # the parser's own message, which says what is wrong and where.
+        while type(error).__name__ == "DatasetGenerationError" and error.__cause__ is not None:
+            error = error.__cause__
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise DataError(f"{path}: could not parse as {builder} ({option}): {message}") from None
+        kind = "tsv" if suffix == ".tsv" else builder
+        raise DataError(f"{path}: could not parse as {kind} ({option}): {message}") from None
     if table.num_rows == 0:
         raise DataError(f"{path} has no rows ({option})")
     return table

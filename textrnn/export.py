@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from textrnn.errors import ModelPathError, RunDirError
+from textrnn.fileio import ensure_writable_directory
 
 TASKS = ("sentiment", "language_model", "translation")
 TASK_ALIASES = {
@@ -76,7 +77,6 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None)
     task = run_task(run_dir)
     module = task_module(task)
     base = Path(out) if out else Path("saved_models") / ("lm" if task == "language_model" else task)
-    base.mkdir(parents=True, exist_ok=True)
     loaded = module.load_run(run_dir)
     signatures, tracked, manifest = module.export_parts(*loaded)
 
@@ -85,6 +85,9 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None)
         archive.track(resource)
     for name, function in signatures.items():
         archive.add_endpoint(name, function)
+    # Only now, with the run loaded, create --out: a failed export leaves no empty directory.
+    created = not base.exists()
+    ensure_writable_directory(base, "--out")
     tmp = base / f".tmp-export-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -109,6 +112,9 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+        if created:
+            with contextlib.suppress(OSError):
+                base.rmdir()  # only if no version landed in it
 
 
 def write_warmup_requests(path: Path, requests: list[tuple[str, dict[str, Any]]]) -> None:

@@ -161,10 +161,16 @@ class Labels:
 def encode_texts(tokenizer: Tokenizer, texts: list[str], max_length: int) -> tf.RaggedTensor:
     """Tokenize in chunks (bounded memory), truncating to `max_length`."""
     parts = [
-        tokenizer.tokenize(tf.constant(texts[i : i + TOKENIZE_CHUNK]), max_length)
-        for i in range(0, len(texts), TOKENIZE_CHUNK)
-    ]
+        tokenizer.tokenize(tf.constant(texts[i : i + TOKENIZE_CHUNK], tf.string), max_length)
+        for i in range(0, max(1, len(texts)), TOKENIZE_CHUNK)
+    ]  # no texts: one empty part, so the result is an empty (0, None) ragged tensor
     return tf.concat(parts, axis=0) if len(parts) > 1 else parts[0]
+
+
+def describe_labels(counts: Counter, most: int = 5) -> str:
+    """The most common labels with their counts: "'neg' (120), 'pos' (98)"."""
+    shown = ", ".join(f"{label!r} ({count})" for label, count in counts.most_common(most))
+    return shown + (f" and {len(counts) - most} more" if len(counts) > most else "")
 
 
 def labels_to_ids(examples: Examples, labels: Labels) -> tuple[np.ndarray, np.ndarray, Counter]:
@@ -240,15 +246,27 @@ def load_datasets(config: SentimentConfig, run_dir: str | os.PathLike) -> traini
         tokenizer = build_tokenizer(config.tokenizer, train.texts, run_dir)
 
     train_keep, train_ids, train_unknown = labels_to_ids(train, labels)
-    if train_unknown:  # only when resuming with new data
+    if not len(train_keep):  # only when resuming with new data
+        raise DataError(
+            f"{data.train}: none of its labels ({describe_labels(train_unknown)}) are among the "
+            f"labels this run was first trained on ({', '.join(map(repr, labels.values))}, in "
+            f"{run_dir / LABELS_FILE}); pass --restart to train on the new labels"
+        )
+    if train_unknown:
         report.append(
             f"{data.train}: {sum(train_unknown.values())} row(s) with labels unseen at first training, skipped"
         )
     valid_keep, valid_ids, valid_unknown = labels_to_ids(valid, labels)
+    if not len(valid_keep):
+        raise DataError(
+            f"{valid.source}: none of its labels ({describe_labels(valid_unknown)}) occur in the "
+            f"training data ({', '.join(map(repr, labels.values))}); check --valid and its "
+            "label column (data.valid_label_column in the config)"
+        )
     if valid_unknown:
         report.append(
             f"{valid.source}: skipped {sum(valid_unknown.values())} row(s) with labels not in training: "
-            + ", ".join(f"{k!r} ({v})" for k, v in valid_unknown.most_common(5))
+            + describe_labels(valid_unknown)
         )
     train_tokens = encode_texts(tokenizer, [train.texts[i] for i in train_keep], data.max_length)
     valid_tokens = encode_texts(tokenizer, [valid.texts[i] for i in valid_keep], data.max_length)
@@ -513,7 +531,7 @@ def evaluate(
     keep, truth, unknown = labels_to_ids(examples, labels)
     if not len(keep):
         raise DataError(
-            f"{data_path}: none of its labels were seen in training ({', '.join(sorted(unknown)[:5])})"
+            f"{data_path}: none of its labels were seen in training ({describe_labels(unknown)})"
         )
     serve = serving_signatures(model, tokenizer, config, labels)["serving_default"]
     texts = [examples.texts[i] for i in keep]

@@ -20,9 +20,11 @@ Run directory layout:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import time
 import warnings
@@ -372,19 +374,34 @@ def load_weights(model: keras.Model, run_dir: str | os.PathLike) -> Path:
         run_dir / "checkpoints" / "best.weights.h5",
         run_dir / "checkpoints" / "last.weights.h5",
     ]
-    failures = []
+    failures, mismatches = [], []
     for path in candidates:
         if not path.exists():
             continue
         try:
-            fast_rnn.load_weights_file(model, path)
+            with warnings.catch_warnings():
+                # Keras warns about each layer it cannot match before raising; the error says it.
+                warnings.simplefilter("ignore")
+                fast_rnn.load_weights_file(model, path)
         except Exception as error:  # noqa: BLE001 - h5py raises OSError, KeyError, ValueError...
             failures.append(f"{path.name}: {type(error).__name__}")
-            logger.warning("%s is damaged (%s); trying the previous checkpoint", path, error)
+            # Keras: "... expected variable.shape=(32, 3), Received: value.shape=(32, 2) ..."
+            shapes = re.search(
+                r"variable\.shape=(\([^)]*\)).*?value\.shape=(\([^)]*\))", str(error)
+            )
+            mismatches.append(shapes)
             continue
         if failures:
             logger.warning("loaded %s instead of the damaged %s", path, ", ".join(failures))
         return path
+    if failures and all(mismatches):
+        model_shape, file_shape = mismatches[0].groups()
+        raise RunDirError(
+            f"{run_dir}: the weights do not fit the model that its config.json, labels and "
+            f"vocabulary describe (a weight of shape {file_shape} where the model has "
+            f"{model_shape}); was one of those files edited or replaced? Restore it, or retrain "
+            "with --restart"
+        )
     if failures:
         raise RunDirError(
             f"{run_dir}: every weights file is damaged ({'; '.join(failures)}); retrain with --restart"
@@ -485,7 +502,11 @@ def train(
 ) -> dict[str, Any]:
     """Train `task` (a task module) with `config`; return the final validation metrics."""
     training: TrainingConfig = config.training
+    created = not Path(run_dir).exists()
     run_dir, resuming = prepare_run_dir(run_dir, config, restart)
+    # A new run that fails before its first step (bad data, a bad setting) leaves nothing
+    # behind: a later run must not take up its labels or vocabulary.
+    fresh = None if resuming else (created, set(os.listdir(run_dir)))
     backup_dir = run_dir / "backup"
     points, problems = backup_lib.read_points(backup_dir) if resuming else ([], [])
     if points:
@@ -508,16 +529,46 @@ def train(
     previous_policy = keras.mixed_precision.global_policy()
     set_precision(precision)
     try:
-        return _train(task, config, run_dir, resuming, strategy, points, echo, verbose)
+        return _train(task, config, run_dir, resuming, strategy, points, echo, verbose, fresh)
     finally:
         keras.mixed_precision.set_global_policy(
             previous_policy
         )  # later builds (export) are float32
 
 
+def discard_new_entries(run_dir: Path, created: bool, before: set[str]) -> None:
+    """Delete the run entries that were not in `run_dir` before (`before`), and the
+    directory itself if `created` and now empty: what a new run wrote before it failed."""
+    for name in RUN_ENTRIES:
+        path = run_dir / name
+        if name in before or not (path.exists() or path.is_symlink()):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    if created:
+        with contextlib.suppress(OSError):
+            run_dir.rmdir()  # only if empty
+
+
 def _train(
-    task, config, run_dir: Path, resuming: bool, strategy, points, echo, verbose
+    task, config, run_dir: Path, resuming: bool, strategy, points, echo, verbose, fresh=None
 ) -> dict[str, Any]:
+    """Train; `fresh` (created, entries before) for a new run: undone if setup fails."""
+    try:
+        data, model, backup = _set_up(task, config, run_dir, resuming, strategy, echo)
+    except BaseException:
+        if fresh is not None:
+            discard_new_entries(run_dir, *fresh)
+        raise
+    if data is None:
+        return model  # resumed a run that had already finished: its metrics
+    return _fit(config, run_dir, strategy, points, echo, verbose, data, model, backup)
+
+
+def _set_up(task, config, run_dir: Path, resuming: bool, strategy, echo):
+    """Data, model and backup, ready to fit; (None, metrics, None) if the run is complete."""
     training: TrainingConfig = config.training
     replicas = strategy.num_replicas_in_sync
     if training.batch_size % replicas:
@@ -557,7 +608,7 @@ def _train(
                 f"{run_dir} already completed {done} epoch(s); nothing to do "
                 "(raise --epochs to continue, or --restart to start over)"
             )
-            return json.loads(state_path.read_text()).get("metrics", {})
+            return None, json.loads(state_path.read_text()).get("metrics", {}), None
 
     backup = backup_lib.TrainingBackup(
         run_dir / "backup",
@@ -566,6 +617,12 @@ def _train(
         mode=data.monitor_mode,
     )
     build_for_fit(model, strategy, data.train)
+    return data, model, backup
+
+
+def _fit(config, run_dir: Path, strategy, points, echo, verbose, data, model, backup):
+    training: TrainingConfig = config.training
+    state_path = run_dir / STATE_FILE
     point = None
     first = points[0] if points else None
     points = backup_lib.agree_on_point(strategy, points)
