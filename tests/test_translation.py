@@ -394,8 +394,47 @@ def test_decoding_options_are_validated():
         validate_decoding(-2)
     with pytest.raises(ConfigError, match="--n-best"):
         validate_decoding(2, n_best=3)
+    with pytest.raises(ConfigError, match=r"--beam-size must be in \[1, 64\]"):
+        validate_decoding(65)
+    for bad in (float("nan"), float("inf"), -0.5):
+        with pytest.raises(ConfigError, match="--length-penalty must be a finite number"):
+            validate_decoding(2, length_penalty=bad)
+        with pytest.raises(ConfigError, match="--max-length-ratio must be a finite number"):
+            validate_decoding(2, max_length_ratio=bad)
     with pytest.raises(UserError, match="empty"):
         translate_texts(None, [])
+
+
+def test_served_beam_size_is_bounded_in_the_graph(tmp_path):
+    """The export's `translate` signature takes beam_size from requests: a huge one fails
+    at once with a message naming the bound, instead of decoding for minutes."""
+    import tensorflow as tf
+
+    from textrnn import translation
+    from textrnn.config import MAX_BEAM_SIZE
+    from textrnn.serving import first_line
+
+    config, (source_tokenizer, target_tokenizer), model = untrained(tmp_path)
+    translator = translation.Translator(config, source_tokenizer, target_tokenizer, model)
+    for beam, message in ((MAX_BEAM_SIZE + 1, "beam_size must be <= 64"), (0, ">= 1")):
+        with pytest.raises(tf.errors.InvalidArgumentError) as raised:
+            translator.translate(tf.constant(["the dog runs"]), beam, 0, 0.6, 1.5)
+        assert message in first_line(raised.value)  # what the server answers with its 400
+
+
+def test_export_and_evaluate_refuse_the_wrong_run_or_an_unwritable_output(tmp_path):
+    from textrnn import export, translation
+    from textrnn.errors import DataError, RunDirError
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text('{"task": "sentiment"}')
+    with pytest.raises(RunDirError, match="holds a 'sentiment' run, not a 'translation' one"):
+        export.export_run(run_dir, tmp_path / "out", expected_task="translation")
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "outdir").mkdir()
+    with pytest.raises(DataError, match=r"outdir \(--output\): it is a directory"):
+        translation.evaluate(run_dir, "src.txt", "tgt.txt", output=tmp_path / "outdir")
 
 
 def test_partial_config_tables_keep_translation_defaults(tmp_path):
@@ -436,6 +475,7 @@ def test_cli_reports_mismatched_files_with_exit_code_2(tmp_path):
     )
     assert result.exit_code == 2
     assert "3 lines" in result.output and "has 1" in result.output
+    assert not (tmp_path / "r").exists()  # the failed new run leaves no directory behind
     result = CliRunner().invoke(
         app, ["translation", "translate", "--model", str(tmp_path / "nope"), "hi"]
     )

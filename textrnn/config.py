@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -442,19 +443,32 @@ class TranslationModelConfig:
             )
 
 
+# Largest translation beam: a request's beam_size is checked against it in the exported graph,
+# since a huge beam would hold a server's memory and cores for minutes.
+MAX_BEAM_SIZE = 64
+
+
 @dataclass(frozen=True)
 class DecodingConfig:
-    beam_size: int = 5  # 1 = greedy
+    beam_size: int = 5  # 1 = greedy; at most MAX_BEAM_SIZE
     length_penalty: float = 0.6  # GNMT alpha: score = log P / ((5 + length) / 6) ** alpha
     max_length_ratio: float = 1.5  # output tokens <= ratio * source tokens + max_length_offset
     max_length_offset: int = 10
 
     def __post_init__(self) -> None:
         _at_least("decoding.beam_size", self.beam_size, 1)
-        if self.length_penalty < 0:
-            raise ConfigError(f"decoding.length_penalty must be >= 0, got {self.length_penalty}")
-        if not self.max_length_ratio > 0:
-            raise ConfigError(f"decoding.max_length_ratio must be > 0, got {self.max_length_ratio}")
+        if self.beam_size > MAX_BEAM_SIZE:
+            raise ConfigError(
+                f"decoding.beam_size must be <= {MAX_BEAM_SIZE}, got {self.beam_size}"
+            )
+        if not (math.isfinite(self.length_penalty) and self.length_penalty >= 0):
+            raise ConfigError(
+                f"decoding.length_penalty must be a finite number >= 0, got {self.length_penalty}"
+            )
+        if not (math.isfinite(self.max_length_ratio) and self.max_length_ratio > 0):
+            raise ConfigError(
+                f"decoding.max_length_ratio must be a finite number > 0, got {self.max_length_ratio}"
+            )
         _at_least("decoding.max_length_offset", self.max_length_offset, 0)
 
 

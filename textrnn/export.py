@@ -67,14 +67,28 @@ def run_task(run_dir: Path) -> str:
         raise RunDirError(f"{config_path}: corrupt ({error}); retrain with --restart") from None
 
 
-def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
-    """Export the run in `run_dir` to the next numeric version under `out`."""
+def export_run(
+    run_dir: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    expected_task: str | None = None,
+) -> Path:
+    """Export the run in `run_dir` to the next numeric version under `out`.
+
+    `expected_task` (the command's task): a run of another task is an error, not an
+    export of the wrong kind under that task's directory.
+    """
     import keras
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunDirError(f"run directory not found: {run_dir} (--run-dir)")
     task = run_task(run_dir)
+    if expected_task and TASK_ALIASES.get(task) != TASK_ALIASES.get(expected_task):
+        command = "lm" if TASK_ALIASES.get(task) == "language_model" else task
+        raise RunDirError(
+            f"{run_dir} holds a {task!r} run, not a {expected_task!r} one; "
+            f"export it with `textrnn {command} export`"
+        )
     module = task_module(task)
     base = Path(out) if out else Path("saved_models") / ("lm" if task == "language_model" else task)
     loaded = module.load_run(run_dir)

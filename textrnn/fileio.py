@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from textrnn.errors import RunDirError
+from textrnn.errors import DataError, RunDirError
 
 TMP_PATTERN = re.compile(r"\.tmp-(\d+)-")
 
@@ -106,4 +106,19 @@ def ensure_writable_directory(path: str | os.PathLike, option: str = "--run-dir"
             os.unlink(probe)
     except OSError as error:
         raise RunDirError(f"cannot write to {path} ({option}): {error.strerror or error}") from None
+    return path
+
+
+def check_output_file(path: str | os.PathLike, option: str) -> Path:
+    """Fail now, before long work, if `path` cannot be written as a file (`option` names it)."""
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(f"cannot write to {path} ({option}): it is a directory")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent  # the nearest existing ancestor: it must take new entries
+    if not parent.is_dir():
+        raise DataError(f"cannot write to {path} ({option}): {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise DataError(f"cannot write to {path} ({option}): {parent} is not writable")
     return path

@@ -479,9 +479,8 @@ def serving_signatures(
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def classify(examples: tf.Tensor) -> dict[str, tf.Tensor]:
         # TensorFlow Serving's Classify API: serialized tf.Example with a "text" bytes feature.
-        features = tf.io.parse_example(
-            examples, {"text": tf.io.FixedLenFeature([], tf.string, default_value="")}
-        )
+        # Required: an example without it is a client's mistake, not an empty review.
+        features = tf.io.parse_example(examples, {"text": tf.io.FixedLenFeature([], tf.string)})
         outputs = classify_text(features["text"])
         return {"classes": outputs["classes"], "scores": outputs["probabilities"]}
 

@@ -97,9 +97,32 @@ def invalid(message: str) -> ServingError:
 
 def first_line(error: BaseException) -> str:
     text = str(error).strip()
-    # TensorFlow errors carry a multi-line graph trace after the message.
+    if text.startswith("Graph execution error"):
+        return graph_error_message(text)[:500]
     line = text.splitlines()[0] if text else type(error).__name__
     return line[:500]
+
+
+def graph_error_message(text: str) -> str:
+    """The failing op's own message in TensorFlow's "Graph execution error:" text.
+
+    That text is a header, then "Detected at node ... defined at" and the Python
+    trace of where the node was built (indented; "<stack traces unavailable>" in a
+    loaded SavedModel), then the message, then the node's name after a tab. An
+    assertion's message is its first bracketed part: "assertion failed: [beam_size
+    must be >= 1] [Condition ...".
+    """
+    for line in text.splitlines()[1:]:
+        if (
+            not line.strip()
+            or line.startswith((" ", "\t", "Detected at node"))
+            or line == "<stack traces unavailable>"  # a loaded SavedModel has no Python trace
+        ):
+            continue
+        message = line.split("\t [[")[0].strip()
+        found = re.match(r"assertion failed: \[(.*?)\]", message)
+        return found[1] if found else message
+    return "Graph execution error"
 
 
 @dataclass
@@ -1190,9 +1213,20 @@ def replay_warmup(servable: Servable, executor: Executor | None = None) -> int:
 # ----------------------------------------------------------------------------- JSON <-> arrays
 
 
+def _utf8(value: str, where: str) -> bytes:
+    try:
+        return value.encode("utf-8")
+    except UnicodeEncodeError as error:  # JSON "\ud800": a lone UTF-16 surrogate
+        bad = value[error.start]
+        raise invalid(
+            f"{where}: a string holds a lone UTF-16 surrogate (\\u{ord(bad):04x} at character "
+            f'{error.start}), which is not Unicode text; send bytes as {{"b64": ...}}'
+        ) from None
+
+
 def _string_leaf(value: Any, where: str) -> bytes:
     if type(value) is str:
-        return value.encode("utf-8")
+        return _utf8(value, where)
     if type(value) is dict and len(value) == 1 and "b64" in value:
         try:
             return base64.b64decode(value["b64"], validate=True)
@@ -1211,7 +1245,10 @@ def _string_array(value: Any, where: str) -> np.ndarray:
         type(v) is str for v in value
     ):  # the common case: a batch of texts
         array = np.empty(len(value), dtype=object)
-        array[:] = [v.encode("utf-8") for v in value]
+        try:
+            array[:] = [v.encode("utf-8") for v in value]
+        except UnicodeEncodeError:
+            array[:] = [_utf8(v, where) for v in value]  # raises, naming the string
         return array
     leaves: list[bytes] = []
     shape = _walk(value, leaves, where)
@@ -1747,7 +1784,10 @@ def http_answer(status: int, payload: Any, close: bool) -> bytes:
     if isinstance(payload, str):
         body, kind = payload.encode("utf-8"), "text/plain; version=0.0.4"
     else:
-        body = _JSON_ENCODER.encode(payload).encode("utf-8")
+        try:
+            body = _JSON_ENCODER.encode(payload).encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate (echoed from a request): escape it
+            body = json.dumps(payload, separators=(",", ":")).encode("ascii")
         kind = "application/json"
     line = _STATUS_LINES.get(status)
     if line is None:

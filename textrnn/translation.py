@@ -37,8 +37,9 @@ from keras import ops
 from textrnn import data as data_lib
 from textrnn import sampling
 from textrnn import training as training_lib
-from textrnn.config import TranslationConfig
+from textrnn.config import MAX_BEAM_SIZE, TranslationConfig
 from textrnn.errors import ConfigError, DataError, RunDirError, UserError
+from textrnn.fileio import atomic_write_text, check_output_file
 from textrnn.rnn_stack import RNNStack, make_attention
 from textrnn.sentiment import encode_texts
 from textrnn.tokenizers import (
@@ -861,6 +862,11 @@ class Translator(tf.Module):
 
     def _translate(self, source, beam_size, max_length, length_penalty, max_length_ratio):
         tf.debugging.assert_positive(beam_size, message="beam_size must be >= 1")
+        # Served requests choose the beam: a huge one would hold the server's memory and
+        # cores for minutes.
+        tf.debugging.assert_less_equal(
+            beam_size, MAX_BEAM_SIZE, message=f"beam_size must be <= {MAX_BEAM_SIZE}"
+        )
         source_ids = self.source_tokenizer.encode_padded(source, self.config.data.source_max_length)
         source_lengths = tf.math.count_nonzero(source_ids, axis=1, dtype=tf.int32)  # (batch,)
         limits = tf.cast(
@@ -1019,14 +1025,16 @@ def validate_decoding(
     max_length: int = 0,
 ) -> None:
     """Raise `ConfigError` naming the option when a decoding setting is out of range."""
-    if beam_size < 1:
-        raise ConfigError(f"--beam-size must be >= 1 (1 is greedy), got {beam_size}")
+    if not 1 <= beam_size <= MAX_BEAM_SIZE:
+        raise ConfigError(
+            f"--beam-size must be in [1, {MAX_BEAM_SIZE}] (1 is greedy), got {beam_size}"
+        )
     if not 1 <= n_best <= beam_size:
         raise ConfigError(f"--n-best must be in [1, --beam-size {beam_size}], got {n_best}")
-    if length_penalty < 0:
-        raise ConfigError(f"--length-penalty must be >= 0, got {length_penalty}")
-    if not max_length_ratio > 0:
-        raise ConfigError(f"--max-length-ratio must be > 0, got {max_length_ratio}")
+    if not (math.isfinite(length_penalty) and length_penalty >= 0):
+        raise ConfigError(f"--length-penalty must be a finite number >= 0, got {length_penalty}")
+    if not (math.isfinite(max_length_ratio) and max_length_ratio > 0):
+        raise ConfigError(f"--max-length-ratio must be a finite number > 0, got {max_length_ratio}")
     if max_length < 0:
         raise ConfigError(
             f"--max-length must be >= 0 (0: from --max-length-ratio), got {max_length}"
@@ -1196,6 +1204,8 @@ def evaluate(
     """BLEU and chrF of the detokenized translations against the raw references, plus the loss."""
     import time
 
+    if output:
+        check_output_file(output, "--output")  # before decoding, not after
     serving = open_model(run_dir)
     if serving.source != "run":
         raise UserError(f"{run_dir} is an export; evaluate needs the run directory (--run-dir)")
@@ -1236,7 +1246,7 @@ def evaluate(
         lines = [""] * len(sources)
         for index, hypothesis in zip(keep, hypotheses, strict=True):
             lines[index] = hypothesis
-        Path(output).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        atomic_write_text(output, "".join(line + "\n" for line in lines))
     metrics.update(
         {
             "loss": round(nll, 4),

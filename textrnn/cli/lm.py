@@ -104,7 +104,7 @@ def export_command(
     """Write a SavedModel (generate, score, step signatures) to the next version under --out."""
     from textrnn import export
 
-    path = export.export_run(run_dir, out)
+    path = export.export_run(run_dir, out, expected_task="language_model")
     typer.echo(f"exported {path}")
 
 

@@ -215,5 +215,5 @@ def export_command(
     """Write a SavedModel (raw strings in, translations out) to the next numeric version under --out."""
     from textrnn import export
 
-    path = export.export_run(run_dir, out)
+    path = export.export_run(run_dir, out, expected_task="translation")
     typer.echo(f"exported {path}")
