@@ -110,7 +110,9 @@ def naive(lm: lm_lib.LanguageModel, batch: int, tokens: int, lengths: tuple[int,
         logits = lm.model(ids, training=False)[
             :, -1
         ]  # (batch, vocabulary): the whole sequence again
-        return sampling.sample_logits(logits + lm.banned, 1.0, 0, 1.0, sampling.step_seed(1, t))
+        return sampling.sample_logits(
+            logits, 1.0, 0, 1.0, sampling.step_seed(1, t), banned=lm.banned
+        )
 
     prompt = lm.prompt_ids(tf.constant([PROMPT] * batch))
     per_token = {}
@@ -145,7 +147,9 @@ def naive_measured(lm: lm_lib.LanguageModel, tokens: int) -> float:
     @tf.function(input_signature=[tf.TensorSpec([1, None], tf.int32), tf.TensorSpec([], tf.int32)])
     def next_token(ids, t):
         logits = lm.model(ids, training=False)[:, -1]
-        return sampling.sample_logits(logits + lm.banned, 1.0, 0, 1.0, sampling.step_seed(1, t))
+        return sampling.sample_logits(
+            logits, 1.0, 0, 1.0, sampling.step_seed(1, t), banned=lm.banned
+        )
 
     ids = lm.prompt_ids(tf.constant([PROMPT]))
     next_token(ids, tf.constant(0))
@@ -165,7 +169,7 @@ def stepped(lm: lm_lib.LanguageModel, tokens: int) -> float:
     started = time.perf_counter()
     for t in range(tokens):
         token = sampling.sample_logits(
-            out["logits"] + lm.banned, 1.0, 0, 1.0, sampling.step_seed(1, t)
+            out["logits"], 1.0, 0, 1.0, sampling.step_seed(1, t), banned=lm.banned
         )
         out = step(token_ids=token, states=out["states"])
     return tokens / (time.perf_counter() - started)

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
-from conftest import sentiment_rows, write_tiny_recipe, write_tsv
+from conftest import (
+    PYTHON,
+    SUBPROCESS_TIMEOUT,
+    sentiment_rows,
+    subprocess_env,
+    write_tiny_recipe,
+    write_tsv,
+)
 from typer.testing import CliRunner
 
 from textrnn.cli import common
@@ -255,6 +263,29 @@ def test_predict_arguments_and_stdin(runner, sentiment_run, sentiment_export):
     ]
     for row in rows:
         assert row["label"] in ("0", "1") and set(row["probabilities"]) == {"0", "1"}
+
+
+def test_a_reader_that_closes_the_pipe_ends_the_command_quietly(sentiment_export, tmp_path):
+    """`textrnn ... | head`: exit 141 (as if SIGPIPE had ended it), no "internal error"."""
+    stdin = tmp_path / "texts.txt"
+    stdin.write_text("a good film with a long review line\n" * 20_000)  # ~1 MB of output
+    with open(stdin, "rb") as texts:
+        process = subprocess.Popen(
+            [PYTHON, "-m", "textrnn", "sentiment", "predict", "--model", str(sentiment_export)],
+            stdin=texts,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=subprocess_env(),
+        )
+        try:
+            assert process.stdout.read(100)  # the first answers came; then the reader leaves
+            process.stdout.close()
+            _, stderr = process.communicate(timeout=SUBPROCESS_TIMEOUT)
+        finally:
+            process.kill()
+            process.wait()
+    assert process.returncode == 141, stderr
+    assert b"internal error" not in stderr and b"Traceback" not in stderr
 
 
 def test_predict_bad_input(runner, sentiment_run, tmp_path):

@@ -151,6 +151,16 @@ def test_export_to_an_unwritable_out_names_the_option(sentiment_run, tmp_path):
         export.export_run(sentiment_run.run_dir, tmp_path / "a_file" / "x")
 
 
+def test_a_version_without_saved_model_does_not_hide_the_ones_before(sentiment_export, tmp_path):
+    base = tmp_path / "exports"
+    shutil.copytree(sentiment_export, base / "1")
+    (base / "2").mkdir()  # being copied in: no saved_model.pb yet
+    assert export.resolve_model_path(base) == ("export", base / "1")
+    shutil.rmtree(base / "1")
+    with pytest.raises(ModelPathError, match=r"no version directory \(2\) holds a saved_model.pb"):
+        export.resolve_model_path(base)
+
+
 def test_corrupt_export_is_a_clear_error(sentiment_export, tmp_path):
     broken = shutil.copytree(sentiment_export, tmp_path / "7")
     (broken / "saved_model.pb").write_bytes(b"garbage")

@@ -32,6 +32,23 @@ def test_one_hot_logits_force_the_token(top_k: int, top_p: float) -> None:
         np.testing.assert_array_equal(draw(logits, 1.0, top_k, top_p, seed=seed), forced)
 
 
+@pytest.mark.parametrize("temperature", [0.0, 1.0, 1e10, 1e30])
+def test_banned_tokens_are_never_drawn_at_any_temperature(temperature: float) -> None:
+    banned = tf.constant(np.arange(VOCABULARY) < 4)  # like [PAD] [UNK] [BOS] [EOS]
+    logits = tf.constant(np.tile(np.linspace(5.0, -5.0, VOCABULARY, dtype=np.float32), (64, 1)))
+    drawn = np.concatenate(
+        [
+            sampling.sample_logits(
+                logits, temperature, 0, 1.0, sampling.step_seed(seed, 0), banned=banned
+            ).numpy()
+            for seed in range(20)
+        ]
+    )
+    assert drawn.min() >= 4  # the best logits are banned: a mask before scaling would draw them
+    if temperature >= 1e10:  # all but flat: every allowed token comes up
+        assert set(drawn) == set(range(4, VOCABULARY))
+
+
 def test_temperature_zero_is_argmax() -> None:
     for seed in range(5):
         logits = random_logits(seed)
@@ -99,6 +116,8 @@ def test_xla_matches_eager() -> None:
     "arguments, option",
     [
         ({"temperature": -0.1}, "--temperature"),
+        ({"temperature": float("inf")}, "--temperature"),
+        ({"temperature": float("nan")}, "--temperature"),
         ({"top_p": 0.0}, "--top-p"),
         ({"top_p": 1.5}, "--top-p"),
         ({"top_k": -1}, "--top-k"),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -33,6 +34,8 @@ TASK_ALIASES = {
     "sentiment": "sentiment",
     "translation": "translation",
 }
+logger = logging.getLogger(__name__)
+
 MANIFEST = "textrnn.json"  # in assets.extra: task and settings, for clients that want them
 
 
@@ -172,10 +175,26 @@ def resolve_model_path(path: str | os.PathLike) -> tuple[str, Path]:
     if is_saved_model(path):
         return "export", path
     versions = numeric_versions(path)
-    if versions and is_saved_model(path / str(versions[-1])):
-        return "export", path / str(versions[-1])
+    complete = [v for v in versions if is_saved_model(path / str(v))]
+    if complete:
+        # The highest version that holds a SavedModel: one being copied in (no
+        # saved_model.pb yet) does not hide the ones before it.
+        skipped = [v for v in versions if v > complete[-1]]
+        if skipped:
+            logger.warning(
+                "%s: version(s) %s hold no saved_model.pb; using version %d",
+                path,
+                ", ".join(map(str, skipped)),
+                complete[-1],
+            )
+        return "export", path / str(complete[-1])
     if (path / "config.json").exists():
         return "run", path
+    if versions:
+        raise ModelPathError(
+            f"{path}: no version directory ({', '.join(map(str, versions))}) holds a "
+            "saved_model.pb; is the export complete?"
+        )
     raise ModelPathError(
         f"{path} is neither a run directory (no config.json) nor a SavedModel export (no saved_model.pb)"
     )

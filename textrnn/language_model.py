@@ -490,9 +490,7 @@ class LanguageModel(tf.Module):
         self.num_states = self.stack.states_per_layer * self.stack.num_layers
         # Never generated: padding, unknown (its text is a placeholder), start; [EOS] without lines.
         banned = [PAD_ID, UNK_ID, BOS_ID] + ([EOS_ID] if continuous else [])
-        self.banned = tf.constant(
-            np.isin(np.arange(self.vocabulary_size), banned) * -1e9, tf.float32
-        )  # (vocabulary,)
+        self.banned = tf.constant(np.isin(np.arange(self.vocabulary_size), banned))  # (vocab,) bool
         self._decode = tf.function(
             self._decode_loop, jit_compile=jit_compile, reduce_retracing=True
         )
@@ -564,7 +562,7 @@ class LanguageModel(tf.Module):
 
         def body(t, logits, states, finished, tokens):
             token = sampling.sample_logits(
-                logits + self.banned, temperature, top_k, top_p, sampling.step_seed(seed, t)
+                logits, temperature, top_k, top_p, sampling.step_seed(seed, t), banned=self.banned
             )  # (batch,)
             token = tf.where(finished, tf.constant(PAD_ID, tf.int32), token)
             tokens = tokens.write(t, token)
@@ -744,7 +742,7 @@ def export_parts(
         "units": config.model.stack.units,
         "max_tokens_cap": MAX_TOKENS_CAP,
         "eos_id": EOS_ID,
-        "banned_ids": [int(i) for i in np.flatnonzero(lm.banned.numpy() < 0)],
+        "banned_ids": [int(i) for i in np.flatnonzero(lm.banned.numpy())],
     }
     return signatures, [model, tokenizer], manifest
 
@@ -905,19 +903,20 @@ def stream_tokens(serving: Any, prompt: str, options: GenerationOptions, row: in
         states = outputs["states"]
     logits = outputs["logits"]  # (1, vocabulary)
     vocabulary = int(logits.shape[-1])
-    banned = np.zeros([vocabulary], np.float32)
-    banned[serving.manifest.get("banned_ids", [PAD_ID, BOS_ID])] = -1e9
+    banned = np.zeros([vocabulary], bool)
+    banned[serving.manifest.get("banned_ids", [PAD_ID, BOS_ID])] = True
     generated: list[int] = []
     shown = ""
     for t in range(options.max_tokens):
         token = int(
             sampling.sample_logits(
-                logits + banned,
+                logits,
                 options.temperature,
                 options.top_k,
                 options.top_p,
                 sampling.step_seed(seed, t),
                 first_row=row,  # the noise row r of a batched `generate` draws
+                banned=banned,
             )[0]
         )
         if token == EOS_ID:

@@ -22,6 +22,8 @@ sample_logits(logits, temperature=0.8, top_k=2, top_p=0.9, seed=step_seed(7, 0))
 
 from __future__ import annotations
 
+import math
+
 import tensorflow as tf
 
 from textrnn.errors import ConfigError
@@ -41,8 +43,10 @@ def validate_sampling_options(
     """Raise `ConfigError` naming the option when a sampling knob is out of range."""
     if not 0 <= max_tokens <= max_tokens_cap:
         raise ConfigError(f"--max-tokens must be in [0, {max_tokens_cap}], got {max_tokens}")
-    if not temperature >= 0:
-        raise ConfigError(f"--temperature must be >= 0 (0 is greedy), got {temperature}")
+    if not (temperature >= 0 and math.isfinite(temperature)):
+        raise ConfigError(
+            f"--temperature must be a finite number >= 0 (0 is greedy), got {temperature}"
+        )
     if not 0 <= top_k <= vocabulary_size:
         raise ConfigError(
             f"--top-k must be in [0, {vocabulary_size}] (the vocabulary size; 0 is off), got {top_k}"
@@ -66,6 +70,11 @@ def assert_sampling_options(
         ),
         tf.debugging.assert_non_negative(max_tokens, message="max_tokens must be >= 0"),
         tf.debugging.assert_non_negative(temperature, message="temperature must be >= 0"),
+        tf.debugging.assert_less_equal(
+            tf.cast(temperature, tf.float32),
+            tf.float32.max,
+            message="temperature must be a finite number",
+        ),
         tf.debugging.assert_non_negative(top_k, message="top_k must be >= 0"),
         tf.debugging.assert_less_equal(
             top_k,
@@ -168,6 +177,7 @@ def sample_logits(
     top_p: tf.Tensor | float,
     seed: tf.Tensor,
     first_row: tf.Tensor | int = 0,
+    banned: tf.Tensor | None = None,
 ) -> tf.Tensor:
     """Next token ids `int32 [batch]` from logits `(batch, vocabulary)`.
 
@@ -175,11 +185,16 @@ def sample_logits(
     then one categorical draw per row seeded by `seed` (shape [2], see
     `step_seed`); `first_row` is the batch position of row 0 (for clients
     that sample one row of a larger batch). Temperature 0 returns the argmax.
+    `banned` (bool `(vocabulary,)`) marks tokens never drawn at any temperature:
+    they are masked after the scaling, which a huge temperature would undo.
     """
     logits = tf.cast(logits, tf.float32)
     temperature = tf.cast(temperature, tf.float32)
-    greedy = tf.argmax(logits, axis=-1, output_type=tf.int32)  # (batch,)
     scaled = logits / tf.maximum(temperature, 1e-6)
+    if banned is not None:
+        logits = tf.where(banned, _very_negative(logits), logits)
+        scaled = tf.where(banned, _very_negative(scaled), scaled)
+    greedy = tf.argmax(logits, axis=-1, output_type=tf.int32)  # (batch,)
     filtered = top_p_filter(top_k_filter(scaled, top_k), top_p)
     # Gumbel-max: argmax(logits + Gumbel noise) is a categorical draw, and unlike
     # StatelessMultinomial it compiles under XLA.

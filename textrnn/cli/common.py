@@ -7,6 +7,7 @@ other exception into one line and exit code 1 (a traceback with `--debug`).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import json
@@ -118,6 +119,13 @@ def command(function: F) -> F:
         except KeyboardInterrupt:
             echo_error("interrupted")
             raise typer.Exit(130) from None
+        except BrokenPipeError:
+            # The reader went away (`... | head`): stop quietly, with the status of a tool
+            # that SIGPIPE ended (128 + 13). Point stdout at /dev/null so that Python's own
+            # flush at exit does not fail on the closed pipe again.
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(141) from None
         except Exception as error:  # noqa: BLE001 - the contract: one line, exit 1
             if STATE["debug"]:
                 traceback.print_exc()
