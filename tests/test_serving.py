@@ -1190,6 +1190,12 @@ def test_grpc_metadata_and_status(grpc_stubs: Any) -> None:
     statuses = model_service.GetModelStatus(status_request, timeout=30).model_version_status
     available = get_model_status_pb2.ModelVersionStatus.AVAILABLE
     assert [s.version for s in statuses if s.state == available] == [2, 1]
+    import grpc
+
+    status_request.model_spec.version_label = "stable"  # refused, as Predict refuses it
+    with pytest.raises(grpc.RpcError) as raised:
+        model_service.GetModelStatus(status_request, timeout=30)
+    assert raised.value.code().name == "UNIMPLEMENTED"
 
 
 def test_grpc_classify(grpc_stubs: Any, in_process: dict[int, Any]) -> None:
@@ -1219,6 +1225,7 @@ def test_grpc_classify(grpc_stubs: Any, in_process: dict[int, Any]) -> None:
         ({"texts": [["a"]]}, "INVALID_ARGUMENT", "expects shape string [-1]"),
         ({"texts": np.array([], dtype=object)}, "INVALID_ARGUMENT", "empty batch"),
         ({"signature": "nope"}, "INVALID_ARGUMENT", 'Serving signature name: "nope" not found'),
+        ({"no_strings": True}, "INVALID_ARGUMENT", "holds no string_val"),
     ],
     ids=[
         "unknown-model",
@@ -1229,6 +1236,7 @@ def test_grpc_classify(grpc_stubs: Any, in_process: dict[int, Any]) -> None:
         "wrong-shape",
         "empty",
         "signature",
+        "string-tensor-without-strings",
     ],
 )
 def test_grpc_errors(grpc_stubs: Any, kwargs: dict[str, Any], code: str, message: str) -> None:
@@ -1236,11 +1244,63 @@ def test_grpc_errors(grpc_stubs: Any, kwargs: dict[str, Any], code: str, message
 
     prediction, _ = grpc_stubs
     texts = kwargs.pop("texts", ["a"])
+    request = predict_request(texts, **{k: v for k, v in kwargs.items() if k != "no_strings"})
+    if kwargs.get("no_strings"):  # DT_STRING, shape [1], but a float where the string belongs
+        del request.inputs["text"].string_val[:]
+        request.inputs["text"].float_val.append(1.0)
     with pytest.raises(grpc.RpcError) as raised:
-        prediction.Predict(predict_request(texts, **kwargs), timeout=30)
+        prediction.Predict(request, timeout=30)
     assert raised.value.code().name == code
     assert message in raised.value.details()
     assert prediction.Predict(predict_request(["still alive"]), timeout=30).outputs["label"]
+
+
+@pytest.mark.slow
+def test_sigterm_answers_the_requests_in_flight_then_exits(exports: Exports, tmp_path) -> None:
+    """Requests received before SIGTERM get their answers (REST and gRPC); then exit 0."""
+    import grpc
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    base = tmp_path / "models"
+    shutil.copytree(exports.base, base)
+    # A batch waits 3 s for company: the requests below are in flight when SIGTERM comes.
+    server = start_server(
+        base,
+        "--enable-batching",
+        "--batch-timeout-micros",
+        "3000000",
+        "--no-batch-when-all-clients-wait",
+        "--poll-seconds",
+        "0",
+    ).wait_ready()
+    try:
+        channel = grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}")
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        answers: dict[str, Any] = {}
+
+        def rest(index: int) -> None:
+            answers[f"rest-{index}"] = predict(server, {"instances": [TEXTS[index]]})[0]
+
+        def grpc_call() -> None:
+            try:
+                stub.Predict(predict_request([TEXTS[0]]), timeout=60)
+                answers["grpc"] = 200
+            except grpc.RpcError as error:
+                answers["grpc"] = error.code().name
+
+        threads = [threading.Thread(target=rest, args=(i,)) for i in range(3)]
+        threads.append(threading.Thread(target=grpc_call))
+        for thread in threads:
+            thread.start()
+        time.sleep(1.0)  # received, and waiting in the batch queue
+        server.process.send_signal(signal.SIGTERM)
+        for thread in threads:
+            thread.join(60)
+        assert answers == {"rest-0": 200, "rest-1": 200, "rest-2": 200, "grpc": 200}
+        assert server.process.wait(60) == 0
+        channel.close()
+    finally:
+        server.stop()
 
 
 # ----------------------------------------------------------------------------- batching and deadlines

@@ -36,6 +36,7 @@ import binascii
 import concurrent.futures
 import json
 import logging
+import math
 import os
 import re
 import socket
@@ -1933,6 +1934,7 @@ class _HTTPConnection(asyncio.Protocol):
     def _send(self, status: int, payload: Any, close: bool) -> None:
         if self.transport is None or self.transport.is_closing():
             return
+        close = close or self.server.draining
         self.transport.write(http_answer(status, payload, close))
         if close:
             self._close()
@@ -2058,6 +2060,7 @@ class _RESTServer:
         # Connections answering a request; those on their first one. Changed on the loop only.
         self.busy = 0
         self.busy_first = 0
+        self.draining = False  # shutting down: answer what is in flight, then close
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.socket = socket.create_server(address, family=family, backlog=256)
         self.server_address = self.socket.getsockname()
@@ -2105,13 +2108,32 @@ class _RESTServer:
             connection.idle(now)
         self.loop.call_later(1.0, self._reap_idle)
 
-    def shutdown(self) -> None:
+    def shutdown(self, grace: float = 0.0) -> None:
+        """Refuse new connections, answer the requests in flight (for at most `grace`
+        seconds; each ends by the request timeout anyway), then close every connection."""
         if self._thread.is_alive():
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(5)
+            self.loop.call_soon_threadsafe(self._drain, time.monotonic() + grace)
+            self._thread.join(grace + 5)
         else:
             self.socket.close()
         self.front.shutdown()
+
+    def _drain(self, deadline: float) -> None:
+        self.draining = True  # every answer from now on closes its connection
+        if self._server is not None:
+            self._server.close()
+        for connection in list(self.connections):
+            if not connection.busy:
+                connection._close()  # idle, or a request not complete yet
+        if self.busy > 0:
+            logger.warning("stopping: answering %d request(s) in flight first", self.busy)
+        self._stop_when_answered(deadline)
+
+    def _stop_when_answered(self, deadline: float) -> None:
+        if self.busy <= 0 or time.monotonic() >= deadline:
+            self.loop.stop()
+        else:
+            self.loop.call_later(0.01, self._stop_when_answered, deadline)
 
 
 # ----------------------------------------------------------------------------- gRPC
@@ -2125,6 +2147,16 @@ def tensor_proto_to_array(proto: Any, signature: Signature, name: str) -> np.nda
         got = tf.dtypes.as_dtype(proto.dtype).name if proto.dtype else "an unset dtype"
         raise invalid(
             f"input {name!r} of signature {signature.name!r} expects {spec.dtype.name}, got {got}"
+        )
+    if (
+        proto.dtype == tf.string.as_datatype_enum
+        and not proto.string_val
+        and math.prod(d.size for d in proto.tensor_shape.dim) > 0
+    ):
+        # make_ndarray would serve empty strings (what an empty batch of texts is not).
+        raise invalid(
+            f"input {name!r}: a DT_STRING tensor of shape "
+            f"{[d.size for d in proto.tensor_shape.dim]} holds no string_val"
         )
     try:
         return tf.make_ndarray(proto)
@@ -2175,13 +2207,15 @@ def _grpc_services(
         wrapper.__name__ = method.__name__
         return wrapper
 
-    def lookup(model_spec: Any) -> Servable:
+    def version_of(model_spec: Any) -> int | None:
         if model_spec.WhichOneof("version_choice") == "version_label":
             raise ServingError(
                 "UNIMPLEMENTED", "version labels are not supported; ask for a version number"
             )
-        version = model_spec.version.value if model_spec.HasField("version") else None
-        return registry.get(model_spec.name, version)
+        return model_spec.version.value if model_spec.HasField("version") else None
+
+    def lookup(model_spec: Any) -> Servable:
+        return registry.get(model_spec.name, version_of(model_spec))
 
     def deadline(context: Any) -> float | None:
         remaining = context.time_remaining()
@@ -2266,9 +2300,8 @@ def _grpc_services(
         @guarded
         def GetModelStatus(self, request: Any, context: Any) -> Any:  # noqa: N802
             spec = request.model_spec
-            version = spec.version.value if spec.HasField("version") else None
             response = get_model_status_pb2.GetModelStatusResponse()
-            for number, state in registry.status(spec.name, version):
+            for number, state in registry.status(spec.name, version_of(spec)):
                 response.model_version_status.add(
                     version=number,
                     state=states.Value(state.state),
@@ -2394,10 +2427,14 @@ class Server:
             self._stopped.set()
 
     def _shutdown(self) -> None:
+        # Both front ends stop taking requests at once and answer those in flight; a
+        # request cannot take longer than the request timeout (then it is answered 504).
+        grace = self.options.request_timeout_ms / 1000 + 0.5
+        grpc_stopped = self._grpc.stop(grace=grace) if self._grpc is not None else None
         if self._http is not None:
-            self._http.shutdown()
-        if self._grpc is not None:
-            self._grpc.stop(grace=1).wait(2)
+            self._http.shutdown(grace)
+        if grpc_stopped is not None:
+            grpc_stopped.wait(grace + 1)
         self.registry.stop()
         self.executor.shutdown()
 
@@ -2425,7 +2462,12 @@ def serve(options: ServerOptions, echo: Any = print) -> None:
     server.start()
     echo(server.describe())
 
+    signals: list[int] = []
+
     def stop(signum: int, frame: Any) -> None:
+        signals.append(signum)
+        if len(signals) > 1:  # a second Ctrl-C / SIGTERM: stop now, without the answers
+            os._exit(128 + signum)
         threading.Thread(target=server.stop, daemon=True).start()
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
