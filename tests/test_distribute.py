@@ -44,9 +44,14 @@ def test_worker_flags_build_tf_config():
         training.worker_tf_config("nohost", 0)
 
 
-def test_tpu_without_a_tpu_is_a_clear_error():
+def test_tpu_without_a_tpu_is_a_clear_error(tmp_path):
     with pytest.raises(UserError, match="no TPU found .*--tpu"):
         training.choose_strategy("tpu", "no-such-tpu")
+    train = write_tsv(tmp_path / "train.tsv", sentiment_rows(8))
+    config = tiny_config(train, **{"training.strategy": "tpu", "training.tpu": "no-such-tpu"})
+    with pytest.raises(UserError, match="no TPU found"):
+        training.train(sentiment, config, tmp_path / "run", echo=lambda line: None, verbose=0)
+    assert not (tmp_path / "run").exists()  # the new run failed before its first step
 
 
 # ----------------------------------------------------------------------------- static shapes + XLA

@@ -28,7 +28,7 @@ import re
 import shutil
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -517,9 +517,10 @@ def train(
             + (f"; using the previous backup ({points[0].describe()})" if points else "")
         )
     set_seed(training.seed, deterministic=jit_compile_flag(training) is not True)
-    strategy = choose_strategy(
-        training.strategy, training.tpu, training.worker_hosts, training.task_index
-    )
+    with discarded_on_failure(run_dir, fresh):  # e.g. --tpu without a TPU
+        strategy = choose_strategy(
+            training.strategy, training.tpu, training.worker_hosts, training.task_index
+        )
     if isinstance(strategy, tf.distribute.TPUStrategy) and not training.static_shapes:
         config = config_lib.replace(
             config, **{"training.static_shapes": True}
@@ -552,16 +553,23 @@ def discard_new_entries(run_dir: Path, created: bool, before: set[str]) -> None:
             run_dir.rmdir()  # only if empty
 
 
-def _train(
-    task, config, run_dir: Path, resuming: bool, strategy, points, echo, verbose, fresh=None
-) -> dict[str, Any]:
-    """Train; `fresh` (created, entries before) for a new run: undone if setup fails."""
+@contextlib.contextmanager
+def discarded_on_failure(run_dir: Path, fresh: tuple[bool, set[str]] | None) -> Iterator[None]:
+    """If the block fails, undo a new run (`fresh`: created, entries before; None: resuming)."""
     try:
-        data, model, backup = _set_up(task, config, run_dir, resuming, strategy, echo)
+        yield
     except BaseException:
         if fresh is not None:
             discard_new_entries(run_dir, *fresh)
         raise
+
+
+def _train(
+    task, config, run_dir: Path, resuming: bool, strategy, points, echo, verbose, fresh=None
+) -> dict[str, Any]:
+    """Train; `fresh` (created, entries before) for a new run: undone if setup fails."""
+    with discarded_on_failure(run_dir, fresh):
+        data, model, backup = _set_up(task, config, run_dir, resuming, strategy, echo)
     if data is None:
         return model  # resumed a run that had already finished: its metrics
     return _fit(config, run_dir, strategy, points, echo, verbose, data, model, backup)
