@@ -456,20 +456,32 @@ class DecodingConfig:
     max_length_offset: int = 10
 
     def __post_init__(self) -> None:
-        _at_least("decoding.beam_size", self.beam_size, 1)
-        if self.beam_size > MAX_BEAM_SIZE:
-            raise ConfigError(
-                f"decoding.beam_size must be <= {MAX_BEAM_SIZE}, got {self.beam_size}"
-            )
-        if not (math.isfinite(self.length_penalty) and self.length_penalty >= 0):
-            raise ConfigError(
-                f"decoding.length_penalty must be a finite number >= 0, got {self.length_penalty}"
-            )
-        if not (math.isfinite(self.max_length_ratio) and self.max_length_ratio > 0):
-            raise ConfigError(
-                f"decoding.max_length_ratio must be a finite number > 0, got {self.max_length_ratio}"
-            )
+        check_decoding(
+            self.beam_size,
+            self.length_penalty,
+            self.max_length_ratio,
+            lambda key: f"decoding.{key}",
+        )
         _at_least("decoding.max_length_offset", self.max_length_offset, 0)
+
+
+def check_decoding(
+    beam_size: int, length_penalty: float, max_length_ratio: float, name: Any
+) -> None:
+    """Raise `ConfigError` if a decoding setting is out of range; `name(key)` names it
+    (a recipe key such as "decoding.beam_size", or a flag such as "--beam-size")."""
+    if not 1 <= beam_size <= MAX_BEAM_SIZE:
+        raise ConfigError(
+            f"{name('beam_size')} must be in [1, {MAX_BEAM_SIZE}] (1 is greedy), got {beam_size}"
+        )
+    if not (math.isfinite(length_penalty) and length_penalty >= 0):
+        raise ConfigError(
+            f"{name('length_penalty')} must be a finite number >= 0, got {length_penalty}"
+        )
+    if not (math.isfinite(max_length_ratio) and max_length_ratio > 0):
+        raise ConfigError(
+            f"{name('max_length_ratio')} must be a finite number > 0, got {max_length_ratio}"
+        )
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ import re
 import shutil
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -325,13 +325,17 @@ def load_run_config(run_dir: str | os.PathLike, config_class: type) -> Any:
         raise RunDirError(f"{run_dir / CONFIG_FILE}: {error}") from None
 
 
-def clear_run_dir(run_dir: Path) -> None:
-    """Delete what `train` wrote (and nothing else: --run-dir may be shared)."""
+def clear_run_dir(run_dir: Path, keep: Iterable[str] = ()) -> None:
+    """Delete what `train` wrote but the entries named in `keep` (and nothing else:
+    --run-dir may be shared)."""
+    keep = set(keep)
     for name in RUN_ENTRIES:
         path = run_dir / name
-        if path.is_dir():
+        if name in keep:
+            continue
+        if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
-        elif path.exists():
+        elif path.exists() or path.is_symlink():
             path.unlink()
 
 
@@ -540,14 +544,8 @@ def train(
 def discard_new_entries(run_dir: Path, created: bool, before: set[str]) -> None:
     """Delete the run entries that were not in `run_dir` before (`before`), and the
     directory itself if `created` and now empty: what a new run wrote before it failed."""
-    for name in RUN_ENTRIES:
-        path = run_dir / name
-        if name in before or not (path.exists() or path.is_symlink()):
-            continue
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # runs while the failure propagates: never mask it
+        clear_run_dir(run_dir, keep=before)
     if created:
         with contextlib.suppress(OSError):
             run_dir.rmdir()  # only if empty

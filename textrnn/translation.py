@@ -37,7 +37,7 @@ from keras import ops
 from textrnn import data as data_lib
 from textrnn import sampling
 from textrnn import training as training_lib
-from textrnn.config import MAX_BEAM_SIZE, TranslationConfig
+from textrnn.config import MAX_BEAM_SIZE, TranslationConfig, check_decoding
 from textrnn.errors import ConfigError, DataError, RunDirError, UserError
 from textrnn.fileio import atomic_write_text, check_output_file
 from textrnn.rnn_stack import RNNStack, make_attention
@@ -1025,16 +1025,11 @@ def validate_decoding(
     max_length: int = 0,
 ) -> None:
     """Raise `ConfigError` naming the option when a decoding setting is out of range."""
-    if not 1 <= beam_size <= MAX_BEAM_SIZE:
-        raise ConfigError(
-            f"--beam-size must be in [1, {MAX_BEAM_SIZE}] (1 is greedy), got {beam_size}"
-        )
+    check_decoding(
+        beam_size, length_penalty, max_length_ratio, lambda key: "--" + key.replace("_", "-")
+    )
     if not 1 <= n_best <= beam_size:
         raise ConfigError(f"--n-best must be in [1, --beam-size {beam_size}], got {n_best}")
-    if not (math.isfinite(length_penalty) and length_penalty >= 0):
-        raise ConfigError(f"--length-penalty must be a finite number >= 0, got {length_penalty}")
-    if not (math.isfinite(max_length_ratio) and max_length_ratio > 0):
-        raise ConfigError(f"--max-length-ratio must be a finite number > 0, got {max_length_ratio}")
     if max_length < 0:
         raise ConfigError(
             f"--max-length must be >= 0 (0: from --max-length-ratio), got {max_length}"
