@@ -14,7 +14,6 @@ directory (the same signatures built in-process).
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 import logging
 import os
@@ -24,26 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from textrnn import tasks
 from textrnn.errors import ModelPathError, RunDirError
 from textrnn.fileio import ensure_writable_directory
 
-TASKS = ("sentiment", "language_model", "translation")
-TASK_ALIASES = {
-    "lm": "language_model",
-    "language_model": "language_model",
-    "sentiment": "sentiment",
-    "translation": "translation",
-}
 logger = logging.getLogger(__name__)
 
 MANIFEST = "textrnn.json"  # in assets.extra: task and settings, for clients that want them
-
-
-def task_module(task: str):
-    name = TASK_ALIASES.get(task)
-    if name is None:
-        raise ModelPathError(f"unknown task {task!r}")
-    return importlib.import_module(f"textrnn.{name}")
 
 
 def numeric_versions(base: Path) -> list[int]:
@@ -58,18 +44,6 @@ def is_saved_model(path: Path) -> bool:
     return (path / "saved_model.pb").is_file()
 
 
-def run_task(run_dir: Path) -> str:
-    config_path = run_dir / "config.json"
-    try:
-        return json.loads(config_path.read_text(encoding="utf-8"))["task"]
-    except FileNotFoundError:
-        raise RunDirError(
-            f"{run_dir}: missing config.json; is this a textrnn run directory?"
-        ) from None
-    except (ValueError, KeyError) as error:
-        raise RunDirError(f"{config_path}: corrupt ({error}); retrain with --restart") from None
-
-
 def export_run(
     run_dir: str | os.PathLike,
     out: str | os.PathLike | None = None,
@@ -82,25 +56,25 @@ def export_run(
     """
     import keras
 
+    from textrnn.training.run_dir import run_task
+
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunDirError(f"run directory not found: {run_dir} (--run-dir)")
-    task = run_task(run_dir)
-    if expected_task and TASK_ALIASES.get(task) != TASK_ALIASES.get(expected_task):
-        command = "lm" if TASK_ALIASES.get(task) == "language_model" else task
+    entry = tasks.find(run_task(run_dir))
+    if expected_task and not tasks.same_task(entry.name, expected_task):
         raise RunDirError(
-            f"{run_dir} holds a {task!r} run, not a {expected_task!r} one; "
-            f"export it with `textrnn {command} export`"
+            f"{run_dir} holds a {entry.name!r} run, not a {expected_task!r} one; "
+            f"export it with `textrnn {entry.command} export`"
         )
-    module = task_module(task)
-    base = Path(out) if out else Path("saved_models") / ("lm" if task == "language_model" else task)
-    loaded = module.load_run(run_dir)
-    signatures, tracked, manifest = module.export_parts(*loaded)
+    base = Path(out) if out else Path("saved_models") / entry.command
+    task = entry.load()
+    parts = task.serving_signatures(task.load_run(run_dir))
 
     archive = keras.export.ExportArchive()
-    for resource in tracked:
+    for resource in parts.resources:
         archive.track(resource)
-    for name, function in signatures.items():
+    for name, function in parts.signatures.items():
         archive.add_endpoint(name, function)
     # Only now, with the run loaded, create --out: a failed export leaves no empty directory.
     created = not base.exists()
@@ -112,10 +86,10 @@ def export_run(
         archive.write_out(str(tmp), verbose=False)
         extra = tmp / "assets.extra"
         extra.mkdir(exist_ok=True)
-        (extra / MANIFEST).write_text(json.dumps({"task": task, **manifest}, indent=2) + "\n")
-        warmup = getattr(module, "warmup_requests", None)
-        if warmup is not None:
-            write_warmup_requests(extra / "tf_serving_warmup_requests", warmup(*loaded))
+        manifest = {"task": entry.name, **parts.manifest}
+        (extra / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        if parts.warmup_requests:
+            write_warmup_requests(extra / "tf_serving_warmup_requests", parts.warmup_requests)
         # Claim the next version; never overwrite (a concurrent export takes the one after).
         while True:
             version = (numeric_versions(base) or [0])[-1] + 1
@@ -164,6 +138,7 @@ class Serving:
     source: str  # "export" or "run"
     manifest: dict[str, Any]
     keep_alive: Any = None  # the loaded object that owns the functions
+    inference: Any = None  # a run directory's in-process inference object (`ServingParts`)
 
 
 def resolve_model_path(path: str | os.PathLike) -> tuple[str, Path]:
@@ -218,15 +193,15 @@ def load_serving(path: str | os.PathLike, expected_task: str | None = None) -> S
         task = manifest.get("task", expected_task or "")
         serving = Serving(task, resolved, dict(loaded.signatures), "export", manifest, loaded)
     else:
-        task = run_task(resolved)
-        module = task_module(task)
-        loaded = module.load_run(resolved)
-        signatures, _, manifest = module.export_parts(*loaded)
-        serving = Serving(task, resolved, signatures, "run", {"task": task, **manifest}, loaded)
-    if (
-        expected_task
-        and serving.task
-        and TASK_ALIASES.get(serving.task) != TASK_ALIASES.get(expected_task)
-    ):
+        from textrnn.training.run_dir import run_task
+
+        entry = tasks.find(run_task(resolved))
+        task = entry.load()
+        parts = task.serving_signatures(task.load_run(resolved))
+        manifest = {"task": entry.name, **parts.manifest}
+        serving = Serving(
+            entry.name, resolved, parts.signatures, "run", manifest, parts, parts.inference
+        )
+    if expected_task and serving.task and not tasks.same_task(serving.task, expected_task):
         raise ModelPathError(f"{path} holds a {serving.task!r} model, not a {expected_task!r} one")
     return serving

@@ -371,6 +371,28 @@ def build_tokenizer(
     return Tokenizer.load(directory)
 
 
+ENCODE_CHUNK = 8192  # texts per tokenizer call: bounds memory on large corpora
+
+
+def encode_texts(
+    tokenizer: Tokenizer, texts: list[str], max_length: int | None = None
+) -> tf.RaggedTensor:
+    """Tokenize `texts` in chunks (bounded memory), truncating rows to `max_length`."""
+    parts = [
+        tokenizer.tokenize(tf.constant(texts[i : i + ENCODE_CHUNK], tf.string), max_length)
+        for i in range(0, max(1, len(texts)), ENCODE_CHUNK)
+    ]  # no texts: one empty part, so the result is an empty (0, None) ragged tensor
+    return tf.concat(parts, axis=0) if len(parts) > 1 else parts[0]
+
+
+def encode_rows(tokenizer: Tokenizer, texts: list[str]) -> list[np.ndarray]:
+    """`encode_texts` as one int32 array per text (untruncated)."""
+    ids = encode_texts(tokenizer, texts)
+    values = ids.flat_values.numpy().astype(np.int32)
+    splits = ids.row_splits.numpy()
+    return [values[splits[i] : splits[i + 1]] for i in range(len(splits) - 1)]
+
+
 def count_unknown(ids: tf.RaggedTensor | np.ndarray) -> int:
     values = ids.flat_values if isinstance(ids, tf.RaggedTensor) else ids
     return int(tf.reduce_sum(tf.cast(tf.equal(values, UNK_ID), tf.int32)))

@@ -22,18 +22,21 @@ import numpy as np
 import tensorflow as tf
 
 from textrnn import data as data_lib
-from textrnn import training as training_lib
-from textrnn.config import SentimentConfig
 from textrnn.errors import ConfigError, DataError, RunDirError
 from textrnn.fileio import atomic_write_text
-from textrnn.rnn_stack import MaskedPooling, RNNStack, TokenDropout
-from textrnn.tokenizers import UNK_ID, Tokenizer, build_tokenizer, count_unknown
+from textrnn.layers.dropout import TokenDropout
+from textrnn.layers.pooling import MaskedPooling
+from textrnn.layers.rnn_stack import RNNStack
+from textrnn.sentiment.config import SentimentConfig
+from textrnn.tokenizers import UNK_ID, Tokenizer, build_tokenizer, count_unknown, encode_texts
+from textrnn.training import fit as fit_lib
+from textrnn.training import optimizer as optimizer_lib
+from textrnn.training import run_dir as run_dir_lib
 
 logger = logging.getLogger(__name__)
 
 Config = SentimentConfig
 LABELS_FILE = "labels.json"
-TOKENIZE_CHUNK = 8192
 
 
 # ----------------------------------------------------------------------------- data
@@ -145,7 +148,7 @@ class Labels:
     @classmethod
     def load(cls, run_dir: str | os.PathLike) -> Labels:
         path = Path(run_dir) / LABELS_FILE
-        saved = training_lib.read_json(path, "labels")
+        saved = run_dir_lib.read_json(path, "labels")
         values = saved.get("values") if isinstance(saved, dict) else None
         names = saved.get("names") if isinstance(saved, dict) else None
         if not (
@@ -156,15 +159,6 @@ class Labels:
                 "of two or more); retrain with --restart"
             )
         return cls(tuple(map(str, values)), tuple(map(str, names)))
-
-
-def encode_texts(tokenizer: Tokenizer, texts: list[str], max_length: int) -> tf.RaggedTensor:
-    """Tokenize in chunks (bounded memory), truncating to `max_length`."""
-    parts = [
-        tokenizer.tokenize(tf.constant(texts[i : i + TOKENIZE_CHUNK], tf.string), max_length)
-        for i in range(0, max(1, len(texts)), TOKENIZE_CHUNK)
-    ]  # no texts: one empty part, so the result is an empty (0, None) ragged tensor
-    return tf.concat(parts, axis=0) if len(parts) > 1 else parts[0]
 
 
 def describe_labels(counts: Counter, most: int = 5) -> str:
@@ -186,7 +180,7 @@ def labels_to_ids(examples: Examples, labels: Labels) -> tuple[np.ndarray, np.nd
     return np.array(keep, dtype=np.int64), np.array(ids, dtype=np.int32), unknown
 
 
-def load_datasets(config: SentimentConfig, run_dir: str | os.PathLike) -> training_lib.TaskData:
+def load_datasets(config: SentimentConfig, run_dir: str | os.PathLike) -> fit_lib.TaskData:
     """Read the data, learn (or reload) tokenizer and labels, build the pipelines."""
     run_dir = Path(run_dir)
     data = config.data
@@ -305,7 +299,7 @@ def load_datasets(config: SentimentConfig, run_dir: str | os.PathLike) -> traini
     if config.model.class_weight == "balanced":
         total = counts.sum()
         class_weight = {i: float(total / (len(counts) * max(c, 1))) for i, c in enumerate(counts)}
-    return training_lib.TaskData(
+    return fit_lib.TaskData(
         train=train_dataset,
         valid=valid_dataset,
         tokenizer=tokenizer,
@@ -370,10 +364,10 @@ def build_model(
     if not compile:
         return model
     model.compile(
-        optimizer=training_lib.make_optimizer(config.training, total_steps),
+        optimizer=optimizer_lib.make_optimizer(config.training, total_steps),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        jit_compile=training_lib.jit_compile_flag(config.training),
+        jit_compile=optimizer_lib.jit_compile_flag(config.training),
     )
     return model
 
@@ -438,13 +432,13 @@ def initialize_from_language_model(
 
 def load_run(run_dir: str | os.PathLike) -> tuple[SentimentConfig, Tokenizer, Labels, keras.Model]:
     """Rebuild a trained classifier from its run directory."""
-    config = training_lib.load_run_config(run_dir, SentimentConfig)
+    config = run_dir_lib.load_run_config(run_dir, SentimentConfig)
     if config.task != "sentiment":
         raise RunDirError(f"{run_dir} holds a {config.task!r} run, not a sentiment one")
     tokenizer = Tokenizer.load(run_dir)
     labels = Labels.load(run_dir)
     model = build_model(config, tokenizer, num_classes=len(labels.values), compile=False)
-    training_lib.load_weights(model, run_dir)
+    run_dir_lib.load_weights(model, run_dir)
     return config, tokenizer, labels, model
 
 

@@ -34,17 +34,26 @@ import numpy as np
 import tensorflow as tf
 
 from textrnn import data as data_lib
-from textrnn import sampling
-from textrnn import training as training_lib
-from textrnn.config import LanguageModelConfig
+from textrnn.decoding import sampling
 from textrnn.errors import ConfigError, DataError, RunDirError
-from textrnn.rnn_stack import RNNStack
-from textrnn.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizer, build_tokenizer
+from textrnn.language_model.config import LanguageModelConfig
+from textrnn.layers.rnn_stack import RNNStack
+from textrnn.tokenizers import (
+    BOS_ID,
+    EOS_ID,
+    PAD_ID,
+    UNK_ID,
+    Tokenizer,
+    build_tokenizer,
+    encode_rows,
+)
+from textrnn.training import fit as fit_lib
+from textrnn.training import optimizer as optimizer_lib
+from textrnn.training import run_dir as run_dir_lib
 
 logger = logging.getLogger(__name__)
 
 Config = LanguageModelConfig
-TOKENIZE_LINES = 8192  # lines per tokenizer call
 MAX_TOKENS_CAP = sampling.MAX_TOKENS_CAP
 EVALUATE_SEQ_LEN = 256  # time steps per evaluation call (states carried between calls)
 
@@ -145,26 +154,16 @@ def read_corpus_text(path: str, encoding: str, option: str) -> str:
     return text
 
 
-def _tokenize_lines(tokenizer: Tokenizer, lines: list[str]) -> list[np.ndarray]:
-    rows: list[np.ndarray] = []
-    for start in range(0, len(lines), TOKENIZE_LINES):
-        ids = tokenizer.tokenize(tf.constant(lines[start : start + TOKENIZE_LINES]))
-        values = ids.flat_values.numpy().astype(np.int32)
-        splits = ids.row_splits.numpy()
-        rows.extend(values[splits[i] : splits[i + 1]] for i in range(len(splits) - 1))
-    return rows
-
-
 def encode_corpus(tokenizer: Tokenizer, text: str, layout: str) -> Corpus:
     """Tokenize `text` for `layout`; every token of the text becomes a target."""
     if layout == "continuous":
-        rows = _tokenize_lines(tokenizer, text.splitlines(keepends=True))
+        rows = encode_rows(tokenizer, text.splitlines(keepends=True))
         ids = np.concatenate(rows) if rows else np.zeros([0], np.int32)
         stream = np.concatenate([[BOS_ID], ids]).astype(np.int32)
         return Corpus([stream[:-1]], [stream[1:]], len(text), int(np.sum(ids == UNK_ID)))
     lines = text.splitlines()
     kept = [line for line in lines if line.strip()]
-    rows = _tokenize_lines(tokenizer, kept)
+    rows = encode_rows(tokenizer, kept)
     inputs = [np.concatenate([[BOS_ID], row]).astype(np.int32) for row in rows]
     targets = [np.concatenate([row, [EOS_ID]]).astype(np.int32) for row in rows]
     unknown = int(sum(np.sum(row == UNK_ID) for row in rows))
@@ -302,7 +301,7 @@ class ResetStates(keras.callbacks.Callback):
         self._reset()
 
 
-def load_datasets(config: LanguageModelConfig, run_dir: str | os.PathLike) -> training_lib.TaskData:
+def load_datasets(config: LanguageModelConfig, run_dir: str | os.PathLike) -> fit_lib.TaskData:
     """Read the corpus, learn (or reload) the tokenizer, build the pipelines."""
     run_dir = Path(run_dir)
     data, training = config.data, config.training
@@ -386,7 +385,7 @@ def load_datasets(config: LanguageModelConfig, run_dir: str | os.PathLike) -> tr
         report.append(
             f"batching: {batch_size} contiguous rows, states carried across {steps} batches of {data.seq_len} steps"
         )
-    return training_lib.TaskData(
+    return fit_lib.TaskData(
         train=train_dataset,
         valid=valid_dataset,
         tokenizer=tokenizer,
@@ -459,9 +458,9 @@ def build_model(
     if not compile:
         return model
     model.compile(
-        optimizer=training_lib.make_optimizer(config.training, total_steps),
+        optimizer=optimizer_lib.make_optimizer(config.training, total_steps),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        jit_compile=training_lib.jit_compile_flag(config.training),
+        jit_compile=optimizer_lib.jit_compile_flag(config.training),
     )
     return model
 
@@ -654,12 +653,12 @@ def _maybe_layer(model: keras.Model, name: str) -> keras.layers.Layer | None:
 
 def load_run(run_dir: str | os.PathLike) -> tuple[LanguageModelConfig, Tokenizer, keras.Model]:
     """Rebuild a trained language model (stateless) from its run directory."""
-    config = training_lib.load_run_config(run_dir, LanguageModelConfig)
+    config = run_dir_lib.load_run_config(run_dir, LanguageModelConfig)
     if config.task != "language_model":
         raise RunDirError(f"{run_dir} holds a {config.task!r} run, not a language model")
     tokenizer = Tokenizer.load(run_dir)
     model = build_model(config, tokenizer, compile=False)
-    training_lib.load_weights(model, run_dir)
+    run_dir_lib.load_weights(model, run_dir)
     return config, tokenizer, model
 
 

@@ -35,22 +35,25 @@ import tensorflow as tf
 from keras import ops
 
 from textrnn import data as data_lib
-from textrnn import sampling
-from textrnn import training as training_lib
-from textrnn.config import MAX_BEAM_SIZE, TranslationConfig, check_decoding
+from textrnn.decoding import search
 from textrnn.errors import ConfigError, DataError, RunDirError, UserError
 from textrnn.fileio import atomic_write_text, check_output_file
-from textrnn.rnn_stack import RNNStack, make_attention
-from textrnn.sentiment import encode_texts
+from textrnn.layers.attention import make_attention
+from textrnn.layers.rnn_stack import RNNStack
 from textrnn.tokenizers import (
     BOS_ID,
     EOS_ID,
     PAD_ID,
     Tokenizer,
     count_unknown,
+    encode_texts,
     learn_vocabulary,
     save_tokenizer_files,
 )
+from textrnn.training import fit as fit_lib
+from textrnn.training import optimizer as optimizer_lib
+from textrnn.training import run_dir as run_dir_lib
+from textrnn.translation.config import MAX_BEAM_SIZE, TranslationConfig, check_decoding
 
 logger = logging.getLogger(__name__)
 
@@ -173,7 +176,7 @@ def encode_pairs(
     return EncodedPairs(source, target, source_truncated, target_truncated)
 
 
-def load_datasets(config: TranslationConfig, run_dir: str | os.PathLike) -> training_lib.TaskData:
+def load_datasets(config: TranslationConfig, run_dir: str | os.PathLike) -> fit_lib.TaskData:
     """Read the pairs, learn (or reload) the vocabularies, build the teacher-forcing pipelines."""
     run_dir = Path(run_dir)
     data = config.data
@@ -272,7 +275,7 @@ def load_datasets(config: TranslationConfig, run_dir: str | os.PathLike) -> trai
         f"padding: {data_lib.padding_fraction(train_dataset):.1%} of training positions "
         "(source and target)"
     )
-    return training_lib.TaskData(
+    return fit_lib.TaskData(
         train=train_dataset,
         valid=valid_dataset,
         tokenizer=(source_tokenizer, target_tokenizer),
@@ -781,9 +784,9 @@ def build_model(
     if not compile:
         return model
     model.compile(
-        optimizer=training_lib.make_optimizer(config.training, total_steps),
+        optimizer=optimizer_lib.make_optimizer(config.training, total_steps),
         loss=MaskedSequenceLoss(model_config.label_smoothing),
-        jit_compile=training_lib.jit_compile_flag(config.training),
+        jit_compile=optimizer_lib.jit_compile_flag(config.training),
     )
     return model
 
@@ -796,12 +799,12 @@ def load_run(
     Inference runs Keras's recurrent loop whatever the implementation: the
     fast CPU loop only runs in training (see `textrnn.fast_rnn`).
     """
-    config = training_lib.load_run_config(run_dir, TranslationConfig)
+    config = run_dir_lib.load_run_config(run_dir, TranslationConfig)
     if config.task != "translation":
         raise RunDirError(f"{run_dir} holds a {config.task!r} run, not a translation one")
     source_tokenizer, target_tokenizer = load_tokenizers(run_dir)
     model = build_model(config, (source_tokenizer, target_tokenizer), compile=False)
-    training_lib.load_weights(model, run_dir)
+    run_dir_lib.load_weights(model, run_dir)
     return config, source_tokenizer, target_tokenizer, model
 
 
@@ -884,21 +887,21 @@ class Translator(tf.Module):
                 return self.decoder.step(ids, state, memory, processed, mask)
 
             state = {"states": initial, "feed": self.decoder.initial_feed(memory)}
-            result = sampling.greedy_search(
+            result = search.greedy_search(
                 step, state, limits, BOS_ID, EOS_ID, memory_length, length_penalty
             )
             return {key: value[:, tf.newaxis] for key, value in result.items()}
 
         def search_beam():
-            tiled_memory = sampling.tile_beams(memory, beam_size)
-            tiled_mask = sampling.tile_beams(mask, beam_size)
+            tiled_memory = search.tile_beams(memory, beam_size)
+            tiled_mask = search.tile_beams(mask, beam_size)
             processed = self.decoder.process_memory(tiled_memory)
 
             def step(ids, state):
                 return self.decoder.step(ids, state, tiled_memory, processed, tiled_mask)
 
             state = {"states": initial, "feed": self.decoder.initial_feed(memory)}
-            return sampling.beam_search(
+            return search.beam_search(
                 step, state, limits, beam_size, BOS_ID, EOS_ID, memory_length, length_penalty
             )
 
@@ -1104,7 +1107,7 @@ def translate_texts(
                 for text, score in zip(
                     outputs["hypotheses"][row], outputs["hypothesis_scores"][row], strict=True
                 )
-                if score > sampling.NEGATIVE / 2
+                if score > search.NEGATIVE / 2
             ][:n_best]
             source_tokens = [
                 t.decode("utf-8") for t in outputs["source_tokens"][row] if t != b"[PAD]"

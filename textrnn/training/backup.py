@@ -39,8 +39,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from textrnn import fast_rnn
 from textrnn.fileio import atomic_path, atomic_write_text
+from textrnn.training.weights import load_weights_file
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def load_point(model: keras.Model, directory: Path, point: BackupPoint) -> None:
     """Load weights and optimizer state (the optimizer is built first so its variables exist)."""
     if model.optimizer is not None and not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
-    fast_rnn.load_weights_file(model, directory / point.file)
+    load_weights_file(model, directory / point.file)
 
 
 def restore(

@@ -1,0 +1,1 @@
+"""In-graph decoding: sampling filters for language models; greedy and beam search."""

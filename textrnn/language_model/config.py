@@ -1,0 +1,58 @@
+"""The language-model recipe: `[data]` (layout, windows), `[tokenizer]`, `[model]`, `[training]`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from textrnn.config import StackConfig, TokenizerConfig, TrainingConfig, at_least, choice, fraction
+from textrnn.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class LanguageModelDataConfig:
+    train: str = ""
+    valid: str = ""  # empty: hold out the last `validation_split` of the training text
+    encoding: str = "utf-8"
+    layout: str = (
+        "continuous"  # continuous (one stream, e.g. a book) | lines (one sentence a line + [EOS])
+    )
+    validation_split: float = 0.05
+    seq_len: int = 100  # tokens per training window (truncated-BPTT length)
+    carry_state: bool = False  # continuous only: each batch row continues the previous batch's row
+
+    def __post_init__(self) -> None:
+        choice("data.layout", self.layout, ("continuous", "lines"))
+        at_least("data.seq_len", self.seq_len, 1)
+        if not 0.0 < self.validation_split < 1.0:
+            raise ConfigError("data.validation_split must be in (0, 1)")
+        if self.carry_state and self.layout != "continuous":
+            raise ConfigError('data.carry_state needs data.layout = "continuous"')
+
+
+@dataclass(frozen=True)
+class LanguageModelModelConfig:
+    embedding_dim: int = 128
+    embedding_dropout: float = 0.0  # on the embedded inputs
+    stack: StackConfig = field(default_factory=StackConfig)
+    output_dropout: float = 0.0  # on the last layer's outputs, before the softmax
+    tie_embeddings: bool = False  # output projection = embedding matrix (transposed)
+
+    def __post_init__(self) -> None:
+        at_least("model.embedding_dim", self.embedding_dim, 1)
+        fraction("model.embedding_dropout", self.embedding_dropout)
+        fraction("model.output_dropout", self.output_dropout)
+        if self.stack.bidirectional:
+            raise ConfigError("model.stack.bidirectional must be false for a language model")
+
+
+@dataclass(frozen=True)
+class LanguageModelConfig:
+    """Language modeling and generation (many-to-many, then one-to-many)."""
+
+    task: str = "language_model"
+    data: LanguageModelDataConfig = field(default_factory=LanguageModelDataConfig)
+    tokenizer: TokenizerConfig = field(
+        default_factory=lambda: TokenizerConfig(kind="char", lowercase=False, normalization="")
+    )
+    model: LanguageModelModelConfig = field(default_factory=LanguageModelModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)

@@ -1,0 +1,1 @@
+"""Layers shared by every task: the recurrent stack, its fast CPU loops, attention, pooling."""

@@ -1,0 +1,51 @@
+"""The optimizer a recipe's `[training]` section describes, and its XLA setting."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+
+from textrnn.config import TrainingConfig
+
+
+def make_optimizer(
+    training: TrainingConfig, total_steps: int | None = None
+) -> keras.optimizers.Optimizer:
+    """The optimizer with its learning-rate schedule and gradient clipping."""
+    learning_rate: Any = training.learning_rate
+    decay_steps = max(1, (total_steps or 1000) - training.warmup_steps)
+    if training.lr_schedule == "cosine":
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            0.0 if training.warmup_steps else training.learning_rate,
+            decay_steps,
+            alpha=0.05,
+            warmup_target=training.learning_rate if training.warmup_steps else None,
+            warmup_steps=training.warmup_steps,
+        )
+    elif training.lr_schedule == "linear":
+        learning_rate = keras.optimizers.schedules.PolynomialDecay(
+            training.learning_rate, decay_steps, end_learning_rate=training.learning_rate * 0.05
+        )
+    kwargs: dict[str, Any] = {"learning_rate": learning_rate}
+    if training.clipnorm:
+        kwargs["clipnorm"] = training.clipnorm
+    if training.ema:
+        kwargs.update(use_ema=True, ema_momentum=training.ema)
+    if training.optimizer == "adam":
+        return keras.optimizers.Adam(**kwargs)
+    if training.optimizer == "adamw":
+        return keras.optimizers.AdamW(weight_decay=training.weight_decay, **kwargs)
+    if training.optimizer == "rmsprop":
+        return keras.optimizers.RMSprop(**kwargs)
+    return keras.optimizers.SGD(momentum=0.9, **kwargs)
+
+
+def jit_compile_flag(training: TrainingConfig) -> bool | str:
+    """`training.jit_compile`; `auto` with static shapes means XLA (the TPU path)."""
+    if training.jit_compile == "auto" and training.static_shapes:
+        return True
+    return {"auto": "auto", "true": True, "false": False}[training.jit_compile]
+
+
+# ----------------------------------------------------------------------------- run directory
