@@ -6,7 +6,7 @@ import json
 import subprocess
 
 import pytest
-from conftest import (
+from helpers import (
     PYTHON,
     SUBPROCESS_TIMEOUT,
     sentiment_rows,

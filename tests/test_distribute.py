@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import (
+from helpers import (
     PYTHON,
     REPO,
     SUBPROCESS_TIMEOUT,

@@ -9,7 +9,7 @@ import subprocess
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import PYTHON, SUBPROCESS_TIMEOUT, subprocess_env
+from helpers import PYTHON, SUBPROCESS_TIMEOUT, subprocess_env
 
 from textrnn import export, sentiment
 from textrnn.errors import ModelPathError, RunDirError

@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from conftest import (
+from helpers import (
     PYTHON,
     SUBPROCESS_TIMEOUT,
     sentiment_rows,

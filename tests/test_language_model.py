@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import PYTHON, SUBPROCESS_TIMEOUT, subprocess_env
+from helpers import PYTHON, SUBPROCESS_TIMEOUT, subprocess_env
 from typer.testing import CliRunner
 
 from textrnn import export, training
@@ -374,7 +374,7 @@ def test_word_model_with_unk_aliases(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def phrase_lm(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
     """A one-layer word LM (embedding 8, 4 units) on the tiny sentiment phrases."""
-    from conftest import sentiment_rows
+    from helpers import sentiment_rows
 
     base = tmp_path_factory.mktemp("phrase_lm")
     rows = sentiment_rows(40, seed=1)
@@ -395,7 +395,7 @@ def phrase_lm(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
 
 
 def test_sentiment_init_from_copies_embedding_and_stack(phrase_lm, tmp_path: Path) -> None:
-    from conftest import write_tsv
+    from helpers import write_tsv
 
     from textrnn import sentiment
 
@@ -430,7 +430,7 @@ def test_sentiment_init_from_copies_embedding_and_stack(phrase_lm, tmp_path: Pat
 
 @pytest.mark.slow
 def test_sentiment_train_init_from_end_to_end(phrase_lm, tmp_path: Path) -> None:
-    from conftest import train_tiny, write_tsv
+    from helpers import train_tiny, write_tsv
 
     lm_run, rows = phrase_lm
     train_tsv = write_tsv(tmp_path / "train.tsv", rows)

@@ -7,7 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import sentiment_rows, tiny_config, train_tiny, write_tsv
+from helpers import sentiment_rows, tiny_config, train_tiny, write_tsv
 
 from textrnn import export, sentiment, training
 from textrnn.errors import DataError, ModelPathError, RunDirError

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import (
+from helpers import (
     PYTHON,
     REPO,
     SUBPROCESS_TIMEOUT,
@@ -32,7 +32,7 @@ sys.path.insert(0, sys.argv[3])
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from conftest import train_tiny
+from helpers import train_tiny
 from textrnn import training
 lines = []
 strategy = training.choose_strategy("mirrored")

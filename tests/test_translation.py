@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import SUBPROCESS_TIMEOUT
+from helpers import SUBPROCESS_TIMEOUT
 
 SUBJECTS = [
     ("the dog", "der Hund"),
