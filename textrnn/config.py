@@ -82,7 +82,8 @@ class TrainingConfig:
     optimizer: str = "adam"  # adam | adamw | sgd | rmsprop
     weight_decay: float = 0.0  # adamw only
     clipnorm: float = 0.0  # 0 disables gradient clipping
-    ema: float = 0.0  # exponential moving average of weights (e.g. 0.999) for validation and export; 0 disables
+    # Exponential moving average of the weights (e.g. 0.999) for validation and export; 0 disables.
+    ema: float = 0.0
     lr_schedule: str = "constant"  # constant | cosine | linear
     warmup_steps: int = 0
     early_stopping_patience: int = 0  # epochs without improvement; 0 disables

@@ -59,8 +59,9 @@ def check_encoding(path: str | os.PathLike, encoding: str, option: str) -> None:
                 line.decode(encoding)
             except UnicodeDecodeError as error:
                 raise DataError(
-                    f"{path}, line {number}: not valid {encoding} text (byte 0x{line[error.start]:02x} "
-                    f"at column {error.start + 1}) in {option}; pass --encoding (e.g. --encoding latin-1)"
+                    f"{path}, line {number}: not valid {encoding} text "
+                    f"(byte 0x{line[error.start]:02x} at column {error.start + 1}) in {option}; "
+                    "pass --encoding (e.g. --encoding latin-1)"
                 ) from None
 
 

@@ -109,7 +109,10 @@ def export_run(
 
 
 def write_warmup_requests(path: Path, requests: list[tuple[str, dict[str, Any]]]) -> None:
-    """TensorFlow Serving warm-up records (PredictionLog in a TFRecord file), if the API is installed."""
+    """TensorFlow Serving warm-up records (PredictionLog in a TFRecord file).
+
+    Written only if the TensorFlow Serving API is installed (the `serving` extra).
+    """
     try:
         import tensorflow as tf
         from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
@@ -171,7 +174,8 @@ def resolve_model_path(path: str | os.PathLike) -> tuple[str, Path]:
             "saved_model.pb; is the export complete?"
         )
     raise ModelPathError(
-        f"{path} is neither a run directory (no config.json) nor a SavedModel export (no saved_model.pb)"
+        f"{path} is neither a run directory (no config.json) nor a SavedModel export "
+        "(no saved_model.pb)"
     )
 
 

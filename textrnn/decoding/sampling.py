@@ -49,7 +49,8 @@ def validate_sampling_options(
         )
     if not 0 <= top_k <= vocabulary_size:
         raise ConfigError(
-            f"--top-k must be in [0, {vocabulary_size}] (the vocabulary size; 0 is off), got {top_k}"
+            f"--top-k must be in [0, {vocabulary_size}] (the vocabulary size; 0 is off), "
+            f"got {top_k}"
         )
     if not 0.0 < top_p <= 1.0:
         raise ConfigError(f"--top-p must be in (0, 1] (1 is off), got {top_p}")

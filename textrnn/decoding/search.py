@@ -175,7 +175,8 @@ def beam_search(
     alive_log_prob = tf.concat(
         [tf.zeros([batch, 1]), tf.fill([batch, beam_size - 1], NEGATIVE)], axis=1
     )  # (batch, beam): one live hypothesis to start from
-    # Hypotheses live in buffers of a fixed width (XLA needs bounded shapes); step t writes column t.
+    # Hypotheses live in buffers of a fixed width (XLA needs bounded shapes); step t writes
+    # column t.
     width = tf.maximum(limit, 1)
     positions = tf.range(width)
     empty_ids = tf.zeros([batch, beam_size, width], tf.int32)
@@ -292,7 +293,8 @@ def beam_search(
         condition,
         body,
         initial,
-        # Batch and beam sizes may be tensors: only the ranks (and the states' inner sizes) are fixed.
+        # Batch and beam sizes may be tensors: only the ranks (and the states' inner sizes)
+        # are fixed.
         shape_invariants=(
             *(tf.TensorShape([None] * t.shape.rank) for t in initial[:2]),
             tf.nest.map_structure(lambda t: tf.TensorShape([None]).concatenate(t.shape[1:]), state),

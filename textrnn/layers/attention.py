@@ -89,7 +89,8 @@ class DotAttention(_Attention):
     ):
         if value_shape is not None and query_shape[-1] != value_shape[-1]:
             raise ValueError(
-                f"dot attention needs equal query and value features, got {query_shape[-1]} and {value_shape[-1]}"
+                "dot attention needs equal query and value features, "
+                f"got {query_shape[-1]} and {value_shape[-1]}"
             )
         self.built = True
 

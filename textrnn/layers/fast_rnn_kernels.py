@@ -30,7 +30,7 @@ def _flat_inner(a, b):
 
 
 def _shift_in(first, sequence):
-    """Prepend `first` (B, U) to `sequence` (T, B, U) and drop its last step: the previous states."""
+    """Prepend `first` (B, U) to `sequence` (T, B, U), dropping its last step: previous states."""
     return tf.concat([first[None], sequence[:-1]], axis=0)
 
 
@@ -320,7 +320,7 @@ def _gru_backward(
     return d_x, d_h0, d_kernel, d_recurrent, d_bias
 
 
-# ----------------------------------------------------------------------------- compiled entry points
+# ------------------------------------------------------------------ compiled entry points
 
 _compiled: dict = {}
 

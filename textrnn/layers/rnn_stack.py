@@ -50,7 +50,8 @@ def warn_if_cudnn_disabled(layer: keras.layers.Layer) -> None:
         reasons.append(f"activation={getattr(cell.activation, '__name__', cell.activation)}")
     if cell.recurrent_activation is not keras.activations.sigmoid:
         reasons.append(
-            f"recurrent_activation={getattr(cell.recurrent_activation, '__name__', cell.recurrent_activation)}"
+            "recurrent_activation="
+            f"{getattr(cell.recurrent_activation, '__name__', cell.recurrent_activation)}"
         )
     if getattr(layer, "unroll", False):
         reasons.append("unroll=True")

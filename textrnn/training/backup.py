@@ -119,7 +119,8 @@ def restore(
             load_point(model, directory, point)
         except Exception as error:  # noqa: BLE001 - h5py raises OSError, KeyError, ValueError...
             echo(
-                f"warning: backup {point.file} ({point.describe()}) does not load ({type(error).__name__}: "
+                f"warning: backup {point.file} ({point.describe()}) does not load "
+                f"({type(error).__name__}: "
                 f"{str(error).splitlines()[0] if str(error) else ''}); trying the previous one"
             )
             continue

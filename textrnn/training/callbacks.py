@@ -62,7 +62,8 @@ class EpochLog(keras.callbacks.Callback):
             f"{k} {v:.4f}" for k, v in sorted((logs or {}).items()) if k != "learning_rate"
         )
         self.echo(
-            f"epoch {epoch + 1}/{self.total_epochs} ({time.perf_counter() - self.started:.1f} s): {metrics}"
+            f"epoch {epoch + 1}/{self.total_epochs} "
+            f"({time.perf_counter() - self.started:.1f} s): {metrics}"
         )
 
 

@@ -98,7 +98,7 @@ def train(
     echo: Callable[[str], None] = print,
     verbose: int | str = "auto",
 ) -> dict[str, Any]:
-    """Train `task` (its `tasks.Task` contract) with `config`; return the final validation metrics."""
+    """Train `task` (a `tasks.Task`) with `config`; return the final validation metrics."""
     training: TrainingConfig = config.training
     created = not Path(run_dir).exists()
     run_dir, resuming = prepare_run_dir(run_dir, config, restart, task.run_files)

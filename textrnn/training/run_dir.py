@@ -177,7 +177,8 @@ def load_weights(model: keras.Model, run_dir: str | os.PathLike) -> Path:
         )
     if failures:
         raise RunDirError(
-            f"{run_dir}: every weights file is damaged ({'; '.join(failures)}); retrain with --restart"
+            f"{run_dir}: every weights file is damaged ({'; '.join(failures)}); "
+            "retrain with --restart"
         )
     raise RunDirError(f"{run_dir}: no trained weights ({WEIGHTS_FILE}); run `train` first")
 

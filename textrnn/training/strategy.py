@@ -39,13 +39,14 @@ def split_cpu(devices: int) -> bool:
 
 
 def worker_tf_config(worker_hosts: str, task_index: int) -> str:
-    """TF_CONFIG for worker `task_index` of `host:port,host:port,...` (MultiWorkerMirroredStrategy)."""
+    """TF_CONFIG for worker `task_index` of `host:port,host:port,...` (multi-worker training)."""
     hosts = [host.strip() for host in worker_hosts.split(",") if host.strip()]
     if not hosts or any(":" not in host for host in hosts):
         raise ConfigError(f"--worker-hosts must be host:port,host:port,..., got {worker_hosts!r}")
     if not 0 <= task_index < len(hosts):
         raise ConfigError(
-            f"--task-index must be in [0, {len(hosts) - 1}] for {len(hosts)} worker(s), got {task_index}"
+            f"--task-index must be in [0, {len(hosts) - 1}] for {len(hosts)} worker(s), "
+            f"got {task_index}"
         )
     return json.dumps(
         {"cluster": {"worker": hosts}, "task": {"type": "worker", "index": task_index}}
@@ -75,7 +76,8 @@ def choose_strategy(
             os.environ["TF_CONFIG"] = worker_tf_config(worker_hosts, task_index)
         if "TF_CONFIG" not in os.environ:
             raise UserError(
-                "--strategy multiworker needs TF_CONFIG or --worker-hosts HOST:PORT,... --task-index N "
+                "--strategy multiworker needs TF_CONFIG or "
+                "--worker-hosts HOST:PORT,... --task-index N "
                 "(see README, 'Scaling out')"
             )
         try:
@@ -89,7 +91,8 @@ def choose_strategy(
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
         if len(devices) == 1 and not gpus:
             logger.warning(
-                "--strategy mirrored: one device only; set TEXTRNN_CPU_DEVICES=2 to split the CPU into replicas"
+                "--strategy mirrored: one device only; "
+                "set TEXTRNN_CPU_DEVICES=2 to split the CPU into replicas"
             )
         return tf.distribute.MirroredStrategy(devices=devices)
     if name == "auto" and len(gpus) > 1:

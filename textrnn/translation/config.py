@@ -1,4 +1,4 @@
-"""The translation recipe: `[data]` (pairs), `[tokenizer]`, `[model]`, `[decoding]`, `[training]`."""
+"""The translation recipe: `[data]` pairs, `[tokenizer]`, `[model]`, `[decoding]`, `[training]`."""
 
 from __future__ import annotations
 
