@@ -139,14 +139,21 @@ def write_state(run_dir: Path, **values: Any) -> None:
     atomic_write_text(path, json.dumps(state, indent=2) + "\n")
 
 
-def load_weights(model: keras.Model, run_dir: str | os.PathLike) -> Path:
-    """Load the run's final weights, falling back to its checkpoints if those are damaged."""
+def weights_files(run_dir: str | os.PathLike) -> list[Path]:
+    """The run's weights files in the order to try them: the final weights, then the best
+    and the last checkpoint (a damaged file falls back to the next). They may not exist."""
     run_dir = Path(run_dir)
-    candidates = [
+    return [
         run_dir / WEIGHTS_FILE,
         run_dir / CHECKPOINTS_DIR / "best.weights.h5",
         run_dir / CHECKPOINTS_DIR / "last.weights.h5",
     ]
+
+
+def load_weights(model: keras.Model, run_dir: str | os.PathLike) -> Path:
+    """Load the run's final weights, falling back to its checkpoints if those are damaged."""
+    run_dir = Path(run_dir)
+    candidates = weights_files(run_dir)
     failures, mismatches = [], []
     for path in candidates:
         if not path.exists():
