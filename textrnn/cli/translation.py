@@ -67,8 +67,9 @@ def train(
     shared_flags: dict[str, Any] | None = None,  # filled by common.training_options
 ) -> None:
     """Train a translation model; rerunning the same command resumes from --run-dir."""
-    from textrnn import training, translation
+    from textrnn import translation
     from textrnn.config import load_config
+    from textrnn.training.fit import train as train_task
 
     overrides = {
         "data.source": source,
@@ -83,7 +84,7 @@ def train(
         **(shared_flags or {}),
     }
     resolved = load_config(translation.Config, config, overrides)
-    training.train(translation, resolved, run_dir, restart=restart, echo=typer.echo)
+    train_task(translation.TASK, resolved, run_dir, restart=restart, echo=typer.echo)
 
 
 @app.command()
@@ -171,16 +172,19 @@ def translate(
 
     inputs = common.read_inputs(texts, encoding or "utf-8")
     serving = translation.open_model(model)
+    options = translation.TranslationOptions(
+        beam_size=beam_size,
+        n_best=n_best,
+        length_penalty=length_penalty,
+        max_length_ratio=max_length_ratio,
+        max_length=max_length,
+        batch_size=batch_size,
+        with_attention=plot_attention is not None,
+    )
     results = translation.translate_texts(
         serving,
         inputs,
-        beam_size,
-        n_best,
-        length_penalty,
-        max_length_ratio,
-        max_length,
-        batch_size,
-        with_attention=plot_attention is not None,
+        options,
         warn=lambda message: typer.echo(f"warning: {message}", err=True),
     )
     for result in results:

@@ -1,0 +1,22 @@
+"""The translation recipe: partial tables keep the task's defaults; shipped recipes parse."""
+
+from __future__ import annotations
+
+import pytest
+
+from helpers import REPO
+from textrnn import translation
+from textrnn.config import load_config
+from textrnn.errors import ConfigError
+
+
+def test_partial_config_tables_keep_translation_defaults(tmp_path):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text("[model.encoder]\nunits = 32\n[training]\nepochs = 2\n", encoding="utf-8")
+    config = load_config(translation.Config, recipe)
+    assert config.model.encoder.bidirectional and config.model.encoder.cell == "gru"
+    assert config.model.encoder.units == 32 and config.training.jit_compile == "false"
+    with pytest.raises(ConfigError, match="decoder.bidirectional"):
+        load_config(translation.Config, None, {"model.decoder.bidirectional": True})
+    for name in ("config.toml", "multi30k.toml"):  # the shipped recipes parse
+        load_config(translation.Config, REPO / "tasks" / "translation" / name)

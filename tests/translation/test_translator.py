@@ -1,0 +1,115 @@
+"""The in-graph translator and the searches it runs: greedy = beam 1, sorted n-best,
+length caps, punctuation, the served beam bound."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from textrnn.decoding import search
+from textrnn.translation.config import MAX_BEAM_SIZE
+from textrnn.translation.translator import detokenize_punctuation
+
+from .tiny import toy_step
+
+# ----------------------------------------------------------------------------- search
+
+
+def test_beam_one_equals_greedy():
+    for seed in range(4):
+        step, _ = toy_step(seed=seed)
+        state = {"t": tf.zeros([4, 1])}
+        limits = tf.constant([6, 8, 3, 10])
+        greedy = search.greedy_search(step, state, limits, 2, 3, 3, length_penalty=0.6)
+        beam = search.beam_search(step, state, limits, 1, 2, 3, 3, length_penalty=0.6)
+        width = greedy["ids"].shape[1]
+        np.testing.assert_array_equal(beam["ids"][:, 0, :width].numpy(), greedy["ids"].numpy())
+        np.testing.assert_allclose(beam["score"][:, 0].numpy(), greedy["score"].numpy(), rtol=1e-5)
+        np.testing.assert_array_equal(beam["lengths"][:, 0].numpy(), greedy["lengths"].numpy())
+
+
+def test_beam_hypotheses_sorted_by_length_penalized_score():
+    step, table = toy_step(seed=11)
+    alpha = 0.8
+    result = search.beam_search(
+        step, {"t": tf.zeros([2, 1])}, tf.constant([7, 9]), 4, 2, 3, 3, alpha
+    )
+    scores, ids, lengths = result["score"].numpy(), result["ids"].numpy(), result["lengths"].numpy()
+    table = table.numpy()
+    for row in range(2):
+        assert np.all(np.diff(scores[row]) <= 1e-6), scores[row]
+        finished = scores[row] > search.NEGATIVE / 2  # unused slots when the search stops early
+        assert finished[0]
+        for k in np.flatnonzero(finished):
+            length = lengths[row, k]
+            tokens = [2, *ids[row, k, :length]]
+            assert tokens[-1] == 3  # every finished hypothesis ends in EOS
+            log_prob = sum(table[a, b] for a, b in zip(tokens[:-1], tokens[1:], strict=False))
+            expected = log_prob / ((5.0 + length) / 6.0) ** alpha
+            np.testing.assert_allclose(scores[row, k], expected, rtol=1e-4)
+
+
+def test_output_is_capped_relative_to_source_length():
+    vocabulary = 6
+    never_eos = tf.one_hot(4, vocabulary, on_value=0.0, off_value=-20.0)  # always prefers token 4
+
+    def step(ids, state):
+        return (
+            tf.tile(never_eos[tf.newaxis], [tf.shape(ids)[0], 1]),
+            state,
+            tf.zeros([tf.shape(ids)[0], 2]),
+        )
+
+    limits = tf.constant([2, 5])
+    greedy = search.greedy_search(step, {"s": tf.zeros([2, 1])}, limits, 2, 3, 2)
+    beam = search.beam_search(step, {"s": tf.zeros([2, 1])}, limits, 3, 2, 3, 2)
+    np.testing.assert_array_equal(greedy["lengths"].numpy(), [2, 5])
+    np.testing.assert_array_equal(beam["lengths"][:, 0].numpy(), [2, 5])
+    assert greedy["ids"].numpy()[0].tolist()[:2] == [4, 3]  # forced EOS at the cap
+
+
+# ----------------------------------------------------------------------------- translator
+
+
+def test_translator_beam_one_is_greedy_and_beam_returns_sorted_n_best(untrained_translator):
+    translator = untrained_translator.translator
+    sources = tf.constant(["the dog runs", "a woman sings", ""])
+    ids = untrained_translator.source_tokenizer.encode_padded(sources, 8)
+    memory, mask, states = translator.encode(ids)
+    decoder = translator.decoder
+    processed = decoder.process_memory(memory)
+
+    def step(previous, state):
+        return decoder.step(previous, state, memory, processed, mask)
+
+    state = {"states": states, "feed": decoder.initial_feed(memory)}
+    limits = tf.constant([6, 6, 6])
+    greedy = search.greedy_search(step, state, limits, 2, 3, tf.shape(memory)[1], 0.6)
+    beam = search.beam_search(step, state, limits, 1, 2, 3, tf.shape(memory)[1], 0.6)
+    width = greedy["ids"].shape[1]
+    np.testing.assert_array_equal(beam["ids"][:, 0, :width].numpy(), greedy["ids"].numpy())
+    out = translator.translate(sources, 4, 0, 0.6, 1.5)
+    scores = out["hypothesis_scores"].numpy()
+    assert out["hypotheses"].shape == (3, 4)
+    assert np.all(np.diff(scores, axis=1) <= 1e-6)
+    assert out["attention"].shape[0] == 3
+    empty = translator.translate(tf.constant([], tf.string), 4, 0, 0.6, 1.5)
+    assert empty["translation"].shape == (0,)
+
+
+def test_detokenize_punctuation():
+    out = detokenize_punctuation(tf.constant(["Ein Mann ( mit T - Shirt ) , der läuft ."]))
+    assert out.numpy()[0].decode() == "Ein Mann (mit T-Shirt), der läuft."
+
+
+def test_served_beam_size_is_bounded_in_the_graph(untrained_translator):
+    """The export's `translate` signature takes beam_size from requests: a huge one fails
+    at once with a message naming the bound, instead of decoding for minutes."""
+    from textrnn.serving import first_line
+
+    translator = untrained_translator.translator
+    for beam, message in ((MAX_BEAM_SIZE + 1, "beam_size must be <= 64"), (0, ">= 1")):
+        with pytest.raises(tf.errors.InvalidArgumentError) as raised:
+            translator.translate(tf.constant(["the dog runs"]), beam, 0, 0.6, 1.5)
+        assert message in first_line(raised.value)  # what the server answers with its 400
