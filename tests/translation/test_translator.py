@@ -106,7 +106,7 @@ def test_detokenize_punctuation():
 def test_served_beam_size_is_bounded_in_the_graph(untrained_translator):
     """The export's `translate` signature takes beam_size from requests: a huge one fails
     at once with a message naming the bound, instead of decoding for minutes."""
-    from textrnn.serving import first_line
+    from textrnn.serving.errors import first_line
 
     translator = untrained_translator.translator
     for beam, message in ((MAX_BEAM_SIZE + 1, "beam_size must be <= 64"), (0, ">= 1")):
