@@ -50,8 +50,9 @@ def train(
     shared_flags: dict[str, Any] | None = None,  # filled by common.training_options
 ) -> None:
     """Train a language model; rerunning the same command resumes from --run-dir."""
-    from textrnn import language_model, training
+    from textrnn import language_model
     from textrnn.config import load_config
+    from textrnn.training import fit
 
     overrides = {
         "data.train": train,
@@ -64,7 +65,7 @@ def train(
         **(shared_flags or {}),
     }
     resolved = load_config(language_model.Config, config, overrides)
-    training.train(language_model, resolved, run_dir, restart=restart, echo=typer.echo)
+    fit.train(language_model.TASK, resolved, run_dir, restart=restart, echo=typer.echo)
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""textrnn.sampling: deterministic by construction, seeded, range-checked, XLA-compatible."""
+"""textrnn.decoding.sampling: deterministic by construction, seeded, range-checked, XLA-ready."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from textrnn import sampling
+from textrnn.decoding import sampling
 from textrnn.errors import ConfigError, UserError
 
 VOCABULARY = 10

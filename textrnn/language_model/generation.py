@@ -1,0 +1,218 @@
+"""The in-graph language model: scoring, one-step decoding and the sampling loop.
+
+`LanguageModel` wires a trained (stateless) model's layers for inference.
+Generation runs entirely in the graph: the prompt goes through the stack
+once (`prime`), then a `tf.while_loop` takes one `RNNStack.step` per token,
+carrying the states, sampling with `textrnn.decoding.sampling` and stateless
+per-step seeds, so the same seed gives the same text in-process, under XLA,
+in an export, and token by token through the `step` signature.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from textrnn.decoding import sampling
+from textrnn.layers.rnn_stack import RNNStack
+from textrnn.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizer
+
+if TYPE_CHECKING:
+    from textrnn.language_model.run import LanguageModelRun
+
+
+class LanguageModel(tf.Module):
+    """The trained layers, wired for inference: sequence scoring and one-step decoding.
+
+    Args:
+        model: a (stateless) model from `build_model`.
+        tokenizer: its tokenizer.
+        continuous: the corpus layout was `continuous` (no `[EOS]` to stop at).
+    """
+
+    def __init__(
+        self, model: keras.Model, tokenizer: Tokenizer, continuous: bool, jit_compile: bool = True
+    ):
+        super().__init__(name="language_model")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.continuous = continuous
+        self.embedding = model.get_layer("embedding")
+        self.stack: RNNStack = model.get_layer("rnn_stack")
+        self.projection = _maybe_layer(model, "projection")
+        self.output_layer = _maybe_layer(model, "logits")
+        self.vocabulary_size = tokenizer.vocabulary_size
+        self.num_states = self.stack.states_per_layer * self.stack.num_layers
+        # Never generated: padding, unknown (its text is a placeholder), start; [EOS] without lines.
+        banned = [PAD_ID, UNK_ID, BOS_ID] + ([EOS_ID] if continuous else [])
+        self.banned = tf.constant(np.isin(np.arange(self.vocabulary_size), banned))  # (vocab,) bool
+        self._decode = tf.function(
+            self._decode_loop, jit_compile=jit_compile, reduce_retracing=True
+        )
+
+    @classmethod
+    def from_run(cls, run: LanguageModelRun, jit_compile: bool = True) -> LanguageModel:
+        """The inference module of a loaded run (its layout decides whether `[EOS]` stops)."""
+        return cls(run.model, run.tokenizer, run.config.data.layout == "continuous", jit_compile)
+
+    # -- pieces ---------------------------------------------------------------------
+
+    def logits(self, features: tf.Tensor) -> tf.Tensor:
+        """Features `(..., units)` -> float32 logits `(..., vocabulary)`."""
+        if self.output_layer is not None:
+            return tf.cast(self.output_layer(features), tf.float32)
+        if self.projection is not None:
+            features = self.projection(features)
+        return tf.cast(self.embedding(features, reverse=True), tf.float32)
+
+    def zero_states(self, batch: tf.Tensor) -> list[tf.Tensor]:
+        return [
+            tf.zeros([batch, self.stack.units], self.stack.compute_dtype)
+            for _ in range(self.num_states)
+        ]
+
+    def pack(self, states: list[tf.Tensor]) -> tf.Tensor:
+        return tf.cast(tf.stack(states, axis=1), tf.float32)  # (batch, num_states, units)
+
+    def unpack(self, states: tf.Tensor) -> list[tf.Tensor]:
+        return [
+            tf.cast(s, self.stack.compute_dtype)
+            for s in tf.unstack(states, num=self.num_states, axis=1)
+        ]
+
+    def run(self, ids: tf.Tensor, states: list[tf.Tensor]) -> tuple[tf.Tensor, list[tf.Tensor]]:
+        """Ids `(batch, time)` (0 = padding, skipped) from `states`
+        -> logits `(batch, time, vocabulary)`, final states."""
+        x = self.embedding(ids)  # (batch, time, embedding_dim)
+        mask = tf.not_equal(ids, PAD_ID)
+        outputs = self.stack(x, mask=mask, initial_state=states, training=False)
+        return self.logits(outputs[0]), list(outputs[1:])
+
+    def step(
+        self, token_ids: tf.Tensor, states: list[tf.Tensor]
+    ) -> tuple[tf.Tensor, list[tf.Tensor]]:
+        """Token ids `(batch,)` -> next-token logits `(batch, vocabulary)`, new states."""
+        x = tf.identity(self.embedding(token_ids))  # (batch, embedding_dim), no Keras mask
+        output, states = self.stack.step(x, states)
+        return self.logits(output), states
+
+    # -- generation -----------------------------------------------------------------
+
+    def prompt_ids(self, prompt: tf.Tensor) -> tf.Tensor:
+        """Prompts `tf.string [batch]` -> `[BOS] tokens`, `int32 (batch, time)` right-padded."""
+        ids = tf.cast(self.tokenizer.tokenize(prompt), tf.int32)
+        bos = tf.fill([tf.shape(prompt)[0], 1], tf.constant(BOS_ID, tf.int32))
+        return tf.concat([bos, ids], axis=1).to_tensor(default_value=PAD_ID)
+
+    def prime(self, prompt: tf.Tensor) -> tuple[tf.Tensor, list[tf.Tensor]]:
+        """Consume the prompts once: logits for the first new token `(batch, vocabulary)`,
+        states."""
+        ids = self.prompt_ids(prompt)  # (batch, time)
+        batch = tf.shape(ids)[0]
+        logits, states = self.run(ids, self.zero_states(batch))
+        last = tf.reduce_sum(tf.cast(ids != PAD_ID, tf.int32), axis=1) - 1  # (batch,)
+        return tf.gather(logits, last, axis=1, batch_dims=1), states
+
+    def _decode_loop(self, logits, states, capacity, max_tokens, temperature, top_k, top_p, seed):
+        # XLA compiles once per (batch size, capacity): capacity is max_tokens rounded
+        # up to a power of two, so a new max_tokens rarely means a new compilation.
+        batch = tf.shape(logits)[0]
+        tokens = tf.TensorArray(tf.int32, size=capacity, element_shape=[None])
+
+        def keep_going(t, logits, states, finished, tokens):
+            return tf.logical_and(t < max_tokens, tf.logical_not(tf.reduce_all(finished)))
+
+        def body(t, logits, states, finished, tokens):
+            token = sampling.sample_logits(
+                logits, temperature, top_k, top_p, sampling.step_seed(seed, t), banned=self.banned
+            )  # (batch,)
+            token = tf.where(finished, tf.constant(PAD_ID, tf.int32), token)
+            tokens = tokens.write(t, token)
+            finished = tf.logical_or(finished, tf.equal(token, EOS_ID))
+            logits, states = self.step(token, states)
+            return t + 1, logits, states, finished, tokens
+
+        t0 = tf.constant(0, tf.int32)
+        finished = tf.zeros([batch], tf.bool)
+        t, _, _, _, tokens = tf.while_loop(
+            keep_going, body, (t0, logits, states, finished, tokens), maximum_iterations=max_tokens
+        )
+        # Slots past t stay 0 (padding); the caller trims to t outside XLA.
+        return tf.transpose(tokens.stack()), t  # (batch, max_tokens), ()
+
+    def generate_ids(self, prompt, max_tokens, temperature, top_k, top_p, seed) -> tf.Tensor:
+        """Prompts `[batch]` -> generated ids `int32 (batch, tokens)`, 0 after `[EOS]`."""
+        checks = sampling.assert_sampling_options(
+            max_tokens, temperature, top_k, top_p, self.vocabulary_size
+        )
+        with tf.control_dependencies(checks):
+            logits, states = self.prime(prompt)
+        capacity = tf.cast(
+            tf.pow(
+                2.0,
+                tf.math.ceil(
+                    tf.math.log(tf.cast(tf.maximum(max_tokens, 1), tf.float32)) / math.log(2.0)
+                ),
+            ),
+            tf.int32,
+        )
+        capacity = tf.maximum(capacity, max_tokens)  # guard against float rounding
+        tokens, t = self._decode(
+            logits, states, capacity, max_tokens, temperature, top_k, top_p, seed
+        )
+        return tokens[:, :t]
+
+    def generate(self, prompt, max_tokens, temperature, top_k, top_p, seed) -> dict[str, tf.Tensor]:
+        ids = self.generate_ids(prompt, max_tokens, temperature, top_k, top_p, seed)
+        lengths = tf.reduce_sum(
+            tf.cast(tf.logical_and(ids != PAD_ID, ids != EOS_ID), tf.int32), axis=1
+        )
+        return {"text": self.tokenizer.detokenize(ids), "num_tokens": lengths}
+
+    # -- scoring --------------------------------------------------------------------
+
+    def score(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Per line: log-likelihood (nats), perplexity and the number of tokens predicted."""
+        ids = tf.cast(self.tokenizer.tokenize(text), tf.int32)
+        batch = tf.shape(text)[0]
+        bos = tf.fill([batch, 1], tf.constant(BOS_ID, tf.int32))
+        inputs = tf.concat([bos, ids], axis=1)
+        targets = ids
+        if not self.continuous:
+            targets = tf.concat([ids, tf.fill([batch, 1], tf.constant(EOS_ID, tf.int32))], axis=1)
+        else:
+            inputs = inputs[:, :-1]
+        inputs = inputs.to_tensor(default_value=PAD_ID)  # (batch, time)
+        targets = targets.to_tensor(default_value=PAD_ID, shape=tf.shape(inputs))
+        logits, _ = self.run(inputs, self.zero_states(batch))  # (batch, time, vocabulary)
+        weights = tf.cast(targets != PAD_ID, tf.float32)
+        nll = (
+            tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits) * weights
+        )
+        log_likelihood = -tf.reduce_sum(nll, axis=1)
+        count = tf.reduce_sum(weights, axis=1)
+        return {
+            "log_likelihood": log_likelihood,
+            "perplexity": tf.exp(tf.math.divide_no_nan(-log_likelihood, count)),
+            "num_tokens": tf.cast(count, tf.int32),
+        }
+
+    def chunk_loss(self, inputs: tf.Tensor, targets: tf.Tensor, states: list[tf.Tensor]):
+        """Summed nats and token count of one `(batch, time)` chunk, carrying `states`."""
+        logits, states = self.run(inputs, states)
+        weights = tf.cast(targets != PAD_ID, tf.float32)
+        nll = (
+            tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits) * weights
+        )
+        return tf.reduce_sum(nll), tf.reduce_sum(weights), states
+
+
+def _maybe_layer(model: keras.Model, name: str) -> keras.layers.Layer | None:
+    try:
+        return model.get_layer(name)
+    except ValueError:
+        return None

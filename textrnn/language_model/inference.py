@@ -1,0 +1,214 @@
+"""Using a trained language model: perplexity over a file, and generating text.
+
+`evaluate(run_dir, data_path)` scores every token of a file (states carried
+along a stream). The generation functions take a `Serving` (`textrnn.export.
+load_serving`: an export or a run directory, the same signatures either way)
+and a `GenerationOptions`:
+
+    generate_texts   one batched call of the in-graph sampling loop
+    stream_tokens    the same text, piece by piece, through `tokenize` / `step` /
+                     `detokenize`, sampling here with the same seeds
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from textrnn.decoding import sampling
+from textrnn.decoding.sampling import MAX_TOKENS_CAP
+from textrnn.errors import ConfigError, DataError
+from textrnn.language_model.data import (
+    Corpus,
+    contiguous_batches,
+    encode_corpus,
+    read_corpus_text,
+)
+from textrnn.language_model.generation import LanguageModel
+from textrnn.language_model.run import load_run
+from textrnn.tokenizers import BOS_ID, EOS_ID, PAD_ID
+
+EVALUATE_SEQ_LEN = 256  # time steps per evaluation call (states carried between calls)
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def evaluate_corpus(lm: LanguageModel, corpus: Corpus, batch_size: int = 32) -> dict[str, float]:
+    """Cross-entropy over every target token of `corpus` (states carried along streams)."""
+    chunk = tf.function(lm.chunk_loss, reduce_retracing=True)
+    total = count = 0.0
+    if lm.continuous:
+        stream_rows = max(1, min(batch_size, math.ceil(corpus.num_tokens / EVALUATE_SEQ_LEN)))
+        states = lm.zero_states(stream_rows)
+        for x, y in contiguous_batches(
+            corpus.inputs[0], corpus.targets[0], stream_rows, EVALUATE_SEQ_LEN
+        ):
+            nats, n, states = chunk(tf.constant(x), tf.constant(y), states)
+            total += float(nats)
+            count += float(n)
+    else:
+        order = np.argsort([len(x) for x in corpus.inputs])
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            width = max(len(corpus.inputs[i]) for i in rows)
+            x = np.zeros((len(rows), width), np.int32)
+            y = np.zeros((len(rows), width), np.int32)
+            for j, i in enumerate(rows):
+                x[j, : len(corpus.inputs[i])] = corpus.inputs[i]
+                y[j, : len(corpus.targets[i])] = corpus.targets[i]
+            nats, n, _ = chunk(tf.constant(x), tf.constant(y), lm.zero_states(len(rows)))
+            total += float(nats)
+            count += float(n)
+    nats_per_token = total / max(count, 1.0)
+    return {
+        "nats_per_token": nats_per_token,
+        "perplexity": math.exp(nats_per_token),
+        "bits_per_token": nats_per_token / math.log(2),
+        "bits_per_character": total / math.log(2) / max(corpus.characters, 1),
+        "tokens": int(count),
+        "characters": corpus.characters,
+        "unknown_tokens": corpus.unknown,
+    }
+
+
+def evaluate(
+    run_dir: str | os.PathLike, data_path: str, encoding: str | None = None, batch_size: int = 32
+) -> dict[str, Any]:
+    """Nats per token, perplexity and bits per character over every token of `data_path`."""
+    run = load_run(run_dir)
+    config, tokenizer = run.config, run.tokenizer
+    text = read_corpus_text(data_path, encoding or config.data.encoding, "--data")
+    corpus = encode_corpus(tokenizer, text, config.data.layout)
+    if corpus.num_tokens == 0:
+        raise DataError(f"{data_path}: no tokens to evaluate (--data)")
+    metrics = evaluate_corpus(LanguageModel.from_run(run), corpus, batch_size)
+    metrics.update(
+        {
+            "tokenizer": tokenizer.kind,
+            "layout": config.data.layout,
+            "skipped_empty_lines": corpus.skipped_empty,
+        }
+    )
+    return metrics
+
+
+# ----------------------------------------------------------------------------- generation
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    """Request-time knobs of `generate` (see `textrnn.decoding.sampling` for their meaning)."""
+
+    max_tokens: int = 200
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    seed: int | None = None  # None: a random seed
+    num_samples: int = 1
+
+    def resolved_seed(self) -> int:
+        if self.seed is not None:
+            return int(self.seed)
+        return int.from_bytes(os.urandom(4), "little")
+
+
+def check_options(serving: Any, options: GenerationOptions) -> None:
+    """Raise `ConfigError` naming the option when a knob is out of range for this model."""
+    vocabulary_size = int(serving.manifest.get("tokenizer", {}).get("vocabulary_size", 0))
+    cap = int(serving.manifest.get("max_tokens_cap", MAX_TOKENS_CAP))
+    sampling.validate_sampling_options(
+        options.max_tokens, options.temperature, options.top_k, options.top_p, vocabulary_size, cap
+    )
+    if options.num_samples < 1:
+        raise ConfigError(f"--num-samples must be >= 1, got {options.num_samples}")
+
+
+def count_prompt_unknown(serving: Any, prompts: list[str]) -> int:
+    """How many prompt tokens map to `[UNK]` (unseen in training)."""
+    if not prompts:
+        return 0
+    outputs = serving.signatures["tokenize"](text=tf.constant(prompts, tf.string))
+    return int(tf.reduce_sum(outputs["unknown"]))
+
+
+def generate_texts(
+    serving: Any, prompts: list[str], options: GenerationOptions
+) -> list[tuple[str, str]]:
+    """`(prompt, continuation)` for each prompt and sample, rows in the order prompt-major.
+
+    Row r of the batch (prompt r // num_samples) draws the same noise as
+    `stream_tokens(..., row=r)`, so both give the same text for one seed.
+    """
+    rows = [p for p in prompts for _ in range(options.num_samples)]
+    outputs = serving.signatures["generate"](
+        prompt=tf.constant(rows, tf.string),
+        max_tokens=tf.constant(options.max_tokens, tf.int32),
+        temperature=tf.constant(options.temperature, tf.float32),
+        top_k=tf.constant(options.top_k, tf.int32),
+        top_p=tf.constant(options.top_p, tf.float32),
+        seed=tf.constant(options.resolved_seed(), tf.int64),
+    )
+    texts = [t.decode("utf-8", errors="replace") for t in outputs["text"].numpy()]
+    return list(zip(rows, texts, strict=False))
+
+
+def _prime(signatures: dict[str, Any], prompt: str) -> tuple[tf.Tensor, tf.Tensor]:
+    """Feed `[BOS]` and the prompt through `step`: logits `(1, vocabulary)`, packed states."""
+    primed = signatures["tokenize"](text=tf.constant([prompt], tf.string))
+    ids = primed["token_ids"].numpy()[0][: int(primed["lengths"].numpy()[0])]
+    states = primed["initial_states"]
+    outputs = None
+    for token in ids:  # consume [BOS] and the prompt
+        outputs = signatures["step"](token_ids=tf.constant([token], tf.int32), states=states)
+        states = outputs["states"]
+    return outputs["logits"], states
+
+
+def stream_tokens(
+    serving: Any, prompt: str, options: GenerationOptions, row: int = 0
+) -> Iterator[str]:
+    """Yield the continuation of `prompt` piece by piece through the `step` signature.
+
+    Sampling happens here, with the same `textrnn.decoding.sampling` code and
+    per-step seeds as the in-graph loop; `row` is the row this sample would have
+    in a batched `generate` call (its noise depends on it).
+    """
+    signatures = serving.signatures
+    seed = options.resolved_seed()
+    logits, states = _prime(signatures, prompt)  # (1, vocabulary), (1, num_states, units)
+    vocabulary = int(logits.shape[-1])
+    banned = np.zeros([vocabulary], bool)
+    banned[serving.manifest.get("banned_ids", [PAD_ID, BOS_ID])] = True
+    generated: list[int] = []
+    shown = ""
+    for t in range(options.max_tokens):
+        token = int(
+            sampling.sample_logits(
+                logits,
+                options.temperature,
+                options.top_k,
+                options.top_p,
+                sampling.step_seed(seed, t),
+                first_row=row,  # the noise row r of a batched `generate` draws
+                banned=banned,
+            )[0]
+        )
+        if token == EOS_ID:
+            return
+        generated.append(token)
+        text = signatures["detokenize"](token_ids=tf.constant([generated], tf.int32))[
+            "text"
+        ].numpy()[0]
+        text = text.decode("utf-8", errors="replace")
+        if text.startswith(shown):
+            piece, shown = text[len(shown) :], text
+            if piece:
+                yield piece
+        outputs = signatures["step"](token_ids=tf.constant([token], tf.int32), states=states)
+        logits, states = outputs["logits"], outputs["states"]

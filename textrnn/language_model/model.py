@@ -1,0 +1,113 @@
+"""The language model: embedding -> RNNStack -> next-token logits, and its stateful training.
+
+Model: embedding -> dropout -> RNNStack (return_state) -> dropout -> logits,
+either a dense layer or the transposed embedding matrix (`tie_embeddings`,
+`textrnn.layers.embeddings.ReversibleEmbedding`), trained with the
+cross-entropy of the next token.
+
+`ResetStates` lives here rather than with the data: it is the other half of
+`build_model(stateful=True)`, the one place that knows the stack carries
+states between batches and when they must start again from zero.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from textrnn.errors import ConfigError
+from textrnn.language_model.config import LanguageModelConfig
+from textrnn.layers.embeddings import ReversibleEmbedding
+from textrnn.layers.rnn_stack import RNNStack
+from textrnn.tokenizers import Tokenizer
+from textrnn.training import optimizer as optimizer_lib
+
+
+def build_model(
+    config: LanguageModelConfig,
+    tokenizer: Tokenizer,
+    total_steps: int | None = None,
+    compile: bool = True,
+    stateful: bool = False,
+) -> keras.Model:
+    """Embedding -> RNNStack -> logits `(batch, time, vocabulary)`; compiled unless
+    `compile=False`.
+
+    `stateful` (training with `data.carry_state`) fixes the batch size and
+    keeps the states between batches; inference always builds the stateless
+    model, which loads the same weights.
+    """
+    model_config, stack = config.model, config.model.stack
+    if stateful:
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if replicas > 1:
+            raise ConfigError(
+                f"data.carry_state needs one replica, the strategy has {replicas}; set it false"
+            )
+        token_ids = keras.Input(
+            batch_shape=(config.training.batch_size, None), dtype="int32", name="token_ids"
+        )
+    else:
+        token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")  # (batch, time)
+    embedding = ReversibleEmbedding(
+        tokenizer.vocabulary_size,
+        model_config.embedding_dim,
+        tied=model_config.tie_embeddings,
+        mask_zero=True,
+        name="embedding",
+    )
+    x = embedding(token_ids)  # (batch, time, embedding_dim)
+    if model_config.embedding_dropout:
+        x = keras.layers.Dropout(model_config.embedding_dropout, name="embedding_dropout")(x)
+    outputs = RNNStack(
+        cell=stack.cell,
+        num_layers=stack.num_layers,
+        units=stack.units,
+        dropout=stack.dropout,
+        residual=stack.residual,
+        return_sequences=True,
+        return_state=True,
+        stateful=stateful,
+        name="rnn_stack",
+    )(x)
+    x = outputs[0]  # (batch, time, units)
+    if model_config.output_dropout:
+        x = keras.layers.Dropout(model_config.output_dropout, name="output_dropout")(x)
+    if model_config.tie_embeddings:
+        if stack.units != model_config.embedding_dim:
+            x = keras.layers.Dense(model_config.embedding_dim, name="projection")(x)
+        logits = embedding(x, reverse=True)  # (batch, time, vocabulary)
+    else:
+        logits = keras.layers.Dense(tokenizer.vocabulary_size, dtype="float32", name="logits")(x)
+    model = keras.Model(token_ids, logits, name="language_model")
+    if not compile:
+        return model
+    model.compile(
+        optimizer=optimizer_lib.make_optimizer(config.training, total_steps),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=optimizer_lib.jit_compile_flag(config.training),
+    )
+    return model
+
+
+class ResetStates(keras.callbacks.Callback):
+    """Zero carried states at every epoch and before every validation pass.
+
+    With `data.carry_state` every epoch (and every validation pass) starts at
+    the beginning of the streams again, so the states carried from the end of
+    the previous pass would describe the wrong text.
+    """
+
+    def _reset(self) -> None:
+        for layer in self.model.layers:
+            if isinstance(layer, RNNStack):
+                layer.reset_state()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._reset()
+
+    def on_test_begin(self, logs=None):
+        self._reset()
+
+    def on_test_end(self, logs=None):
+        self._reset()

@@ -1,0 +1,124 @@
+"""What a language model exports: its signatures, manifest and warm-up request.
+
+Signatures (strings in, strings out; `serving_default` is `generate`):
+
+    generate    prompt [batch], max_tokens, temperature, top_k, top_p, seed
+                -> text [batch], num_tokens [batch]
+    score       text [batch] -> log_likelihood, perplexity, num_tokens
+    step        token_ids [batch], states [batch, num_states, units] -> logits, states
+    tokenize    text [batch] -> token_ids ([BOS] + tokens), lengths, unknown, initial_states
+    detokenize  token_ids [batch, time] -> text
+
+`tokenize`, `step` and `detokenize` let a client sample token by token
+(`inference.stream_tokens`) with the same noise as the in-graph loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from textrnn.decoding.sampling import MAX_TOKENS_CAP
+from textrnn.language_model.generation import LanguageModel
+from textrnn.language_model.run import LanguageModelRun
+from textrnn.tasks import ServingParts
+from textrnn.tokenizers import EOS_ID, PAD_ID, UNK_ID
+
+# TensorFlow Serving replays it at load time, so the first user request does not trace.
+WARMUP_REQUESTS = [
+    (
+        "serving_default",
+        {
+            "prompt": np.array([b"The ", b""], dtype=object),
+            "max_tokens": np.int32(8),
+            "temperature": np.float32(1.0),
+            "top_k": np.int32(0),
+            "top_p": np.float32(1.0),
+            "seed": np.int64(0),
+        },
+    )
+]
+
+
+def serving_signatures(run: LanguageModelRun) -> ServingParts:
+    """The export of `run`: signatures, the objects they use, manifest, warm-up request."""
+    lm = LanguageModel.from_run(run)
+    return ServingParts(
+        signatures=signature_functions(lm),
+        resources=[run.model, run.tokenizer],
+        manifest=manifest(run, lm),
+        warmup_requests=list(WARMUP_REQUESTS),
+        inference=lm,
+    )
+
+
+def manifest(run: LanguageModelRun, lm: LanguageModel) -> dict[str, Any]:
+    """Settings a client needs to sample through `step` (`assets.extra/textrnn.json`)."""
+    return {
+        "layout": run.config.data.layout,
+        "tokenizer": run.tokenizer.settings(),
+        "num_states": lm.num_states,
+        "units": run.config.model.stack.units,
+        "max_tokens_cap": MAX_TOKENS_CAP,
+        "eos_id": EOS_ID,
+        "banned_ids": [int(i) for i in np.flatnonzero(lm.banned.numpy())],
+    }
+
+
+def signature_functions(lm: LanguageModel) -> dict[str, Any]:
+    """generate (also serving_default), score, step, tokenize, detokenize."""
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None], tf.string, name="prompt"),
+            tf.TensorSpec([], tf.int32, name="max_tokens"),
+            tf.TensorSpec([], tf.float32, name="temperature"),
+            tf.TensorSpec([], tf.int32, name="top_k"),
+            tf.TensorSpec([], tf.float32, name="top_p"),
+            tf.TensorSpec([], tf.int64, name="seed"),
+        ]
+    )
+    def generate(prompt, max_tokens, temperature, top_k, top_p, seed):
+        return lm.generate(prompt, max_tokens, temperature, top_k, top_p, seed)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    def score(text):
+        return lm.score(text)
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None], tf.int32, name="token_ids"),
+            tf.TensorSpec([None, lm.num_states, lm.stack.units], tf.float32, name="states"),
+        ]
+    )
+    def step(token_ids, states):
+        logits, new_states = lm.step(token_ids, lm.unpack(states))
+        return {"logits": logits, "states": lm.pack(new_states)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    def tokenize(text):
+        # [BOS] + tokens, right-padded with 0; what `step` consumes to prime on a prompt.
+        ids = lm.prompt_ids(text)
+        return {
+            "token_ids": ids,
+            "lengths": tf.reduce_sum(tf.cast(ids != PAD_ID, tf.int32), axis=1),
+            "unknown": tf.reduce_sum(tf.cast(ids == UNK_ID, tf.int32), axis=1),
+            "initial_states": tf.zeros(
+                [tf.shape(text)[0], lm.num_states, lm.stack.units], tf.float32
+            ),
+        }
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32, name="token_ids")])
+    def detokenize(token_ids):
+        return {"text": lm.tokenizer.detokenize(token_ids)}
+
+    return {
+        "serving_default": generate,
+        "generate": generate,
+        "score": score,
+        "step": step,
+        "tokenize": tokenize,
+        "detokenize": detokenize,
+    }
