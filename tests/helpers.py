@@ -133,10 +133,10 @@ def train_tiny(
 ):
     """Train the tiny model quietly; return the validation metrics."""
     from textrnn import sentiment
-    from textrnn.training.fit import train
+    from textrnn.training import fit
 
     config = tiny_config(train, valid, **extra)
-    return train(
+    return fit.train(
         sentiment.TASK, config, run_dir, restart=restart, echo=lambda line: None, verbose=0
     )
 
