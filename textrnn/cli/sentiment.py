@@ -48,8 +48,9 @@ def train(
     shared_flags: dict[str, Any] | None = None,  # filled by common.training_options
 ) -> None:
     """Train a classifier; rerunning the same command resumes from --run-dir."""
-    from textrnn import sentiment, training
+    from textrnn import sentiment
     from textrnn.config import load_config
+    from textrnn.training import fit
 
     overrides = {
         "data.train": train,
@@ -63,7 +64,7 @@ def train(
         **(shared_flags or {}),
     }
     resolved = load_config(sentiment.Config, config, overrides)
-    training.train(sentiment, resolved, run_dir, restart=restart, echo=typer.echo)
+    fit.train(sentiment.TASK, resolved, run_dir, restart=restart, echo=typer.echo)
 
 
 @app.command()
@@ -84,7 +85,8 @@ def evaluate(
         common.print_json(metrics)
         return
     typer.echo(
-        f"examples: {metrics['examples']}   accuracy: {metrics['accuracy']:.4f}   macro-F1: {metrics['macro_f1']:.4f}"
+        f"examples: {metrics['examples']}   accuracy: {metrics['accuracy']:.4f}   "
+        f"macro-F1: {metrics['macro_f1']:.4f}"
     )
     for name, values in metrics["per_class"].items():
         typer.echo(
@@ -120,7 +122,8 @@ def predict(
 
     inputs = common.read_inputs(texts, encoding or "utf-8")
     serving = export.load_serving(model, expected_task="sentiment")
-    results = sentiment.predict(serving.signatures["serving_default"], inputs, batch_size)
+    options = sentiment.PredictOptions(batch_size=batch_size)
+    results = sentiment.predict(serving.signatures["serving_default"], inputs, options)
     for text, result in zip(inputs, results, strict=True):
         if json_output:
             common.print_json({"text": text, **result})

@@ -1,0 +1,67 @@
+"""The classifier: embedding -> RNNStack -> pooling -> dropout -> dense logits (float32)."""
+
+from __future__ import annotations
+
+import keras
+
+from textrnn.layers.dropout import TokenDropout
+from textrnn.layers.pooling import MaskedPooling
+from textrnn.layers.rnn_stack import RNNStack
+from textrnn.sentiment.config import SentimentConfig
+from textrnn.sentiment.transfer import initialize_from_language_model
+from textrnn.tokenizers import UNK_ID, Tokenizer
+from textrnn.training import optimizer as optimizer_lib
+
+
+def build_model(
+    config: SentimentConfig,
+    tokenizer: Tokenizer,
+    num_classes: int = 2,
+    total_steps: int | None = None,
+    compile: bool = True,
+    init_from: str | None = None,
+) -> keras.Model:
+    """Embedding -> RNNStack -> pooling -> dropout -> dense; compiled unless `compile=False`.
+
+    `init_from` (training only; a language-model run directory) copies that
+    model's embedding and recurrent weights in before training starts.
+    """
+    model_config, stack = config.model, config.model.stack
+    token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")  # (batch, time)
+    x = token_ids
+    if model_config.token_dropout:
+        x = TokenDropout(model_config.token_dropout, unknown_id=UNK_ID, name="token_dropout")(x)
+    x = keras.layers.Embedding(
+        tokenizer.vocabulary_size, model_config.embedding_dim, mask_zero=True, name="embedding"
+    )(x)  # (batch, time, embedding_dim)
+    if model_config.embedding_dropout:
+        x = keras.layers.SpatialDropout1D(model_config.embedding_dropout, name="embedding_dropout")(
+            x
+        )
+    final = model_config.pooling == "final"
+    x = RNNStack(
+        cell=stack.cell,
+        num_layers=stack.num_layers,
+        units=stack.units,
+        bidirectional=stack.bidirectional,
+        dropout=stack.dropout,
+        residual=stack.residual,
+        return_sequences=not final,
+        name="rnn_stack",
+    )(x)  # (batch, features) or (batch, time, features)
+    if not final:
+        x = MaskedPooling(model_config.pooling, name=f"{model_config.pooling}_pooling")(x)
+    x = keras.layers.Dropout(model_config.dropout, name="dropout")(x)
+    logits = keras.layers.Dense(num_classes, dtype="float32", name="logits")(x)  # (batch, classes)
+    model = keras.Model(token_ids, logits, name="sentiment")
+    if init_from:
+        initialize_from_language_model(model, tokenizer, init_from)
+    if not compile:
+        return model
+    model.compile(
+        optimizer=optimizer_lib.make_optimizer(config.training, total_steps),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        jit_compile=optimizer_lib.jit_compile_flag(config.training),
+    )
+    return model
