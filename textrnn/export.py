@@ -32,12 +32,24 @@ logger = logging.getLogger(__name__)
 MANIFEST = "textrnn.json"  # in assets.extra: task and settings, for clients that want them
 
 
-def numeric_versions(base: Path) -> list[int]:
+def version_directories(base: Path) -> dict[int, Path]:
+    """Version number -> directory for the numeric subdirectories of `base`, lowest first.
+
+    TensorFlow Serving's layout: `base/<N>/`. A zero-padded name (`007`) is
+    version 7, as TensorFlow Serving reads it; where `7` exists too, `7` wins.
+    """
     if not base.is_dir():
-        return []
-    return sorted(
-        int(p.name) for p in base.iterdir() if p.is_dir() and re.fullmatch(r"\d+", p.name)
-    )
+        return {}
+    found: dict[int, Path] = {}
+    for path in sorted(base.iterdir(), key=lambda p: (len(p.name), p.name), reverse=True):
+        if path.is_dir() and re.fullmatch(r"\d+", path.name):
+            found[int(path.name)] = path  # the shortest name of a number is set last
+    return dict(sorted(found.items()))
+
+
+def numeric_versions(base: Path) -> list[int]:
+    """The version numbers under `base`, lowest first."""
+    return list(version_directories(base))
 
 
 def is_saved_model(path: Path) -> bool:
@@ -152,8 +164,9 @@ def resolve_model_path(path: str | os.PathLike) -> tuple[str, Path]:
         )
     if is_saved_model(path):
         return "export", path
-    versions = numeric_versions(path)
-    complete = [v for v in versions if is_saved_model(path / str(v))]
+    directories = version_directories(path)
+    versions = list(directories)
+    complete = [v for v in versions if is_saved_model(directories[v])]
     if complete:
         # The highest version that holds a SavedModel: one being copied in (no
         # saved_model.pb yet) does not hide the ones before it.
@@ -165,7 +178,7 @@ def resolve_model_path(path: str | os.PathLike) -> tuple[str, Path]:
                 ", ".join(map(str, skipped)),
                 complete[-1],
             )
-        return "export", path / str(complete[-1])
+        return "export", directories[complete[-1]]
     if (path / "config.json").exists():
         return "run", path
     if versions:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from textrnn.export import is_saved_model, numeric_versions
+from textrnn.export import is_saved_model, version_directories
 from textrnn.serving.errors import ServingError, first_line, invalid
 from textrnn.serving.execution import Executor, replay_warmup
 from textrnn.serving.options import ServerOptions, valid_model_name
@@ -87,12 +87,11 @@ class Registry:
         `saved_model.pb` yet) is not there yet.
         """
         try:
-            numbers = numeric_versions(model_dir)
+            directories = version_directories(model_dir)
         except OSError:  # unreadable: no versions (yet), not a failed poll
             return {}
         versions = {}
-        for number in numbers:
-            path = model_dir / str(number)
+        for number, path in directories.items():
             if number < MAX_VERSION and is_saved_model(path):
                 versions[number] = path
         return versions
