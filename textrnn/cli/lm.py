@@ -8,8 +8,10 @@ from typing import Annotated, Any
 
 import typer
 
-from textrnn.cli import common
-from textrnn.cli.common import command
+from textrnn import tasks
+from textrnn.cli import console, options
+from textrnn.cli.export import add_export_command
+from textrnn.cli.runner import command, training_startup
 
 app = typer.Typer(
     help="Language models: character, word or subword; perplexity; export.", no_args_is_help=True
@@ -17,15 +19,15 @@ app = typer.Typer(
 
 
 @app.command()
-@command
-@common.training_options
+@command(startup=training_startup)
+@options.training_options
 def train(
-    config: common.ConfigOption = None,
-    train: common.TrainOption = None,
+    config: options.ConfigOption = None,
+    train: options.TrainOption = None,
     valid: Annotated[
         str | None, typer.Option("--valid", help="Validation text; default: the end of --train.")
     ] = None,
-    encoding: common.EncodingOption = None,
+    encoding: options.EncodingOption = None,
     tokenizer: Annotated[
         str | None, typer.Option("--tokenizer", help="char | word | subword")
     ] = None,
@@ -43,11 +45,9 @@ def train(
             help="Carry RNN states across batches (truncated BPTT).",
         ),
     ] = None,
-    run_dir: Annotated[Path, typer.Option("--run-dir", help="Where the run lives.")] = Path(
-        "runs/lm"
-    ),
-    restart: common.RestartOption = False,
-    shared_flags: dict[str, Any] | None = None,  # filled by common.training_options
+    run_dir: options.RunDir = Path("runs/lm"),
+    restart: options.RestartOption = False,
+    shared_flags: dict[str, Any] | None = None,  # filled by options.training_options
 ) -> None:
     """Train a language model; rerunning the same command resumes from --run-dir."""
     from textrnn import language_model
@@ -71,20 +71,18 @@ def train(
 @app.command()
 @command
 def evaluate(
-    run_dir: common.RunDirRequired,
+    run_dir: options.RunDirRequired,
     data: Annotated[str, typer.Option("--data", help="Text to score (every token counts).")],
-    encoding: common.EncodingOption = None,
-    batch_size: Annotated[
-        int, typer.Option("--batch-size", min=1, help="Rows scored in parallel.")
-    ] = 32,
-    json_output: common.JSONOption = False,
+    encoding: options.EncodingOption = None,
+    batch_size: options.BatchSizeInference = 32,
+    json_output: options.JSONOption = False,
 ) -> None:
     """Cross-entropy (nats per token), perplexity and bits per character."""
     from textrnn import language_model
 
     metrics = language_model.evaluate(run_dir, data, encoding, batch_size)
     if json_output:
-        common.print_json(metrics)
+        console.print_json(metrics)
         return
     typer.echo(
         f"tokens: {metrics['tokens']}   nats/token: {metrics['nats_per_token']:.4f}   "
@@ -94,24 +92,12 @@ def evaluate(
         typer.echo(f"{metrics['unknown_tokens']} token(s) unseen in training, scored as [UNK]")
 
 
-@app.command("export")
-@command
-def export_command(
-    run_dir: common.RunDirRequired,
-    out: Annotated[
-        Path, typer.Option("--out", help="Export base directory; the next version is written.")
-    ] = Path("saved_models/lm"),
-) -> None:
-    """Write a SavedModel (generate, score, step signatures) to the next version under --out."""
-    from textrnn import export
-
-    path = export.export_run(run_dir, out, expected_task="language_model")
-    typer.echo(f"exported {path}")
+add_export_command(app, tasks.find("lm"), "generate, score and step signatures")
 
 
 @command
 def generate(
-    model: common.ModelOption,
+    model: options.ModelOption,
     prompt: Annotated[
         str | None,
         typer.Option("--prompt", help="Text to continue; default: stdin (one prompt a line)."),
@@ -135,7 +121,7 @@ def generate(
     stream: Annotated[
         bool, typer.Option("--stream", help="Print tokens as they are produced.")
     ] = False,
-    encoding: common.EncodingOption = None,
+    encoding: options.EncodingOption = None,
 ) -> None:
     """Generate text from a language model (run directory or export)."""
     from textrnn import export
@@ -144,7 +130,7 @@ def generate(
     if prompt is not None:
         prompts = [prompt]
     elif sys.stdin is not None and not sys.stdin.isatty():
-        prompts = common.read_inputs(None, encoding or "utf-8") or [""]
+        prompts = console.read_inputs(None, encoding or "utf-8") or [""]
     else:
         prompts = [""]
     serving = export.load_serving(model, expected_task="language_model")

@@ -7,9 +7,9 @@ from typing import Annotated
 import typer
 
 from textrnn import __version__
-from textrnn.cli import common
+from textrnn.cli import runner
 
-common.quiet_tensorflow()
+runner.quiet_tensorflow()
 
 # The task CLIs import nothing heavy at module level, but keep them after the
 # environment is set so TensorFlow, wherever it is first imported, sees it.
@@ -42,7 +42,7 @@ def root(
     ] = False,
 ) -> None:
     """textrnn: one LSTM/GRU stack, three tasks, string-in SavedModels."""
-    common.STATE["debug"] = debug
+    runner.STATE["debug"] = debug
 
 
 def main() -> None:

@@ -7,8 +7,10 @@ from typing import Annotated, Any
 
 import typer
 
-from textrnn.cli import common
-from textrnn.cli.common import command
+from textrnn import tasks
+from textrnn.cli import console, options
+from textrnn.cli.export import add_export_command
+from textrnn.cli.runner import command, training_startup
 
 app = typer.Typer(help="Text classification (sentiment analysis).", no_args_is_help=True)
 
@@ -19,25 +21,23 @@ LabelColumn = Annotated[
 
 
 @app.command()
-@command
-@common.training_options
+@command(startup=training_startup)
+@options.training_options
 def train(
-    config: common.ConfigOption = None,
-    train: common.TrainOption = None,
-    valid: common.ValidOption = None,
+    config: options.ConfigOption = None,
+    train: options.TrainOption = None,
+    valid: options.ValidOption = None,
     text_column: TextColumn = None,
     label_column: LabelColumn = None,
-    encoding: common.EncodingOption = None,
+    encoding: options.EncodingOption = None,
     tokenizer: Annotated[
         str | None, typer.Option("--tokenizer", help="word | subword | char")
     ] = None,
     max_length: Annotated[
         int | None, typer.Option("--max-length", min=1, help="Tokens kept per text.")
     ] = None,
-    run_dir: Annotated[Path, typer.Option("--run-dir", help="Where the run lives.")] = Path(
-        "runs/sentiment"
-    ),
-    restart: common.RestartOption = False,
+    run_dir: options.RunDir = Path("runs/sentiment"),
+    restart: options.RestartOption = False,
     init_from: Annotated[
         Path | None,
         typer.Option(
@@ -45,7 +45,7 @@ def train(
             help="Language-model run directory: start from its embedding, stack and vocabulary.",
         ),
     ] = None,
-    shared_flags: dict[str, Any] | None = None,  # filled by common.training_options
+    shared_flags: dict[str, Any] | None = None,  # filled by options.training_options
 ) -> None:
     """Train a classifier; rerunning the same command resumes from --run-dir."""
     from textrnn import sentiment
@@ -70,19 +70,19 @@ def train(
 @app.command()
 @command
 def evaluate(
-    run_dir: common.RunDirRequired,
+    run_dir: options.RunDirRequired,
     data: Annotated[str, typer.Option("--data", help="Labelled data to evaluate on.")],
     text_column: TextColumn = None,
     label_column: LabelColumn = None,
-    encoding: common.EncodingOption = None,
-    json_output: common.JSONOption = False,
+    encoding: options.EncodingOption = None,
+    json_output: options.JSONOption = False,
 ) -> None:
     """Accuracy, macro-F1, per-class precision / recall and the confusion matrix."""
     from textrnn import sentiment
 
     metrics = sentiment.evaluate(run_dir, data, text_column, label_column, encoding)
     if json_output:
-        common.print_json(metrics)
+        console.print_json(metrics)
         return
     typer.echo(
         f"examples: {metrics['examples']}   accuracy: {metrics['accuracy']:.4f}   "
@@ -107,40 +107,26 @@ def evaluate(
 @app.command()
 @command
 def predict(
-    model: common.ModelOption,
+    model: options.ModelOption,
     texts: Annotated[
         list[str] | None, typer.Argument(help="Texts to classify; default: lines on stdin.")
     ] = None,
-    encoding: common.EncodingOption = None,
-    batch_size: Annotated[
-        int, typer.Option("--batch-size", min=1, help="Texts per model call.")
-    ] = 256,
-    json_output: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    encoding: options.EncodingOption = None,
+    batch_size: options.BatchSizeInference = 256,
+    json_output: options.JSONLinesOption = False,
 ) -> None:
     """Label and probability for each text (batched)."""
     from textrnn import export, sentiment
 
-    inputs = common.read_inputs(texts, encoding or "utf-8")
+    inputs = console.read_inputs(texts, encoding or "utf-8")
     serving = export.load_serving(model, expected_task="sentiment")
     options = sentiment.PredictOptions(batch_size=batch_size)
     results = sentiment.predict(serving.signatures["serving_default"], inputs, options)
     for text, result in zip(inputs, results, strict=True):
         if json_output:
-            common.print_json({"text": text, **result})
+            console.print_json({"text": text, **result})
         else:
             typer.echo(f"{result['label']}\t{result['probability']:.4f}\t{text}")
 
 
-@app.command("export")
-@command
-def export_command(
-    run_dir: common.RunDirRequired,
-    out: Annotated[
-        Path, typer.Option("--out", help="Export base directory; the next version is written.")
-    ] = Path("saved_models/sentiment"),
-) -> None:
-    """Write a SavedModel (raw strings in) to the next numeric version under --out."""
-    from textrnn import export
-
-    path = export.export_run(run_dir, out, expected_task="sentiment")
-    typer.echo(f"exported {path}")
+add_export_command(app, tasks.find("sentiment"), "raw strings in: label and probabilities out")

@@ -6,12 +6,21 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from textrnn.cli.common import command
+from textrnn.cli.runner import Startup, command
 from textrnn.errors import UserError
+
+
+def serving_startup(arguments: dict[str, Any]) -> Startup:
+    """TensorFlow's thread pools as --tensorflow-*-parallelism say (fixed once it starts)."""
+    return Startup(
+        initialize="TF_CONFIG" not in os.environ,
+        intra_op_threads=arguments.get("tensorflow_intra_op_parallelism") or 0,
+        inter_op_threads=arguments.get("tensorflow_inter_op_parallelism") or 0,
+    )
 
 
 def _echo(line: str) -> None:
@@ -19,7 +28,7 @@ def _echo(line: str) -> None:
     sys.stdout.flush()
 
 
-@command
+@command(startup=serving_startup)
 def serve(
     model_base_path: Annotated[
         Path,

@@ -7,8 +7,10 @@ from typing import Annotated, Any
 
 import typer
 
-from textrnn.cli import common
-from textrnn.cli.common import command
+from textrnn import tasks
+from textrnn.cli import console, options
+from textrnn.cli.export import add_export_command
+from textrnn.cli.runner import command, training_startup
 
 app = typer.Typer(help="Translation: encoder-decoder with attention.", no_args_is_help=True)
 
@@ -32,10 +34,10 @@ MaxLengthRatio = Annotated[
 
 
 @app.command()
-@command
-@common.training_options
+@command(startup=training_startup)
+@options.training_options
 def train(
-    config: common.ConfigOption = None,
+    config: options.ConfigOption = None,
     source: Annotated[
         str | None,
         typer.Option("--source", help="Source-language training file, one sentence a line."),
@@ -59,12 +61,10 @@ def train(
     valid: Annotated[str | None, typer.Option("--valid", help="Or one validation table.")] = None,
     source_column: SourceColumn = None,
     target_column: TargetColumn = None,
-    encoding: common.EncodingOption = None,
-    run_dir: Annotated[Path, typer.Option("--run-dir", help="Where the run lives.")] = Path(
-        "runs/translation"
-    ),
-    restart: common.RestartOption = False,
-    shared_flags: dict[str, Any] | None = None,  # filled by common.training_options
+    encoding: options.EncodingOption = None,
+    run_dir: options.RunDir = Path("runs/translation"),
+    restart: options.RestartOption = False,
+    shared_flags: dict[str, Any] | None = None,  # filled by options.training_options
 ) -> None:
     """Train a translation model; rerunning the same command resumes from --run-dir."""
     from textrnn import translation
@@ -90,7 +90,7 @@ def train(
 @app.command()
 @command
 def evaluate(
-    run_dir: common.RunDirRequired,
+    run_dir: options.RunDirRequired,
     source: Annotated[str, typer.Option("--source", help="Source sentences, one a line.")],
     target: Annotated[
         str, typer.Option("--target", help="Reference translations, aligned with --source.")
@@ -98,14 +98,12 @@ def evaluate(
     beam_size: BeamSize = None,
     length_penalty: LengthPenalty = None,
     max_length_ratio: MaxLengthRatio = None,
-    batch_size: Annotated[
-        int, typer.Option("--batch-size", min=1, help="Sentences per decoding call.")
-    ] = 64,
+    batch_size: options.BatchSizeInference = 64,
     output: Annotated[
         Path | None, typer.Option("--output", help="Write the hypotheses here, one a line.")
     ] = None,
-    encoding: common.EncodingOption = None,
-    json_output: common.JSONOption = False,
+    encoding: options.EncodingOption = None,
+    json_output: options.JSONOption = False,
 ) -> None:
     """sacreBLEU BLEU and chrF on detokenized output against the raw references, plus the loss."""
     from textrnn import translation
@@ -122,11 +120,13 @@ def evaluate(
         encoding,
     )
     if json_output:
-        common.print_json(metrics)
+        console.print_json(metrics)
         return
     typer.echo(
-        f"sentences: {metrics['sentences']}   BLEU: {metrics['bleu']:.2f}   chrF: {metrics['chrf']:.2f}   "
-        f"loss: {metrics['loss']:.4f} (perplexity {metrics['perplexity']:.2f})   beam {metrics['beam_size']}   "
+        f"sentences: {metrics['sentences']}   BLEU: {metrics['bleu']:.2f}   "
+        f"chrF: {metrics['chrf']:.2f}   "
+        f"loss: {metrics['loss']:.4f} (perplexity {metrics['perplexity']:.2f})   "
+        f"beam {metrics['beam_size']}   "
         f"{metrics['sentences_per_second']:.1f} sentences/s"
     )
     typer.echo(f"  {metrics['bleu_details']}")
@@ -142,7 +142,7 @@ def evaluate(
 @app.command()
 @command
 def translate(
-    model: common.ModelOption,
+    model: options.ModelOption,
     texts: Annotated[
         list[str] | None, typer.Argument(help="Sentences to translate; default: lines on stdin.")
     ] = None,
@@ -161,16 +161,14 @@ def translate(
             "--plot-attention", help="Draw the first sentence's attention as a PNG heatmap."
         ),
     ] = None,
-    encoding: common.EncodingOption = None,
-    batch_size: Annotated[
-        int, typer.Option("--batch-size", min=1, help="Sentences per model call.")
-    ] = 64,
-    json_output: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    encoding: options.EncodingOption = None,
+    batch_size: options.BatchSizeInference = 64,
+    json_output: options.JSONLinesOption = False,
 ) -> None:
     """Translate sentences (arguments or stdin lines) with a run directory or an export."""
     from textrnn import translation
 
-    inputs = common.read_inputs(texts, encoding or "utf-8")
+    inputs = console.read_inputs(texts, encoding or "utf-8")
     serving = translation.open_model(model)
     options = translation.TranslationOptions(
         beam_size=beam_size,
@@ -189,7 +187,7 @@ def translate(
     )
     for result in results:
         if json_output:
-            common.print_json(
+            console.print_json(
                 {
                     "source": result.source,
                     "translation": result.translation,
@@ -208,16 +206,4 @@ def translate(
         typer.echo(f"attention of sentence 1 drawn in {path}", err=True)
 
 
-@app.command("export")
-@command
-def export_command(
-    run_dir: common.RunDirRequired,
-    out: Annotated[
-        Path, typer.Option("--out", help="Export base directory; the next version is written.")
-    ] = Path("saved_models/translation"),
-) -> None:
-    """Write a SavedModel (raw strings in, translations out) to the next numeric version under --out."""
-    from textrnn import export
-
-    path = export.export_run(run_dir, out, expected_task="translation")
-    typer.echo(f"exported {path}")
+add_export_command(app, tasks.find("translation"), "raw strings in, translations out")

@@ -1,77 +1,19 @@
-"""The `textrnn` CLI through typer's CliRunner: commands, output formats, exit codes."""
+"""`textrnn sentiment train | evaluate | predict` through the CLI: outputs, exit codes."""
 
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
+
 from helpers import (
-    PYTHON,
-    SUBPROCESS_TIMEOUT,
     sentiment_rows,
-    subprocess_env,
     write_tiny_recipe,
     write_tsv,
 )
-from typer.testing import CliRunner
 
-from textrnn.cli import common
-from textrnn.cli.main import app
-
-
-@pytest.fixture
-def runner() -> CliRunner:
-    return CliRunner()
-
-
-@pytest.fixture(autouse=True)
-def _no_debug(monkeypatch):
-    monkeypatch.setitem(common.STATE, "debug", False)
-
-
-def _invoke(runner, args, **kwargs):
-    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False, **kwargs)
-
-
-def _assert_user_error(result, *needles):
-    """Exit code 2, one line on stderr naming what to fix, no traceback."""
-    assert result.exit_code == 2, (result.exit_code, result.output)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.output
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-
-
-# ----------------------------------------------------------------------------- help
-
-
-def test_help_lists_commands(runner):
-    result = _invoke(runner, ["--help"])
-    assert result.exit_code == 0 and "sentiment" in result.stdout
-    result = _invoke(runner, ["sentiment", "--help"])
-    assert result.exit_code == 0
-    for name in ("train", "evaluate", "predict", "export"):
-        assert name in result.stdout
-    result = _invoke(runner, ["sentiment", "train", "--help"])
-    for option in (
-        "--config",
-        "--train",
-        "--valid",
-        "--text-column",
-        "--label-column",
-        "--epochs",
-        "--batch-size",
-        "--run-dir",
-        "--strategy",
-        "--seed",
-        "--restart",
-        "--encoding",
-    ):
-        assert option in result.stdout, option
-    assert _invoke(runner, ["--version"]).stdout.startswith("textrnn ")
-
+from .invoke import assert_user_error as _assert_user_error
+from .invoke import invoke as _invoke
 
 # ----------------------------------------------------------------------------- train
 
@@ -207,32 +149,6 @@ def test_evaluate_bad_input(runner, sentiment_run, tmp_path):
     assert missing.exit_code == 2 and "--data" in missing.output
 
 
-def test_internal_error_exits_1_and_debug_shows_the_traceback(
-    runner, sentiment_run, tmp_path, monkeypatch
-):
-    from textrnn import sentiment
-
-    def boom(*args, **kwargs):
-        raise RuntimeError("boom\nsecond line")
-
-    monkeypatch.setattr(sentiment, "evaluate", boom)
-    args = [
-        "sentiment",
-        "evaluate",
-        "--run-dir",
-        sentiment_run.run_dir,
-        "--data",
-        sentiment_run.valid,
-    ]
-    result = _invoke(runner, args)
-    assert result.exit_code == 1
-    assert result.stderr.strip().splitlines() == [
-        "error: internal error: RuntimeError: boom (rerun with --debug for the traceback)"
-    ]
-    debug = _invoke(runner, ["--debug", *args])
-    assert debug.exit_code == 1 and "Traceback" in debug.stderr
-
-
 # ----------------------------------------------------------------------------- predict
 
 
@@ -265,29 +181,6 @@ def test_predict_arguments_and_stdin(runner, sentiment_run, sentiment_export):
         assert row["label"] in ("0", "1") and set(row["probabilities"]) == {"0", "1"}
 
 
-def test_a_reader_that_closes_the_pipe_ends_the_command_quietly(sentiment_export, tmp_path):
-    """`textrnn ... | head`: exit 141 (as if SIGPIPE had ended it), no "internal error"."""
-    stdin = tmp_path / "texts.txt"
-    stdin.write_text("a good film with a long review line\n" * 20_000)  # ~1 MB of output
-    with open(stdin, "rb") as texts:
-        process = subprocess.Popen(
-            [PYTHON, "-m", "textrnn", "sentiment", "predict", "--model", str(sentiment_export)],
-            stdin=texts,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=subprocess_env(),
-        )
-        try:
-            assert process.stdout.read(100)  # the first answers came; then the reader leaves
-            process.stdout.close()
-            _, stderr = process.communicate(timeout=SUBPROCESS_TIMEOUT)
-        finally:
-            process.kill()
-            process.wait()
-    assert process.returncode == 141, stderr
-    assert b"internal error" not in stderr and b"Traceback" not in stderr
-
-
 def test_predict_bad_input(runner, sentiment_run, tmp_path):
     _assert_user_error(
         _invoke(
@@ -314,18 +207,3 @@ def test_predict_bad_input(runner, sentiment_run, tmp_path):
 
 
 # ----------------------------------------------------------------------------- export
-
-
-def test_export_writes_the_next_version(runner, sentiment_run, tmp_path):
-    out = tmp_path / "exports"
-    (out / "3").mkdir(parents=True)
-    result = _invoke(
-        runner, ["sentiment", "export", "--run-dir", sentiment_run.run_dir, "--out", out]
-    )
-    assert result.exit_code == 0, result.output
-    assert result.stdout.strip() == f"exported {out / '4'}"
-    assert (out / "4" / "saved_model.pb").is_file() and not any((out / "3").iterdir())
-    _assert_user_error(
-        _invoke(runner, ["sentiment", "export", "--run-dir", tmp_path / "nope", "--out", out]),
-        "not found",
-    )
