@@ -42,8 +42,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from textrnn import language_model as lm_lib  # noqa: E402
-from textrnn import sampling  # noqa: E402
 from textrnn.config import load_config  # noqa: E402
+from textrnn.decoding import sampling  # noqa: E402
 from textrnn.tokenizers import BOS_ID, build_tokenizer  # noqa: E402
 
 PROMPT = "ROMEO:\n"
@@ -51,7 +51,7 @@ PROMPT = "ROMEO:\n"
 
 def make_model(run_dir: str | None) -> lm_lib.LanguageModel:
     if run_dir:
-        return lm_lib.inference_model(*lm_lib.load_run(run_dir))
+        return lm_lib.LanguageModel.from_run(lm_lib.load_run(run_dir))
     config = load_config(
         lm_lib.Config,
         None,
@@ -67,7 +67,7 @@ def make_model(run_dir: str | None) -> lm_lib.LanguageModel:
         config.tokenizer, text.splitlines(keepends=True), tempfile.mkdtemp()
     )
     model = lm_lib.build_model(config, tokenizer, compile=False)
-    return lm_lib.inference_model(config, tokenizer, model)
+    return lm_lib.LanguageModel.from_run(lm_lib.LanguageModelRun(config, tokenizer, model))
 
 
 def in_graph(lm: lm_lib.LanguageModel, batch: int, tokens: int, rounds: int) -> dict:
@@ -162,7 +162,7 @@ def naive_measured(lm: lm_lib.LanguageModel, tokens: int) -> float:
 
 def stepped(lm: lm_lib.LanguageModel, tokens: int) -> float:
     """The `step` signature called once per token from Python (streaming): tokens/s at batch 1."""
-    step = lm_lib.serving_signatures(lm)["step"]
+    step = lm_lib.signature_functions(lm)["step"]
     states = tf.zeros([1, lm.num_states, lm.stack.units])
     token = tf.constant([BOS_ID], tf.int32)
     out = step(token_ids=token, states=states)
@@ -201,8 +201,9 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     lm = make_model(args.model)
+    stack = lm.stack
     results: dict = {
-        "model": f"{lm.stack.num_layers} x {lm.stack.units} {lm.stack.cell}, vocabulary {lm.vocabulary_size}"
+        "model": f"{stack.num_layers} x {stack.units} {stack.cell}, vocabulary {lm.vocabulary_size}"
     }
     for batch in (1, 64):
         for tokens in (200, 1000):
@@ -215,9 +216,12 @@ def main() -> None:
             }
             if not args.json:
                 print(
-                    f"batch {batch:>2}, {tokens:>4} tokens: in-graph {fast['tokens_per_second']:>9,.0f} tok/s "
-                    f"({fast['tokens_per_cpu_second']:,.0f} per CPU-s; first token {fast['first_token_seconds'] * 1e3:.1f} ms) | naive "
-                    f"{slow['tokens_per_second']:>7,.1f} tok/s (first token {slow['first_token_seconds'] * 1e3:.1f} ms) "
+                    f"batch {batch:>2}, {tokens:>4} tokens: in-graph "
+                    f"{fast['tokens_per_second']:>9,.0f} tok/s "
+                    f"({fast['tokens_per_cpu_second']:,.0f} per CPU-s; first token "
+                    f"{fast['first_token_seconds'] * 1e3:.1f} ms) | naive "
+                    f"{slow['tokens_per_second']:>7,.1f} tok/s (first token "
+                    f"{slow['first_token_seconds'] * 1e3:.1f} ms) "
                     f"| {fast['tokens_per_second'] / slow['tokens_per_second']:,.0f}x",
                     flush=True,
                 )
@@ -229,12 +233,10 @@ def main() -> None:
         print(json.dumps(results))
         return
     print(f"load average after the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    print(
-        f"naive, batch 1, 200 tokens, run end to end: {results['naive_measured_batch1_tokens200_tokens_per_second']:,.1f} tok/s"
-    )
-    print(
-        f"step signature from Python (streaming), batch 1: {results['step_signature_batch1_tokens_per_second']:,.0f} tok/s"
-    )
+    naive_rate = results["naive_measured_batch1_tokens200_tokens_per_second"]
+    print(f"naive, batch 1, 200 tokens, run end to end: {naive_rate:,.1f} tok/s")
+    step_rate = results["step_signature_batch1_tokens_per_second"]
+    print(f"step signature from Python (streaming), batch 1: {step_rate:,.0f} tok/s")
     print(
         f"peak RSS growth: {results['peak_rss_growth_kb_1000_tokens']} kB for 1,000 tokens, then "
         f"{results['peak_rss_growth_kb_10000_tokens']} kB for 10,000"

@@ -15,9 +15,11 @@ noisy); throughputs are medians and ratios are medians of per-round ratios.
 Both TensorFlow models read the same `tf.data` pipeline with autotuning off and
 one private thread, so the input pipeline does not steal a core from training.
 
-    python bench/train_throughput.py --cell lstm --units 256 --layers 2 --batch-size 64 --seq-len 100
-    python bench/train_throughput.py --cell gru --units 650 --layers 2 --batch-size 20 --seq-len 35 \\
-        --vocab 10000 --embedding-dim 650 --torch-python /tmp/torchvenv/bin/python --json
+    python bench/train_throughput.py --cell lstm --units 256 --layers 2 --batch-size 64 \\
+        --seq-len 100
+    python bench/train_throughput.py --cell gru --units 650 --layers 2 --batch-size 20 \\
+        --seq-len 35 --vocab 10000 --embedding-dim 650 \\
+        --torch-python /tmp/torchvenv/bin/python --json
 
 (`bench/train_throughput.py` runs this module when given `--seq-len`.) With
 `--json` the last line is one JSON object with `textrnn_tokens_per_s`,

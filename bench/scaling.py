@@ -1,4 +1,4 @@
-"""Training throughput for 1 replica, 2 logical CPU replicas (MirroredStrategy) and 2 worker processes.
+"""Training throughput: 1 replica, 2 logical CPU replicas (MirroredStrategy), 2 worker processes.
 
 Each configuration trains the same tiny sentiment model on the same synthetic
 data with the same global batch through the real CLI, and the throughput is
@@ -95,7 +95,7 @@ def main() -> None:
     options = parser.parse_args()
     if options.epochs < 2:
         parser.error("--epochs must be at least 2: the first epoch (compilation) is not timed")
-    from conftest import tiny_train_command
+    from helpers import tiny_train_command
 
     with tempfile.TemporaryDirectory() as directory:
         cwd = Path(directory)

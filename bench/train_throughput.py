@@ -1,9 +1,11 @@
-"""Training throughput: the sentiment model (issue 2), or with `--seq-len` the language model (issue 7).
+"""Training throughput: the sentiment model (issue 2), or with `--seq-len` the language model
+(issue 7).
 
 With `--seq-len N` this runs `bench/lm_throughput.py` (language model on synthetic
 tokens against plain Keras and, with `--torch-python`, PyTorch; see there):
 
-    python bench/train_throughput.py --cell lstm --units 256 --layers 2 --batch-size 64 --seq-len 100 --json
+    python bench/train_throughput.py --cell lstm --units 256 --layers 2 --batch-size 64 \\
+        --seq-len 100 --json
 
 Without it, for the sentiment model, it prints in one run:
 
@@ -22,8 +24,8 @@ Without it, for the sentiment model, it prints in one run:
 The machine is shared and noisy, so the contenders alternate for `--rounds`
 rounds in one process (one epoch each per round, after an untimed warm-up
 epoch); throughputs are medians over rounds and ratios are medians of the per-round
-ratios (neighbours in time share the machine's load). Tokens are real (non-padding) tokens; both
-contenders see the same examples, so the same tokens per epoch.
+ratios (neighbours in time share the machine's load). Tokens are real (non-padding)
+tokens; both contenders see the same examples, so the same tokens per epoch.
 
     python bench/train_throughput.py                       # the bundled recipe's model and data
     python bench/train_throughput.py --cell gru --units 128 --layers 2 --json
@@ -60,7 +62,12 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from textrnn import config as config_lib  # noqa: E402
-from textrnn import export, sentiment, training  # noqa: E402
+from textrnn import export, sentiment  # noqa: E402
+from textrnn.sentiment.data import Labels, labels_to_ids, read_examples  # noqa: E402
+from textrnn.tokenizers import encode_texts  # noqa: E402
+from textrnn.training.optimizer import make_optimizer  # noqa: E402
+from textrnn.training.run_dir import WEIGHTS_FILE, save_config  # noqa: E402
+from textrnn.training.strategy import set_seed  # noqa: E402
 
 PIPELINE_MINIMUM_RATIO = 5.0
 
@@ -166,7 +173,7 @@ def plain_keras_model(
     outputs = keras.layers.Dense(num_classes)(x)
     model = keras.Model(inputs, outputs)
     model.compile(
-        optimizer=training.make_optimizer(config.training),
+        optimizer=make_optimizer(config.training),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
@@ -183,23 +190,21 @@ def plain_pipeline(
 
 
 def build_contenders(config: sentiment.Config, run_dir: Path) -> tuple[list[Contender], dict]:
-    training.set_seed(config.training.seed)
+    set_seed(config.training.seed)
     data = sentiment.load_datasets(config, run_dir)
-    training.save_config(run_dir, config)
+    save_config(run_dir, config)
     num_classes = data.model_arguments["num_classes"]
     model = sentiment.build_model(
         config, data.tokenizer, num_classes=num_classes, total_steps=data.steps_per_epoch
     )
 
     # The same examples, tokenized by the same tokenizer, for the plain contender.
-    examples = sentiment.read_examples(
+    examples = read_examples(
         config.data.train, config.data.text_column, config.data.label_column, config.data.encoding
     )
-    labels = sentiment.Labels.load(run_dir)
-    keep, label_ids, _ = sentiment.labels_to_ids(examples, labels)
-    ids = sentiment.encode_texts(
-        data.tokenizer, [examples.texts[i] for i in keep], config.data.max_length
-    )
+    labels = Labels.load(run_dir)
+    keep, label_ids, _ = labels_to_ids(examples, labels)
+    ids = encode_texts(data.tokenizer, [examples.texts[i] for i in keep], config.data.max_length)
     textrnn_tokens = sum(
         int(tf.math.count_nonzero(x)) for x, _ in data.train
     )  # also fills the cache
@@ -324,15 +329,17 @@ def main(argv: list[str] | None = None) -> dict:
     config = resolve_config(args)
     stack = config.model.stack
     log(
-        f"model: {'bi' if stack.bidirectional else ''}{stack.cell} {stack.num_layers}x{stack.units}, "
-        f"embedding {config.model.embedding_dim}, pooling {config.model.pooling}; data {config.data.train}"
+        f"model: {'bi' if stack.bidirectional else ''}{stack.cell} "
+        f"{stack.num_layers}x{stack.units}, embedding {config.model.embedding_dim}, "
+        f"pooling {config.model.pooling}; data {config.data.train}"
     )
     with tempfile.TemporaryDirectory(prefix="textrnn-bench-run-") as tmp:
         run_dir = Path(tmp)
         contenders, info = build_contenders(config, run_dir)
         log(
-            f"{info['examples']} examples, vocabulary {info['vocabulary_size']}, batch {info['batch_size']}, "
-            f"parameters textrnn {info['parameters']:,} / keras {info['keras_parameters']:,}"
+            f"{info['examples']} examples, vocabulary {info['vocabulary_size']}, "
+            f"batch {info['batch_size']}, parameters textrnn {info['parameters']:,} / "
+            f"keras {info['keras_parameters']:,}"
         )
         textrnn_contender = contenders[0]
 
@@ -373,24 +380,27 @@ def main(argv: list[str] | None = None) -> dict:
         }
         log(
             f"training: textrnn {result['textrnn_tokens_per_s']:,.0f} tokens/s, plain Keras "
-            f"{result['keras_tokens_per_s']:,.0f} tokens/s (medians); ratio {result['ratio']:.2f} (median per round, textrnn / Keras; >= 1 wanted)"
+            f"{result['keras_tokens_per_s']:,.0f} tokens/s (medians); ratio "
+            f"{result['ratio']:.2f} (median per round, textrnn / Keras; >= 1 wanted)"
         )
         log(
             f"input pipeline alone: {result['pipeline_tokens_per_s']:,.0f} tokens/s = "
-            f"{result['pipeline_ratio']:.1f}x what training consumes (median per round; >= {PIPELINE_MINIMUM_RATIO:.0f}x wanted)"
+            f"{result['pipeline_ratio']:.1f}x what training consumes "
+            f"(median per round; >= {PIPELINE_MINIMUM_RATIO:.0f}x wanted)"
         )
 
         if not args.skip_predict:
-            weights = run_dir / training.WEIGHTS_FILE
+            weights = run_dir / WEIGHTS_FILE
             textrnn_contender.model.save_weights(weights)
-            texts = sentiment.read_examples(
+            texts = read_examples(
                 config.data.train,
                 config.data.text_column,
                 config.data.label_column,
                 config.data.encoding,
             ).texts
             log(
-                f"predict: {args.predict_lines:,} lines on stdin (CLI, fresh process) vs in-process:"
+                f"predict: {args.predict_lines:,} lines on stdin "
+                "(CLI, fresh process) vs in-process:"
             )
             result.update(
                 predict_throughput(

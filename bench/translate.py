@@ -1,4 +1,4 @@
-"""Translation speed: decoding sentences/s (greedy and beam 5, batch 1 and 64) and training target tokens/s.
+"""Translation speed: decoding sentences/s (greedy, beam 5; batch 1, 64), training target tokens/s.
 
 Measures, in one run, with a trained run directory (default: the Multi30k recipe's):
 
@@ -13,8 +13,8 @@ Measures, in one run, with a trained run directory (default: the Multi30k recipe
 Ratios printed: batch 64 over batch 1 and beam 5 over greedy.
 
 Usage:
-    .venv/bin/python bench/translate.py [--model RUN_DIR] [--sentences 256] [--batch1-sentences 32]
-                                        [--train-steps 30] [--json]
+    .venv/bin/python bench/translate.py [--model RUN_DIR] [--sentences 256]
+                                        [--batch1-sentences 32] [--train-steps 30] [--json]
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ from textrnn import translation  # noqa: E402
 def decode_speed(
     translator: translation.Translator, sentences: list[str], beam: int, batch: int
 ) -> float:
-    """Sentences per second over `sentences`, batched by `batch` (sorted by length, like evaluate)."""
+    """Sentences per second over `sentences`, batched by `batch` (sorted by length, like
+    evaluate)."""
     ordered = sorted(sentences, key=len)
     decoding = translator.config.decoding
 
@@ -115,8 +116,9 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
 
-    config, source_tokenizer, target_tokenizer, model = translation.load_run(args.model)
-    translator = translation.Translator(config, source_tokenizer, target_tokenizer, model)
+    run = translation.load_run(args.model)
+    config = run.config
+    translator = translation.Translator.from_run(run)
     valid = args.valid_source or config.data.valid_source or config.data.source
     sentences = [line for line in data_lib.read_lines(valid, config.data.encoding) if line.strip()]
     results: dict[str, float] = {}
@@ -128,7 +130,7 @@ def main() -> None:
             translator, sentences[: args.sentences], beam, 64
         )
     tokens_per_s, step_seconds = training_speed(
-        config, (source_tokenizer, target_tokenizer), args.train_steps
+        config, (run.source_tokenizer, run.target_tokenizer), args.train_steps
     )
     results["train_target_tokens_per_s"] = tokens_per_s
     results["train_seconds_per_step"] = step_seconds
@@ -164,7 +166,8 @@ def main() -> None:
     print(f"beam 5 / greedy at batch 64: {ratios['beam5_over_greedy_batch64']:.2f}x")
     print(
         f"training: {results['train_target_tokens_per_s']:.0f} target tokens/s "
-        f"({results['train_seconds_per_step'] * 1000:.0f} ms per step of {config.training.batch_size} pairs)"
+        f"({results['train_seconds_per_step'] * 1000:.0f} ms per step of "
+        f"{config.training.batch_size} pairs)"
     )
 
 

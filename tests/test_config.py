@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from textrnn import config as config_lib
-from textrnn.config import SentimentConfig, load_config
+from textrnn.config import load_config
 from textrnn.errors import ConfigError, UserError
+from textrnn.sentiment.config import SentimentConfig
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""Loading corpora (tsv / csv / jsonl / parquet / txt, encodings, bad files) and tf.data pipelines."""
+"""Loading corpora (tsv / csv / jsonl / parquet / txt, encodings, bad files), tf.data pipelines."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from textrnn import data as data_lib
 from textrnn.errors import DataError
-from textrnn.sentiment import read_examples
+from textrnn.sentiment.data import read_examples
 
 ROWS = [("a good film", "1"), ('he said "fine" NA', "0"), ("great, really", "1")]
 
@@ -221,6 +221,13 @@ def test_shuffle_is_seeded():
     ]
     assert first == again
     del targets
+
+
+def test_auto_shard_policy_is_by_file_for_several_files_else_by_data():
+    policy = tf.data.experimental.AutoShardPolicy
+    assert data_lib.auto_shard_policy(1) == policy.DATA
+    assert data_lib.auto_shard_policy(4) == policy.FILE
+    assert data_lib.pipeline_options().experimental_distribute.auto_shard_policy == policy.DATA
 
 
 def test_bucket_boundaries_are_increasing_and_below_max_length():

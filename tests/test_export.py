@@ -1,4 +1,4 @@
-"""SavedModel export: versions, atomic writes, signatures, and a fresh process with no run directory."""
+"""SavedModel export: versions, atomic writes, signatures, a fresh process without the run dir."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import subprocess
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import PYTHON, SUBPROCESS_TIMEOUT, subprocess_env
 
-from textrnn import export, sentiment
+from helpers import PYTHON, SUBPROCESS_TIMEOUT, subprocess_env
+from textrnn import export, tasks
 from textrnn.errors import ModelPathError, RunDirError
 
 TEXTS = ["a good film", "A TERRIBLE story!!", "", "   ", "café ☃ \ufffd", "good " * 300]
@@ -33,9 +33,8 @@ print(json.dumps({
 """
 
 
-def _in_process(run_dir, texts):
-    config, tokenizer, labels, model = sentiment.load_run(run_dir)
-    serve = sentiment.serving_signatures(model, tokenizer, config, labels)["serving_default"]
+def _in_process(serve, texts):
+    """Probabilities and labels from a `serving_default` signature."""
     outputs = serve(text=tf.constant(texts))
     return outputs["probabilities"].numpy(), [v.decode() for v in outputs["label"].numpy()]
 
@@ -43,7 +42,10 @@ def _in_process(run_dir, texts):
 def test_export_loads_in_a_fresh_process_after_the_run_directory_is_deleted(
     sentiment_run, tmp_path
 ):
-    expected, expected_labels = _in_process(sentiment_run.run_dir, TEXTS)
+    task = tasks.find("sentiment").load()  # the contract export uses, called directly
+    parts = task.serving_signatures(task.load_run(sentiment_run.run_dir))
+    assert isinstance(parts, tasks.ServingParts)
+    expected, expected_labels = _in_process(parts.signatures["serving_default"], TEXTS)
     run_dir = shutil.copytree(sentiment_run.run_dir, tmp_path / "run")
     version = export.export_run(run_dir, tmp_path / "exports")
     shutil.rmtree(run_dir)
@@ -76,8 +78,8 @@ def test_export_signature_and_assets(sentiment_export):
     assert set(signature.structured_outputs) == {"label", "probability", "probabilities", "classes"}
 
 
-def test_export_matches_in_process_and_classify_api(sentiment_run, sentiment_export):
-    expected, _ = _in_process(sentiment_run.run_dir, TEXTS)
+def test_export_matches_in_process_and_classify_api(sentiment_serve, sentiment_export):
+    expected, _ = _in_process(sentiment_serve, TEXTS)
     serving = export.load_serving(
         sentiment_export.parent, expected_task="sentiment"
     )  # base dir -> newest
@@ -98,10 +100,12 @@ def test_export_matches_in_process_and_classify_api(sentiment_run, sentiment_exp
     np.testing.assert_allclose(classified["scores"].numpy(), expected, atol=1e-5)
 
 
-def test_versions_increase_and_existing_ones_are_never_overwritten(sentiment_run, tmp_path):
+def test_versions_increase_and_existing_ones_are_never_overwritten(
+    sentiment_run, sentiment_export, tmp_path
+):
+    assert sentiment_export.name == "1"  # the fixture exported into a new directory
     base = tmp_path / "exports"
-    first = export.export_run(sentiment_run.run_dir, base)
-    assert first.name == "1"
+    first = shutil.copytree(sentiment_export, base / "1")
     (base / "5").mkdir()
     (base / "5" / "keep.txt").write_text("mine")
     (base / "notes").mkdir()  # non-numeric entries are ignored
@@ -109,6 +113,7 @@ def test_versions_increase_and_existing_ones_are_never_overwritten(sentiment_run
     assert second.name == "6"
     assert (base / "5" / "keep.txt").read_text() == "mine"
     assert (first / "saved_model.pb").is_file()
+    assert (second / "saved_model.pb").is_file()
     assert not [p for p in base.iterdir() if p.name.startswith(".tmp")]
 
 

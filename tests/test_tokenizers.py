@@ -1,12 +1,15 @@
-"""In-graph tokenizers: round trips, [UNK], vocabulary limits, persistence, hostile input."""
+"""In-graph tokenizers: round trips, [UNK], vocabulary limits, persistence, hostile input,
+chunked encoding of corpora."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
+from textrnn import tokenizers
 from textrnn.config import TokenizerConfig
 from textrnn.errors import RunDirError
 from textrnn.tokenizers import (
@@ -15,6 +18,8 @@ from textrnn.tokenizers import (
     UNK_ID,
     Tokenizer,
     build_tokenizer,
+    encode_rows,
+    encode_texts,
     escape_token,
     learn_vocabulary,
     read_vocabulary,
@@ -197,3 +202,45 @@ def test_tokenizer_runs_inside_a_tf_function(tmp_path):
         encode(tf.constant(["a good film"])).numpy().tolist()
         == tokenizer.encode_padded(tf.constant(["a good film"]), 8).numpy().tolist()
     )
+
+
+# ----------------------------------------------------------------------------- encode_texts
+
+
+def test_encode_texts_in_chunks_equals_one_call(tmp_path, monkeypatch):
+    tokenizer = _build(tmp_path, kind="word")
+    texts = [f"{CORPUS[i % len(CORPUS)]} {'good ' * (i % 4)}" for i in range(7)]
+    whole = tokenizer.tokenize(tf.constant(texts)).to_list()
+    for chunk in (1, 2, 3, 6, 7, 8):  # many chunks, a short last one, exactly one, fewer texts
+        monkeypatch.setattr(tokenizers, "ENCODE_CHUNK", chunk)
+        ids = encode_texts(tokenizer, texts)
+        assert isinstance(ids, tf.RaggedTensor) and ids.nrows() == len(texts)
+        assert ids.to_list() == whole, chunk
+        rows = encode_rows(tokenizer, texts)
+        assert [row.tolist() for row in rows] == whole
+        assert all(row.dtype == np.int32 for row in rows)
+
+
+def test_encode_texts_truncates_every_chunk_to_max_length(tmp_path, monkeypatch):
+    monkeypatch.setattr(tokenizers, "ENCODE_CHUNK", 2)
+    tokenizer = _build(tmp_path, kind="word")
+    texts = ["a good film", "good " * 50, "bad", "a bad film !", "good " * 9]
+    ids = encode_texts(tokenizer, texts, max_length=3)
+    assert ids.row_lengths().numpy().tolist() == [3, 3, 1, 3, 3]
+    full = encode_texts(tokenizer, texts).to_list()
+    assert ids.to_list() == [row[:3] for row in full]
+    assert [len(row) for row in full] == [3, 50, 1, 4, 9]  # rows: untruncated by default
+    assert [len(row) for row in encode_rows(tokenizer, texts)] == [3, 50, 1, 4, 9]
+
+
+def test_encode_texts_of_nothing_and_of_empty_strings(tmp_path, monkeypatch):
+    tokenizer = _build(tmp_path, kind="word")
+    for chunk in (2, tokenizers.ENCODE_CHUNK):
+        monkeypatch.setattr(tokenizers, "ENCODE_CHUNK", chunk)
+        nothing = encode_texts(tokenizer, [])
+        assert isinstance(nothing, tf.RaggedTensor)
+        assert nothing.nrows() == 0 and nothing.flat_values.shape[0] == 0
+        assert encode_rows(tokenizer, []) == []
+        blanks = encode_texts(tokenizer, ["", "   ", "good"], max_length=4)
+        assert blanks.to_list() == [[], [], tokenizer.tokenize(tf.constant(["good"])).to_list()[0]]
+        assert [row.size for row in encode_rows(tokenizer, ["", "good", ""])] == [0, 1, 0]

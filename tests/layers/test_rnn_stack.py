@@ -1,14 +1,16 @@
-"""RNNStack and MaskedPooling: shapes, masking, states, residuals, serialization."""
+"""RNNStack: shapes, masking, states, residuals, serialization, cuDNN eligibility."""
 
 from __future__ import annotations
 
 import itertools
+import logging
 
 import keras
 import numpy as np
 import pytest
 
-from textrnn.rnn_stack import MaskedPooling, RNNStack
+from textrnn.layers.pooling import MaskedPooling
+from textrnn.layers.rnn_stack import RNNStack, warn_if_cudnn_disabled
 
 BATCH, TIME, FEATURES, UNITS = 2, 5, 3, 4
 COMBINATIONS = list(itertools.product(("lstm", "gru", "rnn"), (False, True), (1, 2)))
@@ -177,33 +179,16 @@ def test_model_with_embedding_mask_saves_and_loads(tmp_path):
     np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(batch)), expected, atol=1e-6)
 
 
-# ----------------------------------------------------------------------------- MaskedPooling
-
-
-def test_masked_pooling_ignores_padding_and_zeroes_fully_masked_rows():
-    x = np.array(
-        [
-            [[1.0, -5.0], [3.0, -1.0], [100.0, 100.0]],  # last step padded
-            [[-2.0, -4.0], [-6.0, -8.0], [0.0, 0.0]],  # all negative, last step padded
-            [[9.0, 9.0], [9.0, 9.0], [9.0, 9.0]],  # fully masked
-        ],
-        "float32",
-    )
-    mask = np.array([[True, True, False], [True, True, False], [False, False, False]])
-    maximum = keras.ops.convert_to_numpy(MaskedPooling("max")(x, mask=mask))
-    np.testing.assert_allclose(maximum, [[3.0, -1.0], [-2.0, -4.0], [0.0, 0.0]])
-    mean = keras.ops.convert_to_numpy(MaskedPooling("mean")(x, mask=mask))
-    np.testing.assert_allclose(mean, [[2.0, -3.0], [-4.0, -6.0], [0.0, 0.0]])
-    assert np.isfinite(maximum).all() and np.isfinite(mean).all()
-
-    unmasked = keras.ops.convert_to_numpy(MaskedPooling("mean")(x))
-    np.testing.assert_allclose(unmasked, x.mean(axis=1), rtol=1e-6)
-    assert MaskedPooling("max").compute_output_shape((3, 3, 2)) == (3, 2)
-
-
-def test_masked_pooling_config_round_trip_and_bad_mode():
-    layer = MaskedPooling("mean", name="pool")
-    clone = MaskedPooling.from_config(layer.get_config())
-    assert clone.mode == "mean" and clone.name == "pool"
-    with pytest.raises(ValueError, match="mode"):
-        MaskedPooling("min")
+def test_cudnn_disabling_configuration_logs_a_warning(caplog):
+    with caplog.at_level(logging.WARNING, logger="textrnn.layers.rnn_stack"):
+        warn_if_cudnn_disabled(keras.layers.LSTM(4))
+        warn_if_cudnn_disabled(keras.layers.GRU(4))
+        RNNStack(cell="lstm", units=4, implementation="keras")(np.zeros((2, 3, 5), "float32"))
+    assert not caplog.records  # the defaults keep cuDNN eligible
+    with caplog.at_level(logging.WARNING, logger="textrnn.layers.rnn_stack"):
+        warn_if_cudnn_disabled(keras.layers.LSTM(4, recurrent_dropout=0.1))
+        warn_if_cudnn_disabled(keras.layers.GRU(4, activation="relu"))
+        warn_if_cudnn_disabled(keras.layers.LSTM(4, unroll=True))
+    text = caplog.text
+    assert "recurrent_dropout=0.1" in text and "activation=relu" in text and "unroll=True" in text
+    assert text.count("disables the cuDNN kernel") == 3

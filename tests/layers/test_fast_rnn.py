@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from textrnn import fast_rnn
-from textrnn.fast_rnn import FastGRU, FastLSTM, gru_sequence, lstm_sequence
-from textrnn.rnn_stack import RNNStack, resolve_implementation, warn_if_cudnn_disabled
+from textrnn.layers import fast_rnn_kernels
+from textrnn.layers.fast_rnn import FastGRU, FastLSTM
+from textrnn.layers.rnn_stack import RNNStack, resolve_implementation, warn_if_cudnn_disabled
 
 BATCH, TIME, FEATURES, UNITS = 3, 6, 5, 4
 PAIRS = {"lstm": (keras.layers.LSTM, FastLSTM), "gru": (keras.layers.GRU, FastGRU)}
@@ -98,9 +98,9 @@ def test_layer_matches_keras(cell, go_backwards, masked, zero_output):
 )
 def test_batch_halves_match_keras(monkeypatch, cell, go_backwards, masked, zero_output):
     """Wide layers: two concurrent half-batch loops (uneven here: 2 + 1 rows), LSTM per gate."""
-    monkeypatch.setattr(fast_rnn, "_MIN_HALF_ROWS", 1)
-    monkeypatch.setattr(fast_rnn, "_MIN_WIDE_UNITS", UNITS)
-    assert fast_rnn._wide(UNITS) and not fast_rnn._wide(UNITS - 1)
+    monkeypatch.setattr(fast_rnn_kernels, "_MIN_HALF_ROWS", 1)
+    monkeypatch.setattr(fast_rnn_kernels, "_MIN_WIDE_UNITS", UNITS)
+    assert fast_rnn_kernels._wide(UNITS) and not fast_rnn_kernels._wide(UNITS - 1)
     keras_class, fast_class = PAIRS[cell]
     x, mask = _data(9)
     settings = dict(
@@ -123,27 +123,12 @@ def test_batch_halves_match_keras(monkeypatch, cell, go_backwards, masked, zero_
     _assert_close(expected[1], actual[1])
 
 
-@pytest.mark.parametrize(
-    "units, gates, dtype, halves",
-    [
-        (64, 4, tf.float32, False),  # narrow: one loop
-        (256, 4, tf.float32, True),  # 1 MB recurrent kernel
-        (256, 4, tf.float64, True),  # 2 MB
-        (418, 3, tf.float32, True),  # GRU, 2 MB
-        (512, 4, tf.float32, False),  # 4 MB: both halves would stream it every step
-        (650, 3, tf.float32, False),
-    ],
-)
-def test_batch_halves_only_for_wide_layers_with_a_cache_sized_kernel(units, gates, dtype, halves):
-    assert fast_rnn._halves_pay(tf.zeros((units, gates * units), dtype)) is halves
-
-
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 @pytest.mark.parametrize("batch", [1, BATCH, 20])
 def test_unknown_batch_size_matches_keras(monkeypatch, cell, batch):
     """A batch of unknown size when traced is split in halves at run time (batch 1: one half
     is empty; batch 20: the halves run concurrently in the graph)."""
-    monkeypatch.setattr(fast_rnn, "_MIN_WIDE_UNITS", UNITS)
+    monkeypatch.setattr(fast_rnn_kernels, "_MIN_WIDE_UNITS", UNITS)
     rng = np.random.default_rng(11)
     x = rng.normal(size=(batch, TIME, FEATURES)).astype("float32")
     keras_class, fast_class = PAIRS[cell]
@@ -235,63 +220,6 @@ def test_unidirectional_stack_weights_files_swap_with_keras(cell, tmp_path):
     _same_weights(keras_model, fast_model)
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_weights_files_with_the_old_fast_layer_names_still_load(cell, tmp_path):
-    import h5py
-
-    settings = dict(cell=cell, num_layers=2, units=UNITS, bidirectional=False)
-    written = _stack_model("fast", **settings)
-    _random_weights(written.get_layer("stack"))
-    path = tmp_path / "old.weights.h5"
-    written.save_weights(path)
-    with h5py.File(path, "r+") as f:  # the layout textrnn wrote before: "fast_lstm", "fast_lstm_1"
-        layers = f["layers/rnn_stack/recurrent_layers"]  # groups named after classes
-        for name in sorted(layers):
-            layers.move(name, "fast_" + name)
-    before = path.read_bytes()
-    for implementation in ("fast", "keras"):
-        loaded = _stack_model(implementation, **settings)
-        fast_rnn.load_weights_file(loaded, path)
-        _same_weights(written, loaded)
-    assert path.read_bytes() == before  # the file itself is left as it was
-    # A file that does not fit the model still fails.
-    with pytest.raises(ValueError):
-        fast_rnn.load_weights_file(_stack_model("fast", **dict(settings, units=UNITS + 1)), path)
-
-
-@pytest.mark.parametrize("cell, wide", [("lstm", False), ("lstm", True), ("gru", False)])
-def test_finite_difference_gradient_float64(monkeypatch, cell, wide):
-    if wide:  # the per-gate LSTM layout
-        monkeypatch.setattr(fast_rnn, "_MIN_WIDE_UNITS", 1)
-    rng = np.random.default_rng(5)
-    steps, batch, features, units = 4, 2, 3, 3
-    gates = 4 if cell == "lstm" else 3
-    mask = tf.constant(
-        np.array([[True, True], [True, True], [True, False], [False, False]])
-    )  # (T, B)
-    arguments = [
-        rng.normal(size=(steps, batch, features)),
-        rng.normal(size=(batch, units)),
-        *([rng.normal(size=(batch, units))] if cell == "lstm" else []),
-        rng.normal(scale=0.5, size=(features, gates * units)),
-        rng.normal(scale=0.5, size=(units, gates * units)),
-        rng.normal(scale=0.5, size=(gates * units,) if cell == "lstm" else (2, gates * units)),
-    ]
-    arguments = [tf.constant(a, tf.float64) for a in arguments]
-    probe = tf.constant(rng.normal(size=(steps, batch, units)), tf.float64)
-
-    def loss(*a):
-        if cell == "lstm":
-            outputs, h, c = lstm_sequence(a[0], a[1], a[2], mask, *a[3:])
-            return tf.reduce_sum(outputs * probe) + tf.reduce_sum(h * c)
-        outputs, h = gru_sequence(a[0], a[1], mask, *a[2:])
-        return tf.reduce_sum(outputs * probe) + tf.reduce_sum(h * h)
-
-    theoretical, numerical = tf.test.compute_gradient(loss, arguments, delta=1e-6)
-    for t, n in zip(theoretical, numerical, strict=True):
-        np.testing.assert_allclose(t, n, atol=1e-6, rtol=1e-6)
-
-
 def test_step_by_step_in_while_loop_matches_full_sequence():
     """Decoders call the stack one step at a time with initial_state / return_state."""
     x, _ = _data(6)
@@ -373,6 +301,6 @@ def test_implementation_choice_config_and_fallbacks(caplog):
     assert supported.fast_path_supported(training=True)
     assert not supported.fast_path_supported(training=False)
 
-    with caplog.at_level(logging.WARNING, logger="textrnn.rnn_stack"):
+    with caplog.at_level(logging.WARNING, logger="textrnn.layers.rnn_stack"):
         warn_if_cudnn_disabled(keras.layers.GRU(UNITS, recurrent_dropout=0.1, name="slow_gru"))
     assert "slow_gru: recurrent_dropout=0.1 disables the cuDNN kernel" in caplog.text

@@ -1,9 +1,9 @@
-"""Scale-out: shard policy, static shapes + XLA per task, bfloat16, cuDNN warning, mirrored and multi-worker runs."""
+"""Scale-out, every task: static shapes + XLA, bfloat16, mirrored and multi-worker runs."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import logging
 import socket
 import subprocess
 
@@ -12,6 +12,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+
 from helpers import (
     PYTHON,
     REPO,
@@ -22,37 +23,9 @@ from helpers import (
     tiny_train_command,
     write_tsv,
 )
-
-from textrnn import data as data_lib
-from textrnn import sampling, sentiment, training
-from textrnn.errors import ConfigError, UserError
-
-
-def test_auto_shard_policy_is_by_file_for_several_files_else_by_data():
-    policy = tf.data.experimental.AutoShardPolicy
-    assert data_lib.auto_shard_policy(1) == policy.DATA
-    assert data_lib.auto_shard_policy(4) == policy.FILE
-    assert data_lib.pipeline_options().experimental_distribute.auto_shard_policy == policy.DATA
-
-
-def test_worker_flags_build_tf_config():
-    value = json.loads(training.worker_tf_config("a:1,b:2", 1))
-    assert value == {"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}
-    with pytest.raises(ConfigError, match="--task-index"):
-        training.worker_tf_config("a:1,b:2", 2)
-    with pytest.raises(ConfigError, match="--worker-hosts"):
-        training.worker_tf_config("nohost", 0)
-
-
-def test_tpu_without_a_tpu_is_a_clear_error(tmp_path):
-    with pytest.raises(UserError, match="no TPU found .*--tpu"):
-        training.choose_strategy("tpu", "no-such-tpu")
-    train = write_tsv(tmp_path / "train.tsv", sentiment_rows(8))
-    config = tiny_config(train, **{"training.strategy": "tpu", "training.tpu": "no-such-tpu"})
-    with pytest.raises(UserError, match="no TPU found"):
-        training.train(sentiment, config, tmp_path / "run", echo=lambda line: None, verbose=0)
-    assert not (tmp_path / "run").exists()  # the new run failed before its first step
-
+from textrnn import sentiment, tasks
+from textrnn.decoding.search import beam_search, greedy_search
+from textrnn.training.fit import train
 
 # ----------------------------------------------------------------------------- static shapes + XLA
 
@@ -70,7 +43,8 @@ def _sentiment_config(tmp_path, **extra):
 
 
 def _lm_config(tmp_path, **extra):
-    from textrnn.config import LanguageModelConfig, load_config
+    from textrnn.config import load_config
+    from textrnn.language_model.config import LanguageModelConfig
 
     path = tmp_path / "lm.txt"
     path.write_text("the cat sat on the mat.\nto be or not to be.\n" * 20, encoding="utf-8")
@@ -93,7 +67,7 @@ def _lm_config(tmp_path, **extra):
 
 
 def _translation_config(tmp_path, **extra):
-    from test_translation import tiny_translation_config
+    from translation.tiny import tiny_translation_config
 
     return tiny_translation_config(
         tmp_path, **{"training.static_shapes": True, "training.jit_compile": "true", **extra}
@@ -112,11 +86,9 @@ def _translation_config(tmp_path, **extra):
     ],
 )
 def test_static_shapes_give_fixed_batches_and_train_with_xla(
-    tmp_path, task_name, make_config, extra, monkeypatch
+    tmp_path, task_name, make_config, extra
 ):
-    import importlib
-
-    task = importlib.import_module(f"textrnn.{task_name}")
+    task = tasks.find(task_name).load()
     config = make_config(tmp_path) if extra is None else make_config(tmp_path, **extra)
     datasets = task.load_datasets(config, tmp_path / "probe")
     _assert_fully_defined(datasets.train)
@@ -132,27 +104,25 @@ def test_static_shapes_give_fixed_batches_and_train_with_xla(
         built["model"] = original(*args, **kwargs)
         return built["model"]
 
-    monkeypatch.setattr(task, "build_model", record)
-    metrics = training.train(task, config, tmp_path / "run", echo=lambda line: None, verbose=0)
+    recording = dataclasses.replace(task, build_model=record)
+    metrics = train(recording, config, tmp_path / "run", echo=lambda line: None, verbose=0)
     assert built["model"].jit_compile is True  # Keras did not fall back (op determinism is off)
     assert all(np.isfinite(v) for v in metrics.values()) and metrics
 
 
 def test_beam_and_greedy_search_compile_with_xla():
-    from test_translation import toy_step
+    from translation.tiny import toy_step
 
     step, _ = toy_step()
     limits = tf.constant([5, 3], tf.int32)
 
     def search(beam_size):
-        return sampling.beam_search(
+        return beam_search(
             step, {"t": tf.zeros([2])}, limits, beam_size, 1, 2, 3, 0.6, static_shapes=True
         )
 
     def greedy():
-        return sampling.greedy_search(
-            step, {"t": tf.zeros([2])}, limits, 1, 2, 3, 0.0, static_shapes=True
-        )
+        return greedy_search(step, {"t": tf.zeros([2])}, limits, 1, 2, 3, 0.0, static_shapes=True)
 
     for plain, compiled in [
         (search(3), tf.function(lambda: search(3), jit_compile=True)()),
@@ -176,13 +146,13 @@ def test_language_model_decode_loop_is_xla_compiled_by_default():
 # ----------------------------------------------------------------------------- mixed precision
 
 
-def test_bfloat16_run_on_cpu_trains_and_exports_float32_signatures(tmp_path, monkeypatch):
+def test_bfloat16_run_on_cpu_trains_and_exports_float32_signatures(tmp_path):
     from textrnn import export
 
-    train = write_tsv(tmp_path / "train.tsv", sentiment_rows(24))
-    config = tiny_config(train, **{"training.mixed_precision": "mixed_bfloat16"})
+    train_file = write_tsv(tmp_path / "train.tsv", sentiment_rows(24))
+    config = tiny_config(train_file, **{"training.mixed_precision": "mixed_bfloat16"})
     seen = {}
-    original = sentiment.build_model
+    original = sentiment.TASK.build_model
 
     def record(*args, **kwargs):
         model = original(*args, **kwargs)
@@ -190,9 +160,9 @@ def test_bfloat16_run_on_cpu_trains_and_exports_float32_signatures(tmp_path, mon
         seen["logits"] = model.get_layer("logits").compute_dtype
         return model
 
-    monkeypatch.setattr(sentiment, "build_model", record)
+    recording = dataclasses.replace(sentiment.TASK, build_model=record)
     lines = []
-    metrics = training.train(sentiment, config, tmp_path / "run", echo=lines.append, verbose=0)
+    metrics = train(recording, config, tmp_path / "run", echo=lines.append, verbose=0)
     assert seen == {"compute": "bfloat16", "logits": "float32"}  # output layer stays float32
     assert np.isfinite(metrics["val_loss"])
     assert any("precision mixed_bfloat16" in line for line in lines)
@@ -205,26 +175,6 @@ def test_bfloat16_run_on_cpu_trains_and_exports_float32_signatures(tmp_path, mon
     outputs = serve(tf.constant(["a good film", "awful mess"]))
     floats = [v for v in outputs.values() if v.dtype.is_floating]
     assert floats and all(v.dtype == tf.float32 for v in floats)
-
-
-# ----------------------------------------------------------------------------- cuDNN
-
-
-def test_cudnn_disabling_configuration_logs_a_warning(caplog):
-    from textrnn.rnn_stack import RNNStack, warn_if_cudnn_disabled
-
-    with caplog.at_level(logging.WARNING, logger="textrnn.rnn_stack"):
-        warn_if_cudnn_disabled(keras.layers.LSTM(4))
-        warn_if_cudnn_disabled(keras.layers.GRU(4))
-        RNNStack(cell="lstm", units=4, implementation="keras")(np.zeros((2, 3, 5), "float32"))
-    assert not caplog.records  # the defaults keep cuDNN eligible
-    with caplog.at_level(logging.WARNING, logger="textrnn.rnn_stack"):
-        warn_if_cudnn_disabled(keras.layers.LSTM(4, recurrent_dropout=0.1))
-        warn_if_cudnn_disabled(keras.layers.GRU(4, activation="relu"))
-        warn_if_cudnn_disabled(keras.layers.LSTM(4, unroll=True))
-    text = caplog.text
-    assert "recurrent_dropout=0.1" in text and "activation=relu" in text and "unroll=True" in text
-    assert text.count("disables the cuDNN kernel") == 3
 
 
 # ----------------------------------------------------------------------------- processes
