@@ -244,3 +244,20 @@ def test_encode_texts_of_nothing_and_of_empty_strings(tmp_path, monkeypatch):
         blanks = encode_texts(tokenizer, ["", "   ", "good"], max_length=4)
         assert blanks.to_list() == [[], [], tokenizer.tokenize(tf.constant(["good"])).to_list()[0]]
         assert [row.size for row in encode_rows(tokenizer, ["", "good", ""])] == [0, 1, 0]
+
+
+def test_a_vocabulary_rewritten_at_the_same_path_is_read_anew(tmp_path, monkeypatch):
+    """Lookup tables are not shared between tokenizers whose vocab.txt has one path."""
+    import tensorflow as tf
+
+    from textrnn.config import TokenizerConfig
+    from textrnn.tokenizers import build_tokenizer
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run").mkdir()
+    first = build_tokenizer(TokenizerConfig(kind="word"), ["good film", "good"], "run")
+    assert first.tokenize(tf.constant(["good film"])).to_list() == [[4, 5]]
+    for path in (tmp_path / "run").iterdir():
+        path.unlink()
+    second = build_tokenizer(TokenizerConfig(kind="word"), ["bad movie", "bad"], "run")
+    assert second.tokenize(tf.constant(["bad movie"])).to_list() == [[4, 5]]  # not [UNK]s

@@ -134,7 +134,13 @@ class Tokenizer(tf.Module):
                 value_dtype=tf.int64,
                 value_index=tf.lookup.TextFileIndex.LINE_NUMBER,
             )
-            self._table = tf.lookup.StaticHashTable(initializer, default_value=UNK_ID)
+            # Anonymous: TensorFlow otherwise shares a table between every tokenizer whose
+            # vocabulary file has the same path in one process, so a second run at a
+            # reused path (a test, a notebook, the in-process demo) would silently look
+            # tokens up in the first run's vocabulary.
+            self._table = tf.lookup.StaticHashTable(
+                initializer, default_value=UNK_ID, experimental_is_anonymous=True
+            )
 
     # -- text -> pieces ------------------------------------------------------------
 
