@@ -4,7 +4,8 @@ Starts the server as a subprocess (batching off, then on), runs N concurrent
 clients x M requests each (one instance per request, keep-alive
 connections, each client waiting for its answer before the next request;
 the clients run on one asyncio loop in a separate process, so the load
-generator itself costs little of the 2 cores it shares with the server) and prints requests/s, p50 / p99 latency, errors and
+generator itself costs little of the 2 cores it shares with the server) and prints requests/s,
+p50 / p99 latency, errors and
 the server's resident memory before and after; then the same SavedModel
 called in-process as the floor. Every loop is bounded (M requests per
 client and --max-seconds overall); only 127.0.0.1 is used.
@@ -45,7 +46,7 @@ TEXTS = [
 ]
 
 
-# ----------------------------------------------------------------------------- clients (spawned processes)
+# ---------------------------------------------------------------- clients (spawned processes)
 
 
 def _request_bytes(port: int, path: str) -> list[bytes]:
@@ -242,21 +243,25 @@ def build_export(workdir: Path, rows: int, implementation: str = "keras") -> Pat
     """A default-size sentiment model (128-dim embedding, 128-unit LSTM) trained briefly, exported.
 
     `implementation` "keras" builds Keras's LSTM; "fast" / "auto" (on CPU) build textrnn's
-    `FastLSTM`, which trains with the XLA-compiled `textrnn.fast_rnn` loop. Inference, and so
+    `FastLSTM`, which trains with the XLA-compiled `textrnn.layers.fast_rnn` loop. Inference, and so
     the export, runs Keras's loop either way (no per-shape compile on requests): the choice
     changes only how long the build's training takes.
     """
     code = f"""
 import sys
-from textrnn import export, rnn_stack, sentiment, training
+from textrnn import export, sentiment
+from textrnn.layers import rnn_stack
+from textrnn.training import fit
 if {implementation!r} != "auto":
     rnn_stack.resolve_implementation = lambda implementation, cell: {implementation!r}
 from textrnn.config import load_config
 lines = open({str(REPO / "tasks/sentiment/data/train.tsv")!r}, encoding='utf-8').read().splitlines()
-open({str(workdir / "train.tsv")!r}, 'w', encoding='utf-8').write('\\n'.join(lines[: {rows} + 1]) + '\\n')
+sample = '\\n'.join(lines[: {rows} + 1]) + '\\n'
+open({str(workdir / "train.tsv")!r}, 'w', encoding='utf-8').write(sample)
 config = load_config(sentiment.Config, None, {{'data.train': {str(workdir / "train.tsv")!r},
     'data.label_column': 'label', 'data.text_column': 'sentence', 'training.epochs': 1}})
-training.train(sentiment, config, {str(workdir / "run")!r}, restart=True, echo=lambda line: None, verbose=0)
+fit.train(sentiment.TASK, config, {str(workdir / "run")!r}, restart=True,
+          echo=lambda line: None, verbose=0)
 print(export.export_run({str(workdir / "run")!r}, {str(workdir / "models" / "sentiment")!r}))
 """
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
@@ -324,7 +329,8 @@ def main() -> None:
         "--client-processes",
         type=int,
         default=1,
-        help="Processes the clients are spread over (each runs its connections on one asyncio loop).",
+        help="Processes the clients are spread over "
+        "(each runs its connections on one asyncio loop).",
     )
     parser.add_argument(
         "--rounds", type=int, default=3, help="Alternating off / on throughput rounds."
@@ -345,7 +351,8 @@ def main() -> None:
         "--implementation",
         default="keras",
         choices=("keras", "fast", "auto"),
-        help="RNN layers of the built model (fast/auto train with XLA loops; exports run Keras's loop).",
+        help="RNN layers of the built model "
+        "(fast/auto train with XLA loops; exports run Keras's loop).",
     )
     parser.add_argument("--max-seconds", type=float, default=900, help="Bound on each client run.")
     parser.add_argument(
@@ -379,7 +386,8 @@ def main() -> None:
         print(
             f"cores: {os.cpu_count()}   clients: {args.clients} x {args.requests} requests, "
             f"1 instance each; {args.rounds} rounds alternating batching off / on "
-            f"(on: {' '.join(batching[1:])}); intra-op threads {args.intra_op_threads or 'default'}",
+            f"(on: {' '.join(batching[1:])}); "
+            f"intra-op threads {args.intra_op_threads or 'default'}",
             flush=True,
         )
         threads = ("--tensorflow-intra-op-parallelism", str(args.intra_op_threads))
@@ -393,7 +401,8 @@ def main() -> None:
                 run_clients(server.port, 4, 25, 120, args.model)  # warm connections and code paths
                 rss[mode] = [rss_mb(server.process.pid)]
             header = (
-                f"{'round':<6} {'batching':<9} {'clients':>7} {'requests':>8} {'req/s':>8} {'p50 ms':>7} "
+                f"{'round':<6} {'batching':<9} {'clients':>7} {'requests':>8} {'req/s':>8} "
+                f"{'p50 ms':>7} "
                 f"{'p99 ms':>7} {'errors':>6} {'server CPU us/req':>17}"
             )
             print(header)
@@ -440,13 +449,16 @@ def main() -> None:
         floor = in_process_floor(base, args.model, args.latency_requests)
         lat = floor["latencies"]
         print(
-            f"in-process floor: batch-1 p50 {percentile(lat, 0.5) * 1e3:.2f} ms, p99 {percentile(lat, 0.99) * 1e3:.2f} ms, "
-            f"{1 / statistics.mean(lat):.0f} calls/s; batch-32 {floor['rows_per_second']:.0f} rows/s"
+            f"in-process floor: batch-1 p50 {percentile(lat, 0.5) * 1e3:.2f} ms, "
+            f"p99 {percentile(lat, 0.99) * 1e3:.2f} ms, "
+            f"{1 / statistics.mean(lat):.0f} calls/s; "
+            f"batch-32 {floor['rows_per_second']:.0f} rows/s"
         )
         if rates["on"] and rates["off"]:
             ratios = [on / off for on, off in zip(rates["on"], rates["off"], strict=True)]
             print(
-                f"batching at {args.clients} clients: off {statistics.median(rates['off']):.0f} req/s, "
+                f"batching at {args.clients} clients: "
+                f"off {statistics.median(rates['off']):.0f} req/s, "
                 f"on {statistics.median(rates['on']):.0f} req/s; on / off per round "
                 + ", ".join(f"{r:.2f}" for r in ratios)
                 + f"; median {statistics.median(ratios):.2f}x (goal >= 5x)"
