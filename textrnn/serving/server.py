@@ -145,7 +145,7 @@ def serve(options: ServerOptions, echo: Any = print) -> None:
     """Run the server until SIGINT / SIGTERM."""
     import tensorflow as tf
 
-    # Fixed once TensorFlow starts: the CLI sets them before (cli.common), so this
+    # Fixed once TensorFlow starts: the CLI sets them before (cli.runner), so this
     # is for library callers, who must call serve() before anything runs TensorFlow.
     threads = tf.config.threading
     intra, inter = options.tensorflow_intra_op_parallelism, options.tensorflow_inter_op_parallelism
