@@ -25,6 +25,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+
 from helpers import (  # noqa: E402
     SentimentRun,
     sentiment_rows,
