@@ -28,98 +28,114 @@ def _echo(line: str) -> None:
     sys.stdout.flush()
 
 
+# The server's own options (TensorFlow Serving's flags where it has one).
+ModelBasePath = Annotated[
+    Path,
+    typer.Option(
+        "--model-base-path",
+        help="Directory of models laid out <name>/<version>/ (or one model's directory).",
+    ),
+]
+ModelName = Annotated[
+    str | None,
+    typer.Option(
+        "--model-name",
+        help="Name to serve under when --model-base-path is one model's directory.",
+    ),
+]
+Host = Annotated[
+    str,
+    typer.Option("--host", help="Address to bind; 0.0.0.0 exposes the server to the network."),
+]
+RestPort = Annotated[
+    int, typer.Option("--rest-port", help="REST port; 0 = any free port, -1 = no REST.")
+]
+GrpcPort = Annotated[
+    int, typer.Option("--grpc-port", help="gRPC port; 0 = any free port, -1 = no gRPC.")
+]
+EnableBatching = Annotated[
+    bool,
+    typer.Option("--enable-batching", help="Merge concurrent requests into one model call."),
+]
+MaxBatchSize = Annotated[
+    int, typer.Option("--max-batch-size", min=1, help="Rows per merged model call.")
+]
+BatchTimeoutMicros = Annotated[
+    int, typer.Option("--batch-timeout-micros", min=0, help="Longest wait for a batch to fill.")
+]
+NumBatchThreads = Annotated[
+    int,
+    typer.Option("--num-batch-threads", min=1, help="Batches run concurrently per signature."),
+]
+BatchWhenAllClientsWait = Annotated[
+    bool,
+    typer.Option(
+        "--batch-when-all-clients-wait/--no-batch-when-all-clients-wait",
+        help="Run a batch before its timeout once every keep-alive REST connection waits "
+        "for an answer (no other request can come); off: always wait, as TensorFlow "
+        "Serving does.",
+    ),
+]
+MaxBodyBytes = Annotated[
+    int,
+    typer.Option("--max-body-bytes", min=1, help="Largest request body (REST) or message (gRPC)."),
+]
+MaxInstances = Annotated[
+    int, typer.Option("--max-instances", min=1, help="Most examples in one request.")
+]
+RequestTimeoutMs = Annotated[
+    int,
+    typer.Option(
+        "--request-timeout-ms",
+        min=1,
+        help="Per-request deadline (answered 504 / DEADLINE_EXCEEDED).",
+    ),
+]
+PollSeconds = Annotated[
+    float,
+    typer.Option("--poll-seconds", min=0, help="How often to look for new versions; 0 = never."),
+]
+NumWorkers = Annotated[
+    int, typer.Option("--num-workers", min=1, help="Concurrent model calls without batching.")
+]
+TensorflowIntraOpParallelism = Annotated[
+    int,
+    typer.Option(
+        "--tensorflow-intra-op-parallelism",
+        min=0,
+        help="Threads one TensorFlow op may use; 0 = one per core. 1 suits many small "
+        "concurrent calls (batching threads or workers already keep the cores busy).",
+    ),
+]
+TensorflowInterOpParallelism = Annotated[
+    int,
+    typer.Option(
+        "--tensorflow-inter-op-parallelism",
+        min=0,
+        help="Threads running independent TensorFlow ops at once; 0 = one per core.",
+    ),
+]
+
+
 @command(startup=serving_startup)
 def serve(
-    model_base_path: Annotated[
-        Path,
-        typer.Option(
-            "--model-base-path",
-            help="Directory of models laid out <name>/<version>/ (or one model's directory).",
-        ),
-    ] = Path("saved_models"),
-    model_name: Annotated[
-        str | None,
-        typer.Option(
-            "--model-name",
-            help="Name to serve under when --model-base-path is one model's directory.",
-        ),
-    ] = None,
-    host: Annotated[
-        str,
-        typer.Option("--host", help="Address to bind; 0.0.0.0 exposes the server to the network."),
-    ] = "127.0.0.1",
-    rest_port: Annotated[
-        int, typer.Option("--rest-port", help="REST port; 0 = any free port, -1 = no REST.")
-    ] = 8501,
-    grpc_port: Annotated[
-        int, typer.Option("--grpc-port", help="gRPC port; 0 = any free port, -1 = no gRPC.")
-    ] = 8500,
-    enable_batching: Annotated[
-        bool,
-        typer.Option("--enable-batching", help="Merge concurrent requests into one model call."),
-    ] = False,
-    max_batch_size: Annotated[
-        int, typer.Option("--max-batch-size", min=1, help="Rows per merged model call.")
-    ] = 32,
-    batch_timeout_micros: Annotated[
-        int, typer.Option("--batch-timeout-micros", min=0, help="Longest wait for a batch to fill.")
-    ] = 1000,
-    num_batch_threads: Annotated[
-        int,
-        typer.Option("--num-batch-threads", min=1, help="Batches run concurrently per signature."),
-    ] = 2,
-    batch_when_all_clients_wait: Annotated[
-        bool,
-        typer.Option(
-            "--batch-when-all-clients-wait/--no-batch-when-all-clients-wait",
-            help="Run a batch before its timeout once every keep-alive REST connection waits "
-            "for an answer (no other request can come); off: always wait, as TensorFlow "
-            "Serving does.",
-        ),
-    ] = True,
-    max_body_bytes: Annotated[
-        int,
-        typer.Option(
-            "--max-body-bytes", min=1, help="Largest request body (REST) or message (gRPC)."
-        ),
-    ] = 16 * 1024 * 1024,
-    max_instances: Annotated[
-        int, typer.Option("--max-instances", min=1, help="Most examples in one request.")
-    ] = 10_000,
-    request_timeout_ms: Annotated[
-        int,
-        typer.Option(
-            "--request-timeout-ms",
-            min=1,
-            help="Per-request deadline (answered 504 / DEADLINE_EXCEEDED).",
-        ),
-    ] = 30_000,
-    poll_seconds: Annotated[
-        float,
-        typer.Option(
-            "--poll-seconds", min=0, help="How often to look for new versions; 0 = never."
-        ),
-    ] = 1.0,
-    num_workers: Annotated[
-        int, typer.Option("--num-workers", min=1, help="Concurrent model calls without batching.")
-    ] = 8,
-    tensorflow_intra_op_parallelism: Annotated[
-        int,
-        typer.Option(
-            "--tensorflow-intra-op-parallelism",
-            min=0,
-            help="Threads one TensorFlow op may use; 0 = one per core. 1 suits many small "
-            "concurrent calls (batching threads or workers already keep the cores busy).",
-        ),
-    ] = 0,
-    tensorflow_inter_op_parallelism: Annotated[
-        int,
-        typer.Option(
-            "--tensorflow-inter-op-parallelism",
-            min=0,
-            help="Threads running independent TensorFlow ops at once; 0 = one per core.",
-        ),
-    ] = 0,
+    model_base_path: ModelBasePath = Path("saved_models"),
+    model_name: ModelName = None,
+    host: Host = "127.0.0.1",
+    rest_port: RestPort = 8501,
+    grpc_port: GrpcPort = 8500,
+    enable_batching: EnableBatching = False,
+    max_batch_size: MaxBatchSize = 32,
+    batch_timeout_micros: BatchTimeoutMicros = 1000,
+    num_batch_threads: NumBatchThreads = 2,
+    batch_when_all_clients_wait: BatchWhenAllClientsWait = True,
+    max_body_bytes: MaxBodyBytes = 16 * 1024 * 1024,
+    max_instances: MaxInstances = 10_000,
+    request_timeout_ms: RequestTimeoutMs = 30_000,
+    poll_seconds: PollSeconds = 1.0,
+    num_workers: NumWorkers = 8,
+    tensorflow_intra_op_parallelism: TensorflowIntraOpParallelism = 0,
+    tensorflow_inter_op_parallelism: TensorflowInterOpParallelism = 0,
 ) -> None:
     """Serve every exported model under --model-base-path, as TensorFlow Serving does."""
     from textrnn import serving
