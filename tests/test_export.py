@@ -187,3 +187,22 @@ def test_saved_model_cli_lists_the_signature(sentiment_export):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "serving_default" in result.stdout and "DT_STRING" in result.stdout
+
+
+def test_version_directories_read_zero_padded_names_as_tensorflow_serving_does(tmp_path):
+    for name in ("3", "007", "0010", "10", "x", "4a"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "12").write_text("a file, not a version")
+    assert export.version_directories(tmp_path) == {
+        3: tmp_path / "3",
+        7: tmp_path / "007",
+        10: tmp_path / "10",  # the plain name wins over 0010
+    }
+    assert export.numeric_versions(tmp_path) == [3, 7, 10]
+    assert export.version_directories(tmp_path / "missing") == {}
+
+
+def test_model_path_resolves_to_the_highest_complete_version(tmp_path, sentiment_export):
+    shutil.copytree(sentiment_export, tmp_path / "007")
+    (tmp_path / "8").mkdir()  # being copied in: no saved_model.pb yet
+    assert export.resolve_model_path(tmp_path) == ("export", tmp_path / "007")
