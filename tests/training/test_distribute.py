@@ -24,7 +24,6 @@ from helpers import (
     write_tsv,
 )
 from textrnn import sentiment, tasks
-from textrnn.decoding.search import beam_search, greedy_search
 from textrnn.training.fit import train
 
 # ----------------------------------------------------------------------------- static shapes + XLA
@@ -108,28 +107,6 @@ def test_static_shapes_give_fixed_batches_and_train_with_xla(
     metrics = train(recording, config, tmp_path / "run", echo=lambda line: None, verbose=0)
     assert built["model"].jit_compile is True  # Keras did not fall back (op determinism is off)
     assert all(np.isfinite(v) for v in metrics.values()) and metrics
-
-
-def test_beam_and_greedy_search_compile_with_xla():
-    from translation.tiny import toy_step
-
-    step, _ = toy_step()
-    limits = tf.constant([5, 3], tf.int32)
-
-    def search(beam_size):
-        return beam_search(
-            step, {"t": tf.zeros([2])}, limits, beam_size, 1, 2, 3, 0.6, static_shapes=True
-        )
-
-    def greedy():
-        return greedy_search(step, {"t": tf.zeros([2])}, limits, 1, 2, 3, 0.0, static_shapes=True)
-
-    for plain, compiled in [
-        (search(3), tf.function(lambda: search(3), jit_compile=True)()),
-        (greedy(), tf.function(greedy, jit_compile=True)()),
-    ]:
-        np.testing.assert_array_equal(plain["ids"].numpy(), compiled["ids"].numpy())
-        np.testing.assert_allclose(plain["score"].numpy(), compiled["score"].numpy(), rtol=1e-5)
 
 
 def test_language_model_decode_loop_is_xla_compiled_by_default():

@@ -76,19 +76,3 @@ def untrained(directory: Path, **extra: Any):
     tokenizers = translation.build_tokenizers(config, directory, pairs)
     model = translation.build_model(config, tokenizers, compile=False)
     return config, tokenizers, model
-
-
-def toy_step(vocabulary: int = 7, memory: int = 3, seed: int = 0):
-    """A bigram 'model' for the searches: log-probabilities depend only on the previous token.
-
-    Returns `(step, table)`: `step(ids, state) -> (log_probs, state, weights)`, the
-    `textrnn.decoding.search` step contract, and the `(vocabulary, vocabulary)` table.
-    """
-    import tensorflow as tf
-
-    table = tf.nn.log_softmax(tf.random.stateless_normal([vocabulary, vocabulary], [seed, 1]) * 2.0)
-
-    def step(ids, state):
-        return tf.gather(table, ids), {"t": state["t"] + 1.0}, tf.zeros([tf.shape(ids)[0], memory])
-
-    return step, table
