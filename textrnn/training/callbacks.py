@@ -65,6 +65,3 @@ class EpochLog(keras.callbacks.Callback):
             f"epoch {epoch + 1}/{self.total_epochs} "
             f"({time.perf_counter() - self.started:.1f} s): {metrics}"
         )
-
-
-# ----------------------------------------------------------------------------- train

@@ -65,9 +65,6 @@ class TaskData:
     callbacks: list[Any] = field(default_factory=list)  # task-specific Keras callbacks
 
 
-# ----------------------------------------------------------------------------- strategy
-
-
 def build_for_fit(
     model: keras.Model, strategy: tf.distribute.Strategy, dataset: tf.data.Dataset
 ) -> None:

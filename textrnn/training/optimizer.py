@@ -46,6 +46,3 @@ def jit_compile_flag(training: TrainingConfig) -> bool | str:
     if training.jit_compile == "auto" and training.static_shapes:
         return True
     return {"auto": "auto", "true": True, "false": False}[training.jit_compile]
-
-
-# ----------------------------------------------------------------------------- run directory

@@ -188,6 +188,3 @@ def load_weights(model: keras.Model, run_dir: str | os.PathLike) -> Path:
             "retrain with --restart"
         )
     raise RunDirError(f"{run_dir}: no trained weights ({WEIGHTS_FILE}); run `train` first")
-
-
-# ----------------------------------------------------------------------------- callbacks

@@ -173,6 +173,3 @@ def resolve_precision(policy: str, strategy: tf.distribute.Strategy) -> str:
             "mixed_float16 without a GPU is slow; mixed_bfloat16 is the CPU / TPU choice"
         )
     return policy
-
-
-# ----------------------------------------------------------------------------- optimizer
