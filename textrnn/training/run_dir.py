@@ -24,7 +24,7 @@ import os
 import re
 import shutil
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -150,37 +150,41 @@ def weights_files(run_dir: str | os.PathLike) -> list[Path]:
     ]
 
 
-def load_weights(model: keras.Model, run_dir: str | os.PathLike) -> Path:
-    """Load the run's final weights, falling back to its checkpoints if those are damaged."""
+class WeightsMismatchError(Exception):
+    """A weights file that reads fine but does not fit the model; its message says how,
+    e.g. "a weight of shape (8, 16) where the model has (8, 24)"."""
+
+
+def load_first_weights(run_dir: str | os.PathLike, load: Callable[[Path], None]) -> Path:
+    """Call `load(path)` on the run's weights files in order (`weights_files`) until one loads.
+
+    A file that `load` rejects with `WeightsMismatchError` does not fit the model; any
+    other exception means a damaged file, and the next one is tried. Returns the file
+    loaded; raises `RunDirError` saying which case it was when none loads.
+    """
     run_dir = Path(run_dir)
-    candidates = weights_files(run_dir)
     failures, mismatches = [], []
-    for path in candidates:
+    for path in weights_files(run_dir):
         if not path.exists():
             continue
         try:
-            with warnings.catch_warnings():
-                # Keras warns about each layer it cannot match before raising; the error says it.
-                warnings.simplefilter("ignore")
-                load_weights_file(model, path)
+            load(path)
+        except WeightsMismatchError as error:
+            failures.append(f"{path.name}: ValueError")
+            mismatches.append(str(error))
+            continue
         except Exception as error:  # noqa: BLE001 - h5py raises OSError, KeyError, ValueError...
             failures.append(f"{path.name}: {type(error).__name__}")
-            # Keras: "... expected variable.shape=(32, 3), Received: value.shape=(32, 2) ..."
-            shapes = re.search(
-                r"variable\.shape=(\([^)]*\)).*?value\.shape=(\([^)]*\))", str(error)
-            )
-            mismatches.append(shapes)
+            mismatches.append(None)
             continue
         if failures:
             logger.warning("loaded %s instead of the damaged %s", path, ", ".join(failures))
         return path
     if failures and all(mismatches):
-        model_shape, file_shape = mismatches[0].groups()
         raise RunDirError(
             f"{run_dir}: the weights do not fit the model that its config.json, labels and "
-            f"vocabulary describe (a weight of shape {file_shape} where the model has "
-            f"{model_shape}); was one of those files edited or replaced? Restore it, or retrain "
-            "with --restart"
+            f"vocabulary describe ({mismatches[0]}); was one of those files edited or replaced? "
+            "Restore it, or retrain with --restart"
         )
     if failures:
         raise RunDirError(
@@ -188,3 +192,27 @@ def load_weights(model: keras.Model, run_dir: str | os.PathLike) -> Path:
             "retrain with --restart"
         )
     raise RunDirError(f"{run_dir}: no trained weights ({WEIGHTS_FILE}); run `train` first")
+
+
+def load_weights(model: keras.Model, run_dir: str | os.PathLike) -> Path:
+    """Load the run's final weights, falling back to its checkpoints if those are damaged."""
+
+    def load(path: Path) -> None:
+        try:
+            with warnings.catch_warnings():
+                # Keras warns about each layer it cannot match before raising; the error says it.
+                warnings.simplefilter("ignore")
+                load_weights_file(model, path)
+        except ValueError as error:
+            # Keras: "... expected variable.shape=(32, 3), Received: value.shape=(32, 2) ..."
+            shapes = re.search(
+                r"variable\.shape=(\([^)]*\)).*?value\.shape=(\([^)]*\))", str(error)
+            )
+            if shapes is None:
+                raise
+            model_shape, file_shape = shapes.groups()
+            raise WeightsMismatchError(
+                f"a weight of shape {file_shape} where the model has {model_shape}"
+            ) from None
+
+    return load_first_weights(run_dir, load)

@@ -27,8 +27,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from textrnn.errors import RunDirError
-from textrnn.training.run_dir import WEIGHTS_FILE, weights_files
+from textrnn.training.run_dir import WeightsMismatchError, load_first_weights
 
 
 @dataclass(frozen=True)
@@ -46,11 +45,6 @@ class StackWeights:
     recurrent_layers: tuple[tuple[np.ndarray, ...], ...]
 
 
-class _MismatchError(Exception):
-    """A file that reads fine but does not fit the model; says how, e.g. "a weight of shape
-    (8, 16) where the model has (8, 24)"."""
-
-
 def load_embedding_and_stack(model: keras.Model, run_dir: str | os.PathLike) -> Path:
     """Copy the embedding and RNNStack weights of the run in `run_dir` into `model`.
 
@@ -60,35 +54,7 @@ def load_embedding_and_stack(model: keras.Model, run_dir: str | os.PathLike) -> 
     weights do not have the model's shapes is an error, as in `load_weights`.
     Returns the file read.
     """
-    run_dir = Path(run_dir)
-    failures, mismatches = [], []
-    for path in weights_files(run_dir):
-        if not path.exists():
-            continue
-        try:
-            weights = read_stack_weights(path)
-            _assign(model, weights)
-        except _MismatchError as error:
-            failures.append(f"{path.name}: ValueError")
-            mismatches.append(str(error))
-            continue
-        except Exception as error:  # noqa: BLE001 - h5py raises OSError, KeyError, ValueError...
-            failures.append(f"{path.name}: {type(error).__name__}")
-            mismatches.append(None)
-            continue
-        return path
-    if failures and all(mismatches):
-        raise RunDirError(
-            f"{run_dir}: the weights do not fit the model that its config.json, labels and "
-            f"vocabulary describe ({mismatches[0]}); was one of those files edited or replaced? "
-            "Restore it, or retrain with --restart"
-        )
-    if failures:
-        raise RunDirError(
-            f"{run_dir}: every weights file is damaged ({'; '.join(failures)}); "
-            "retrain with --restart"
-        )
-    raise RunDirError(f"{run_dir}: no trained weights ({WEIGHTS_FILE}); run `train` first")
+    return load_first_weights(run_dir, lambda path: _assign(model, read_stack_weights(path)))
 
 
 def read_stack_weights(path: str | os.PathLike) -> StackWeights:
@@ -137,20 +103,20 @@ def _assign(model: keras.Model, weights: StackWeights) -> None:
         layer.forward_layer if stack.bidirectional else layer for layer in stack.recurrent_layers
     ]
     if len(targets) != len(weights.recurrent_layers):
-        raise _MismatchError(
+        raise WeightsMismatchError(
             f"{len(weights.recurrent_layers)} recurrent layers where the model has {len(targets)}"
         )
     pairs = [(embedding.embeddings, weights.embeddings)]
     for target, arrays in zip(targets, weights.recurrent_layers, strict=True):
         variables = target.weights
         if len(variables) != len(arrays):
-            raise _MismatchError(
+            raise WeightsMismatchError(
                 f"a recurrent layer of {len(arrays)} weights where the model has {len(variables)}"
             )
         pairs += zip(variables, arrays, strict=True)
     for variable, array in pairs:
         if tuple(variable.shape) != array.shape:
-            raise _MismatchError(
+            raise WeightsMismatchError(
                 f"a weight of shape {array.shape} where the model has {tuple(variable.shape)}"
             )
     for variable, array in pairs:
