@@ -129,17 +129,6 @@ def patch_keras_multi_worker_reduce() -> None:
     tf_trainer.reduce_per_replica = reduce_per_replica
 
 
-def is_chief() -> bool:
-    """False on a non-chief worker of a multi-worker job (TF_CONFIG task index > 0)."""
-    try:
-        task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
-    except ValueError:
-        return True
-    return task.get("type", "worker") in ("chief", "worker") and (
-        task.get("type") == "chief" or int(task.get("index", 0)) == 0
-    )
-
-
 def set_seed(seed: int, deterministic: bool = True) -> None:
     """Seed Python, NumPy, TensorFlow and Keras; make CPU kernels deterministic.
 
