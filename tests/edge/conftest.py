@@ -41,9 +41,10 @@ def litert_lm(lm_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def translation_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny translation recipe (bidirectional GRU encoder, additive attention), 4 epochs."""
+    from translation.tiny import PAIRS, tiny_translation_config, write_pairs
+
     from textrnn import translation
     from textrnn.training.fit import train
-    from translation.tiny import PAIRS, tiny_translation_config, write_pairs
 
     directory = tmp_path_factory.mktemp("edge-translation")
     source, target = write_pairs(directory, PAIRS * 4, name="repeated")
