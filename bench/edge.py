@@ -7,8 +7,8 @@ measures, on this machine, batch 1:
   vs `EdgeExport.open`);
 - sentiment: latency per text (tokenize + classify; p50 / p99) and SST-2 dev accuracy;
 - language model: latency per `step` call (p50 / p99), generation tokens/s (200 tokens,
-  greedy, best of 3 runs) against the SavedModel's `step` signature driven from Python and its in-graph
-  `generate`, and validation nats/char through the LiteRT `step` (32 streams);
+  greedy, best of 3 runs) against the SavedModel's `step` signature driven from Python
+  and its in-graph `generate`, and validation nats/char through the LiteRT `step` (32 streams);
 - translation: sentences/s (beam from the recipe) and val BLEU (sacreBLEU).
 
 Ratios are printed against the SavedModel measured in the same run. Other processes
