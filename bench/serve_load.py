@@ -88,7 +88,7 @@ class _KeepAliveClient(asyncio.Protocol):
         if end < 0:
             return
         head = self.buffer[: end + 2]  # the last header line keeps its CRLF
-        start = head.find(b"Content-Length: ") + 16
+        start = head.lower().find(b"\r\ncontent-length:") + 17  # any header-name case
         length = int(head[start : head.index(b"\r\n", start)])
         if len(self.buffer) < end + 4 + length:
             return

@@ -11,7 +11,7 @@ from typing import Any
 
 from textrnn.serving.errors import first_line
 from textrnn.serving.execution import Executor
-from textrnn.serving.http_transport import RESTServer
+from textrnn.serving.http_server import RESTServer
 from textrnn.serving.metrics import Stats
 from textrnn.serving.options import ServerOptions
 from textrnn.serving.registry import Registry
@@ -42,9 +42,19 @@ class Server:
             self.echo(line)
         options = self.options
         if options.rest_port >= 0:
-            front = RESTFrontEnd(self.registry, self.executor, options, self.stats)
+            if options.http_frontend == "legacy":  # TEMPORARY (issue 20): the benchmark's baseline
+                from textrnn.serving.legacy_http import RESTServer as LegacyServer
+                from textrnn.serving.legacy_rest import RESTFrontEnd as LegacyFrontEnd
+
+                front = LegacyFrontEnd(self.registry, self.executor, options, self.stats)
+                server_class: Any = LegacyServer
+            else:
+                front, server_class = (
+                    RESTFrontEnd(self.registry, self.executor, options, self.stats),
+                    RESTServer,
+                )
             try:
-                self._http = RESTServer((options.host, options.rest_port), front)
+                self._http = server_class((options.host, options.rest_port), front)
             except OSError as error:
                 front.shutdown()
                 raise OSError(

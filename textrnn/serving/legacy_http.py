@@ -1,4 +1,4 @@
-"""HTTP/1.1 for the REST API: keep-alive connections on an asyncio (or uvloop) event loop.
+"""TEMPORARY (issue 20): the hand-written HTTP/1.1 front end, kept only for the benchmark.
 
 Parses requests from the byte stream, hands them to `rest.RESTFrontEnd` and
 writes its answers; enforces the body and header limits, idle timeouts and
@@ -19,7 +19,7 @@ from http import HTTPStatus
 from typing import Any
 
 from textrnn.serving.errors import ServingError, invalid
-from textrnn.serving.rest import RESTFrontEnd
+from textrnn.serving.legacy_rest import RESTFrontEnd
 
 logger = logging.getLogger(__name__)
 
