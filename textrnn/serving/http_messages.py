@@ -1,6 +1,6 @@
 """Request bodies and JSON answers on aiohttp, with the REST API's limits and error bodies.
 
-Every route reads its body with `read_body` / `read_json` (the body limit,
+Every route reads its body with `read_body` (the body limit,
 `Expect: 100-continue`, chunked bodies, stalled senders) and answers with
 `json_answer`; failures are `ServingError`s, which `rest` answers as
 `{"error": "..."}` with their status.
@@ -62,27 +62,28 @@ async def read_body(request: web.BaseRequest, limit: int, timeout: float) -> byt
     length is declared), 411 for a POST that declares neither a length nor
     chunks, 408 when the client pauses longer than `timeout` seconds.
     """
+    content = request.content
+    if content.is_eof():  # all of it is here already (a small request): no waiting
+        body = content.read_nowait(-1)
+        if len(body) > limit:
+            raise RefusedRequestError(_too_large(len(body), limit), 413, close=False)
+        if body or request.method != "POST" or request.content_length is not None:
+            return body
     length = request.content_length
     chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
-    expects_continue = request.headers.get("Expect", "").lower() == "100-continue"
     if length is None and not chunked:
         if request.method == "POST":
             raise RefusedRequestError(
                 "a POST needs a body with a Content-Length header (or chunked)", 411
             )
         return b""
+    expects_continue = request.headers.get("Expect", "").lower() == "100-continue"
     if length is not None and length > limit:
         raise RefusedRequestError(
             _too_large(length, limit),
             413,
             close=expects_continue or length > limit + DRAIN_BYTES,
         )
-    content = request.content
-    if content.is_eof():  # all of it is here already (a small request): no waiting
-        body = content.read_nowait(-1)
-        if len(body) > limit:  # chunked
-            raise RefusedRequestError(_too_large(len(body), limit), 413)
-        return body
     if expects_continue:
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
     body = bytearray()
@@ -103,10 +104,6 @@ async def read_body(request: web.BaseRequest, limit: int, timeout: float) -> byt
         raise
     except Exception as error:  # noqa: BLE001 - aiohttp's payload errors (bad chunks, EOF)
         raise RefusedRequestError(f"malformed request body: {first_line(error)}", 400) from None
-
-
-async def read_json(request: web.BaseRequest, limit: int, timeout: float) -> dict[str, Any]:
-    return parse_json_body(await read_body(request, limit, timeout))
 
 
 def parse_json_body(body: bytes) -> dict[str, Any]:

@@ -69,7 +69,7 @@ class _Connection(RequestHandler):
     def __init__(self, manager: web.Server, *, rest: RESTServer, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
         self.rest = rest
-        self.waiting = 0  # requests parsed and not answered yet
+        self.waiting = 0  # requests handed to the front end and not answered yet
         self.answered = 0
         self.refused = False
         self._head_timer: asyncio.TimerHandle | None = None
@@ -104,10 +104,8 @@ class _Connection(RequestHandler):
         parsed = self._request_count
         idle = self._waiter is not None and not self._waiter.done()
         super().data_received(data)
-        parsed = self._request_count - parsed
-        if parsed:
+        if self._request_count != parsed:
             self._stop_head_timer()
-            self._set_waiting(self.waiting + parsed)
         elif data and idle and self._head_timer is None:
             # The first bytes of a request's head: it must be complete in time.
             self._head_timer = self._loop.call_later(
@@ -136,8 +134,16 @@ class _Connection(RequestHandler):
         self.rest.busy += is_busy - was_busy
         self.rest.busy_first += is_first - was_first
 
-    def answered_one(self) -> None:
-        """A request's answer is ready (and written right after)."""
+    def begin(self) -> None:
+        """A request is handed to the front end (which may queue it for a batch at once).
+
+        Counted here, not when aiohttp parses it: a request parsed but not yet
+        handed over must not let `all_waiting` run a batch without it.
+        """
+        self._set_waiting(self.waiting + 1)
+
+    def end(self) -> None:
+        """The request's answer is ready (and written right after)."""
         if self.waiting > 0:
             self._set_waiting(self.waiting - 1, self.answered + 1)
 
@@ -150,7 +156,6 @@ class _Connection(RequestHandler):
     ) -> web.StreamResponse:
         """A request aiohttp could not parse (or whose handler failed): a JSON answer."""
         self.rest.front.stats.add(requests=1, errors=1)
-        self.answered_one()
         if isinstance(exc, LineTooLong):
             status, text = (
                 431,
@@ -241,10 +246,12 @@ class RESTServer:
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         """aiohttp's request handler: the front end's answer, counted as given."""
+        connection: _Connection = request.protocol  # type: ignore[assignment]
+        connection.begin()
         try:
             answer = await self.front.dispatch(request)
         finally:
-            request.protocol.answered_one()  # type: ignore[union-attr]
+            connection.end()
         if self.draining:
             answer.force_close()
         return answer

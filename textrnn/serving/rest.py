@@ -222,6 +222,10 @@ class RESTFrontEnd:
         options = self.options
         return await read_body(request, options.max_body_bytes, options.header_timeout_seconds)
 
+    async def read_json(self, request: web.BaseRequest) -> dict[str, Any]:
+        """The request's body as a JSON object (`ServingError` 400 if it is not one)."""
+        return parse_json_body(await self.read_body(request))
+
     async def on_thread(self, function: Callable[..., Any], *args: Any) -> Any:
         """`function(*args)` on a worker thread, so the event loop never blocks."""
         try:

@@ -11,11 +11,9 @@ from typing import Any
 
 from textrnn.serving.errors import first_line
 from textrnn.serving.execution import Executor
-from textrnn.serving.http_server import RESTServer
 from textrnn.serving.metrics import Stats
 from textrnn.serving.options import ServerOptions
 from textrnn.serving.registry import Registry
-from textrnn.serving.rest import RESTFrontEnd
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +29,7 @@ class Server:
         self.registry = Registry(options, self.executor)
         self.rest_port: int | None = None
         self.grpc_port: int | None = None
-        self._http: RESTServer | None = None
+        self._http: Any = None  # http_server.RESTServer
         self._grpc: Any = None
         self._stopped = threading.Event()  # set once everything is shut down
         self._stop_lock = threading.Lock()
@@ -49,10 +47,8 @@ class Server:
                 front = LegacyFrontEnd(self.registry, self.executor, options, self.stats)
                 server_class: Any = LegacyServer
             else:
-                front, server_class = (
-                    RESTFrontEnd(self.registry, self.executor, options, self.stats),
-                    RESTServer,
-                )
+                front_class, server_class = _rest_classes()
+                front = front_class(self.registry, self.executor, options, self.stats)
             try:
                 self._http = server_class((options.host, options.rest_port), front)
             except OSError as error:
@@ -149,6 +145,19 @@ class Server:
         """Block until `stop()` (e.g. from a signal handler) has finished."""
         while not self._stopped.wait(0.5):
             pass
+
+
+def _rest_classes() -> tuple[Any, Any]:
+    """`rest.RESTFrontEnd` and `http_server.RESTServer` (aiohttp: imported for a REST port)."""
+    try:
+        from textrnn.serving.http_server import RESTServer
+        from textrnn.serving.rest import RESTFrontEnd
+    except ImportError as error:
+        raise OSError(
+            f"REST needs the serving extra ({error.name} is missing): "
+            "pip install 'textrnn[serving]' (or pass --rest-port -1)"
+        ) from None
+    return RESTFrontEnd, RESTServer
 
 
 def serve(options: ServerOptions, echo: Any = print) -> None:
