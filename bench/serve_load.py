@@ -6,7 +6,8 @@ connections, each client waiting for its answer before the next request;
 the clients run on one asyncio loop in a separate process, so the load
 generator itself costs little of the 2 cores it shares with the server) and prints requests/s,
 p50 / p99 latency, errors and
-the server's resident memory before and after; then the same SavedModel
+the server's CPU time per request and resident memory before and after
+(issue 20 compared the REST front ends this way: docs/results.md); then the same SavedModel
 called in-process as the floor. Every loop is bounded (M requests per
 client and --max-seconds overall); only 127.0.0.1 is used.
 
@@ -312,27 +313,27 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(fraction * len(sorted_values)))]
 
 
-def run_plan(servers: dict[tuple[str, str], ServerProcess], args: argparse.Namespace) -> tuple:
-    """Batch-1 latency on each server, then `args.rounds` throughput rounds over all of them
-    in turn (so load from the machine's other work falls on each alike)."""
+def run_plan(servers: dict[str, ServerProcess], args: argparse.Namespace) -> tuple:
+    """Batch-1 latency on each server, then `args.rounds` throughput rounds alternating
+    between them (so load from the machine's other work falls on each alike)."""
     rss = {}
-    for key, server in servers.items():
+    for mode, server in servers.items():
         run_clients(server.port, 4, 25, 120, args.model)  # warm connections and code paths
-        rss[key] = [rss_mb(server.process.pid)]
+        rss[mode] = [rss_mb(server.process.pid)]
     print(
-        f"{'round':<6} {'front end':<10} {'batching':<9} {'clients':>7} {'requests':>8} "
-        f"{'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} {'server CPU us/req':>17}"
+        f"{'round':<6} {'batching':<9} {'clients':>7} {'requests':>8} {'req/s':>8} "
+        f"{'p50 ms':>7} {'p99 ms':>7} {'errors':>6} {'server CPU us/req':>17}"
     )
-    rates: dict[tuple[str, str], list[float]] = {key: [] for key in servers}
-    cpus: dict[tuple[str, str], list[float]] = {key: [] for key in servers}
+    rates: dict[str, list[float]] = {mode: [] for mode in servers}
+    cpus: dict[str, list[float]] = {mode: [] for mode in servers}
     errors = 0
-    plan = [("-", key, 1, args.latency_requests) for key in servers] + [
-        (str(r + 1), key, args.clients, args.requests)
+    plan = [("-", mode, 1, args.latency_requests) for mode in servers] + [
+        (str(r + 1), mode, args.clients, args.requests)
         for r in range(args.rounds)
-        for key in servers
+        for mode in servers
     ]
-    for label, key, clients, requests in plan:
-        server = servers[key]
+    for label, mode, clients, requests in plan:
+        server = servers[mode]
         cpu_before = cpu_seconds(server.process.pid)
         result = run_clients(
             server.port, clients, requests, args.max_seconds, args.model, args.client_processes
@@ -342,46 +343,33 @@ def run_plan(servers: dict[tuple[str, str], ServerProcess], args: argparse.Names
         cpu = (cpu_seconds(server.process.pid) - cpu_before) / max(1, len(lat))
         errors += result["errors"]
         if clients == args.clients:
-            rates[key].append(rate)
-            cpus[key].append(cpu)
+            rates[mode].append(rate)
+            cpus[mode].append(cpu)
         print(
-            f"{label:<6} {key[0]:<10} {key[1]:<9} {clients:>7} {len(lat):>8} {rate:>8.0f} "
+            f"{label:<6} {mode:<9} {clients:>7} {len(lat):>8} {rate:>8.0f} "
             f"{percentile(lat, 0.5) * 1e3:>7.2f} {percentile(lat, 0.99) * 1e3:>7.2f} "
             f"{result['errors']:>6} {cpu * 1e6:>17.0f}",
             flush=True,
         )
-    for key, server in servers.items():
-        rss[key].append(rss_mb(server.process.pid))
+    for mode, server in servers.items():
+        rss[mode].append(rss_mb(server.process.pid))
     return rates, cpus, errors, rss
 
 
-def report_rates(rates: dict, cpus: dict, frontends: list[str], clients: int) -> None:
-    """Medians per front end; batching on / off; each front end against the first."""
-    for frontend in frontends:
-        off, on = rates[frontend, "off"], rates[frontend, "on"]
-        if not (off and on):
-            continue
-        ratios = [b / a for a, b in zip(off, on, strict=True)]
-        print(
-            f"{frontend}: at {clients} clients off {statistics.median(off):.0f} req/s "
-            f"({statistics.median(cpus[frontend, 'off']) * 1e6:.0f} us CPU/req), "
-            f"on {statistics.median(on):.0f} req/s "
-            f"({statistics.median(cpus[frontend, 'on']) * 1e6:.0f} us CPU/req); "
-            f"on / off median {statistics.median(ratios):.2f}x"
-        )
-    baseline = frontends[0]
-    for frontend in frontends[1:]:
-        for mode in ("off", "on"):
-            ratios = [
-                new / old
-                for old, new in zip(rates[baseline, mode], rates[frontend, mode], strict=True)
-            ]
-            if ratios:
-                print(
-                    f"{frontend} / {baseline}, batching {mode}: per round "
-                    + ", ".join(f"{r:.2f}" for r in ratios)
-                    + f"; median {statistics.median(ratios):.2f} (goal >= 0.90)"
-                )
+def report_rates(rates: dict, cpus: dict, clients: int) -> None:
+    """Medians, server CPU per request, and batching on / off per round."""
+    off, on = rates["off"], rates["on"]
+    if not (off and on):
+        return
+    ratios = [b / a for a, b in zip(off, on, strict=True)]
+    print(
+        f"batching at {clients} clients: off {statistics.median(off):.0f} req/s "
+        f"({statistics.median(cpus['off']) * 1e6:.0f} us server CPU/req), "
+        f"on {statistics.median(on):.0f} req/s "
+        f"({statistics.median(cpus['on']) * 1e6:.0f} us server CPU/req); on / off per round "
+        + ", ".join(f"{r:.2f}" for r in ratios)
+        + f"; median {statistics.median(ratios):.2f}x (goal >= 5x)"
+    )
 
 
 def main() -> None:
@@ -426,12 +414,6 @@ def main() -> None:
         help="RNN layers of the built model "
         "(fast/auto train with XLA loops; exports run Keras's loop).",
     )
-    parser.add_argument(
-        "--frontends",
-        default="legacy,aiohttp",
-        help="TEMPORARY (issue 20): comma-separated --http-frontend values to compare; "
-        "ratios are against the first.",
-    )
     parser.add_argument("--max-seconds", type=float, default=900, help="Bound on each client run.")
     parser.add_argument(
         "--intra-op-threads",
@@ -469,23 +451,20 @@ def main() -> None:
             flush=True,
         )
         threads = ("--tensorflow-intra-op-parallelism", str(args.intra_op_threads))
-        frontends = args.frontends.split(",")
-        servers: dict[tuple[str, str], ServerProcess] = {}
+        servers: dict[str, ServerProcess] = {}
         try:
-            for frontend in frontends:
-                chosen = ("--http-frontend", frontend)
-                servers[frontend, "off"] = ServerProcess(base, *threads, *chosen)
-                servers[frontend, "on"] = ServerProcess(base, *batching, *threads, *chosen)
+            servers["off"] = ServerProcess(base, *threads)
+            servers["on"] = ServerProcess(base, *batching, *threads)
             rates, cpus, errors, rss = run_plan(servers, args)
         finally:
             for server in servers.values():
                 server.stop()
         print(
             "server RSS MB before -> after: "
-            + ", ".join(f"{f} batching {m} {a:.0f} -> {b:.0f}" for (f, m), (a, b) in rss.items())
+            + ", ".join(f"batching {m} {a:.0f} -> {b:.0f}" for m, (a, b) in rss.items())
         )
         print(f"errors: {errors}")
-        report_rates(rates, cpus, frontends, args.clients)
+        report_rates(rates, cpus, args.clients)
         floor = in_process_floor(base, args.model, args.latency_requests)
         lat = floor["latencies"]
         print(

@@ -148,15 +148,6 @@ MaxConnections = Annotated[
         help="Concurrent REST connections; one more is answered 503 and closed.",
     ),
 ]
-HttpFrontend = Annotated[
-    str,
-    typer.Option(
-        "--http-frontend",
-        help="TEMPORARY (issue 20): 'legacy' runs the hand-written HTTP parser, for the "
-        "benchmark only.",
-        hidden=True,
-    ),
-]
 
 
 @command(startup=serving_startup)
@@ -182,7 +173,6 @@ def serve(
     header_timeout_seconds: HeaderTimeoutSeconds = 50.0,
     idle_timeout_seconds: IdleTimeoutSeconds = 50.0,
     max_connections: MaxConnections = 4096,
-    http_frontend: HttpFrontend = "aiohttp",
 ) -> None:
     """Serve every exported model under --model-base-path, as TensorFlow Serving does."""
     from textrnn import serving
@@ -213,7 +203,6 @@ def serve(
             header_timeout_seconds=header_timeout_seconds,
             idle_timeout_seconds=idle_timeout_seconds,
             max_connections=max_connections,
-            http_frontend=http_frontend,
         )
     except ValueError as error:
         raise UserError(str(error)) from None

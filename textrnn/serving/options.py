@@ -43,7 +43,6 @@ class ServerOptions:
     header_timeout_seconds: float = 50.0  # to send a request's head, or a pause in its body
     idle_timeout_seconds: float = 50.0  # a keep-alive connection with no request is closed
     max_connections: int = 4096  # concurrent REST connections; more are answered 503, closed
-    http_frontend: str = "aiohttp"  # TEMPORARY (issue 20): "legacy" for the benchmark
 
     def __post_init__(self) -> None:
         for name, minimum in (
@@ -70,8 +69,6 @@ class ServerOptions:
         for name in ("header_timeout_seconds", "idle_timeout_seconds"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be > 0")
-        if self.http_frontend not in ("aiohttp", "legacy"):
-            raise ValueError("--http-frontend must be 'aiohttp' or 'legacy'")
         if self.poll_seconds < 0:
             raise ValueError("--poll-seconds must be >= 0")
         if self.model_name is not None and not valid_model_name(self.model_name):

@@ -40,15 +40,8 @@ class Server:
             self.echo(line)
         options = self.options
         if options.rest_port >= 0:
-            if options.http_frontend == "legacy":  # TEMPORARY (issue 20): the benchmark's baseline
-                from textrnn.serving.legacy_http import RESTServer as LegacyServer
-                from textrnn.serving.legacy_rest import RESTFrontEnd as LegacyFrontEnd
-
-                front = LegacyFrontEnd(self.registry, self.executor, options, self.stats)
-                server_class: Any = LegacyServer
-            else:
-                front_class, server_class = _rest_classes()
-                front = front_class(self.registry, self.executor, options, self.stats)
+            front_class, server_class = _rest_classes()
+            front = front_class(self.registry, self.executor, options, self.stats)
             try:
                 self._http = server_class((options.host, options.rest_port), front)
             except OSError as error:
