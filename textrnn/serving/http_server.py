@@ -39,6 +39,7 @@ from textrnn.serving.rest import RESTFrontEnd
 logger = logging.getLogger(__name__)
 
 MAX_HEADER_LINES = 128  # aiohttp's default; more is answered 431
+REFUSED_LINGER_SECONDS = 1.0  # a connection over --max-connections is closed after this
 
 
 def _new_event_loop() -> asyncio.AbstractEventLoop:
@@ -86,8 +87,12 @@ class _Connection(RequestHandler):
                 else f"too many connections (the server's --max-connections is "
                 f"{rest.options.max_connections}); retry later"
             )
+            # Answer, half-close, and read (dropping it) whatever the client sends for a
+            # moment before closing: closing on unread data would reset the connection and
+            # could lose the answer.
             transport.write(refusal(503, message))  # type: ignore[attr-defined]
-            transport.close()
+            transport.write_eof()  # type: ignore[attr-defined]
+            self._loop.call_later(REFUSED_LINGER_SECONDS, transport.close)
             return
         rest.connections.add(self)
         super().connection_made(transport)
@@ -101,6 +106,8 @@ class _Connection(RequestHandler):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self.refused:
+            return
         parsed = self._request_count
         idle = self._waiter is not None and not self._waiter.done()
         super().data_received(data)
