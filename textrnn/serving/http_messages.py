@@ -37,8 +37,11 @@ async def answer_and_close(request: web.BaseRequest, answer: web.StreamResponse)
     """Write `answer`, then close the connection at once: without aiohttp's lingering read
     of a body left unread (for a stalled, malformed or far too large one)."""
     answer.force_close()
-    await answer.prepare(request)
-    await answer.write_eof()
+    try:
+        await answer.prepare(request)
+        await answer.write_eof()
+    except ConnectionError:
+        pass  # the client has gone already
     request.protocol.force_close()  # type: ignore[union-attr]
 
 

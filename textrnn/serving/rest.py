@@ -210,6 +210,8 @@ class RESTFrontEnd:
         self.stats.add(errors=1)
         if isinstance(error, ServingError):
             return json_answer(error.http_status, {"error": error.message})
+        if isinstance(error, ConnectionError):  # the client left mid-request: nobody to tell
+            return json_answer(400, {"error": "the client disconnected"})
         if not isinstance(error, Exception):
             raise error
         logger.error("internal error on %s %s", method, path[:200], exc_info=error)
