@@ -23,6 +23,23 @@ from helpers import PYTHON, REPO, subprocess_env  # tests/helpers.py, not this m
 
 READY_TIMEOUT = 180  # seconds to import TensorFlow, load and warm up (generous: shared CI machines)
 TEXTS = ["a good film", "awful mess", "very bad movie", "great fun and a lovely story"]
+# The `server` fixture's limits (the hostile-client tests rely on the short timeouts).
+HEADER_TIMEOUT = 1.0
+IDLE_TIMEOUT = 2.0
+MAIN_SERVER_OPTIONS = (
+    "--poll-seconds",
+    "0.2",
+    "--max-body-bytes",
+    "65536",
+    "--max-instances",
+    "64",
+    "--max-header-bytes",
+    "8192",
+    "--header-timeout-seconds",
+    str(HEADER_TIMEOUT),
+    "--idle-timeout-seconds",
+    str(IDLE_TIMEOUT),
+)
 
 
 @dataclass
@@ -246,3 +263,46 @@ def lm_reference(
     specs = function.structured_input_signature[1]
     tensors = {k: tf.constant(v, dtype=specs[k].dtype) for k, v in inputs.items()}
     return {key: value.numpy() for key, value in function(**tensors).items()}
+
+
+def raw_exchange(server: ServerProcess, data: bytes, answers: int = 1) -> tuple[list[bytes], bool]:
+    """Send `data` on one raw socket; read `answers` HTTP answers (head + body) and whether the
+    server then closed the connection (within a short wait)."""
+    import socket
+
+    found: list[bytes] = []
+    with socket.create_connection(("127.0.0.1", server.rest_port), timeout=30) as connection:
+        connection.sendall(data)
+        buffer = b""
+        closed = False
+        while len(found) < answers:
+            end = buffer.find(b"\r\n\r\n")
+            if end >= 0:
+                head = buffer[:end].decode("latin-1")
+                length = int(re.search(r"(?i)Content-Length: (\d+)", head)[1])
+                if len(buffer) >= end + 4 + length:
+                    found.append(buffer[: end + 4 + length])
+                    buffer = buffer[end + 4 + length :]
+                    continue
+            try:
+                chunk = connection.recv(65536)
+            except ConnectionResetError:
+                chunk = b""
+            if not chunk:
+                closed = True
+                break
+            buffer += chunk
+        if not closed:
+            connection.settimeout(0.5)
+            try:
+                closed = connection.recv(1) == b""
+            except TimeoutError:
+                closed = False
+            except ConnectionResetError:
+                closed = True
+    return found, closed
+
+
+def post_bytes(body: bytes, *headers: str, version: str = "HTTP/1.1") -> bytes:
+    lines = [f"POST /v1/models/sentiment:predict {version}", "Host: x", *headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
