@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -172,8 +172,9 @@ def _prime(signatures: dict[str, Any], prompt: str) -> tuple[tf.Tensor, tf.Tenso
 
 def stream_tokens(
     serving: Any, prompt: str, options: GenerationOptions, row: int = 0
-) -> Iterator[str]:
-    """Yield the continuation of `prompt` piece by piece through the `step` signature.
+) -> Generator[str, None, int]:
+    """Yield the continuation of `prompt` piece by piece through the `step` signature;
+    the generator's return value is the number of tokens generated.
 
     Sampling happens here, with the same `textrnn.decoding.sampling` code and
     per-step seeds as the in-graph loop; `row` is the row this sample would have
@@ -200,7 +201,7 @@ def stream_tokens(
             )[0]
         )
         if token == EOS_ID:
-            return
+            return len(generated)
         generated.append(token)
         text = signatures["detokenize"](token_ids=tf.constant([generated], tf.int32))[
             "text"
@@ -212,3 +213,4 @@ def stream_tokens(
                 yield piece
         outputs = signatures["step"](token_ids=tf.constant([token], tf.int32), states=states)
         logits, states = outputs["logits"], outputs["states"]
+    return len(generated)
