@@ -158,6 +158,12 @@ def generate_texts(
     return list(zip(rows, texts, strict=False))
 
 
+# Eagerly, `sample_logits` runs its ~30 small ops one by one; traced once (the same
+# kernels, so the same draws) a token costs several times less: 3 ms instead of 25 on
+# this busy 2-core machine, which the server's streams and `generate --stream` feel.
+_sample_logits = tf.function(sampling.sample_logits)
+
+
 def _prime(signatures: dict[str, Any], prompt: str) -> tuple[tf.Tensor, tf.Tensor]:
     """Feed `[BOS]` and the prompt through `step`: logits `(1, vocabulary)`, packed states."""
     primed = signatures["tokenize"](text=tf.constant([prompt], tf.string))
@@ -186,18 +192,19 @@ def stream_tokens(
     vocabulary = int(logits.shape[-1])
     banned = np.zeros([vocabulary], bool)
     banned[serving.manifest.get("banned_ids", [PAD_ID, BOS_ID])] = True
+    knobs = (
+        tf.constant(options.temperature, tf.float32),
+        tf.constant(options.top_k, tf.int32),
+        tf.constant(options.top_p, tf.float32),
+    )
+    first_row = tf.constant(row, tf.int32)  # the noise row r of a batched `generate` draws
+    banned = tf.constant(banned)
     generated: list[int] = []
     shown = ""
     for t in range(options.max_tokens):
         token = int(
-            sampling.sample_logits(
-                logits,
-                options.temperature,
-                options.top_k,
-                options.top_p,
-                sampling.step_seed(seed, t),
-                first_row=row,  # the noise row r of a batched `generate` draws
-                banned=banned,
+            _sample_logits(
+                logits, *knobs, sampling.step_seed(seed, t), first_row=first_row, banned=banned
             )[0]
         )
         if token == EOS_ID:
