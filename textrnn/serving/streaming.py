@@ -137,9 +137,6 @@ class Streamer:
         self._threads = concurrent.futures.ThreadPoolExecutor(
             MAX_STREAM_THREADS, thread_name_prefix="stream"
         )
-        self._lock = threading.Lock()
-        self.active = 0  # streams generating now (the tests watch it fall after a disconnect)
-        self.cancelled = 0  # streams stopped by their client or the server, ever
 
     def open(self, servable: Servable, body: dict[str, Any]) -> TokenStream:
         """Check the request and start generating; call on the event loop."""
@@ -154,8 +151,7 @@ class Streamer:
         manifest = read_manifest(servable.path)
         prompt, options = parse_request(body, manifest)
         stream = TokenStream(self, servable, manifest, prompt, options)
-        with self._lock:
-            self.active += 1
+        self.stats.add(streams=1, streams_active=1)
         try:
             self._threads.submit(stream.run)
         except RuntimeError:  # the pool is shut down: the server is stopping
@@ -164,12 +160,10 @@ class Streamer:
         return stream
 
     def _finished(self, cancelled: bool) -> None:
-        with self._lock:
-            self.active -= 1
-            self.cancelled += int(cancelled)
+        self.stats.add(streams_active=-1, streams_cancelled=int(cancelled))
 
-    def shutdown(self) -> None:
-        self._threads.shutdown(wait=False, cancel_futures=True)
+    def shutdown(self, wait: bool = False) -> None:
+        self._threads.shutdown(wait=wait, cancel_futures=True)
 
 
 class _StepClient:
@@ -237,36 +231,41 @@ class TokenStream:
     # ------------------------------------------------------------------ the worker thread
 
     def run(self) -> None:
+        """Generate, queueing each piece for the loop, then `done` (or the failure)."""
+        ending: tuple[str, Any] | None = None
+        try:
+            ending = ("done", self._generate())
+        except _CancelledError:
+            pass  # the client is gone: nobody to tell
+        except ServingError as error:
+            ending = ("error", error)
+        except Exception as error:  # noqa: BLE001 - reported to the client as the stream's end
+            message = f"{type(error).__name__}: {first_line(error)}"
+            ending = ("error", ServingError("INTERNAL", message))
+        try:
+            if ending is not None:
+                self._put(*ending)
+        except _CancelledError:
+            ending = None
+        finally:
+            self.streamer._finished(cancelled=ending is None)
+
+    def _generate(self) -> dict[str, Any]:
+        """Queue the pieces; the `done` event's data."""
         from dataclasses import replace
 
         from textrnn.language_model.inference import stream_tokens
 
-        cancelled = False
-        try:
-            pieces: list[str] = []
-            generator = stream_tokens(
-                _StepClient(self), self.prompt, replace(self.options, seed=self.seed)
-            )
-            while True:
-                try:
-                    piece = next(generator)
-                except StopIteration as stop:
-                    tokens = stop.value
-                    break
-                pieces.append(piece)
-                self._put("piece", piece)
-            text = "".join(pieces)
-            self._put("done", {"text": text, "tokens": tokens, "seed": self.seed})
-        except _CancelledError:
-            cancelled = True
-        except ServingError as error:
-            self._put("error", error)
-        except Exception as error:  # noqa: BLE001 - reported to the client as the stream's end
-            self._put(
-                "error", ServingError("INTERNAL", f"{type(error).__name__}: {first_line(error)}")
-            )
-        finally:
-            self.streamer._finished(cancelled or self.cancelled.is_set())
+        pieces: list[str] = []
+        options = replace(self.options, seed=self.seed)
+        generator = stream_tokens(_StepClient(self), self.prompt, options)
+        while True:
+            try:
+                piece = next(generator)
+            except StopIteration as stop:
+                return {"text": "".join(pieces), "tokens": stop.value, "seed": self.seed}
+            pieces.append(piece)
+            self._put("piece", piece)
 
     def _put(self, kind: str, value: Any) -> None:
         if self.cancelled.is_set():
