@@ -40,6 +40,8 @@ def _predicted_text(task_in_process: dict[str, Any], prompt: str, **knobs: Any) 
 def test_stream_arrives_piece_by_piece_and_equals_predict(
     task_server: ServerProcess, task_in_process, lm_export
 ):
+    # A short stream first: the first one in a process traces the sampler (~2 s here).
+    assert stream_events(task_server, {"prompt": "the", "max_tokens": 2})[0] == 200
     body = {"prompt": "the cat", **KNOBS, "seed": 11}
     status, events = stream_events(task_server, body)
     assert status == 200, events
