@@ -158,10 +158,11 @@ def generate_texts(
     return list(zip(rows, texts, strict=False))
 
 
-# Eagerly, `sample_logits` runs its ~30 small ops one by one; traced once (the same
-# kernels, so the same draws) a token costs several times less: 3 ms instead of 25 on
-# this busy 2-core machine, which the server's streams and `generate --stream` feel.
-_sample_logits = tf.function(sampling.sample_logits)
+# Eagerly, `sample_logits` runs its ~30 small ops one by one: ~25 ms a token on this busy
+# 2-core machine. Compiled once with XLA (as the in-graph `generate` loop samples; the
+# draws are the same, tests/decoding/test_sampling.py) it took ~1.5 ms, which the
+# server's streams and `generate --stream` feel.
+_sample_logits = tf.function(sampling.sample_logits, jit_compile=True)
 
 
 def _prime(signatures: dict[str, Any], prompt: str) -> tuple[tf.Tensor, tf.Tensor]:
