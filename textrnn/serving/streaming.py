@@ -190,6 +190,11 @@ class _StepClient:
             raise stream.deadline_error()
         arrays = {"token_ids": np.asarray(token_ids), "states": np.asarray(states)}
         streamer = stream.streamer
+        if streamer.stats.streams_active == 1:
+            # The only stream: nothing to merge with, so no batch wait and no thread hop.
+            outputs = self._signature.run(arrays)
+            streamer.stats.add(model_calls=1, batched_rows=1, merged_requests=1)
+            return outputs
         return streamer.executor.run(stream.servable, self._signature, arrays, 1, remaining)
 
 
