@@ -7,8 +7,7 @@ models (`sentiment` versions 1 and 2, and the same classifier again as
 - `server` (`servers["main"]`): batching off, small limits (64 KiB bodies,
   64 instances), fast polling;
 - `servers["batching"]`: `--enable-batching`, so concurrent requests merge;
-- `servers["timeout"]`: a batch wait far longer than its request deadline, and
-  `--no-playground`.
+- `servers["timeout"]`: a batch wait far longer than its request deadline.
 
 Every error test checks the answer's status and message, then that the
 server still answers. The language model and translation exports (trained
@@ -132,7 +131,6 @@ def servers(exports: Exports, tmp_path_factory: pytest.TempPathFactory):
             "0",
             "--grpc-port",
             "-1",
-            "--no-playground",
         ),
     }
     try:
