@@ -12,7 +12,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 3
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,plot,serving]'
+	$(BIN)/pip install --quiet -e '.[dev,plot,serving,edge]'
 	touch $(STAMP)
 
 install: $(STAMP)
