@@ -306,3 +306,60 @@ def raw_exchange(server: ServerProcess, data: bytes, answers: int = 1) -> tuple[
 def post_bytes(body: bytes, *headers: str, version: str = "HTTP/1.1") -> bytes:
     lines = [f"POST /v1/models/sentiment:predict {version}", "Host: x", *headers]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+@dataclass(frozen=True)
+class StreamedEvent:
+    arrived: float  # seconds after the request was sent
+    kind: str  # "message" (a piece), "done" or "error"
+    data: dict[str, Any]
+
+
+def stream_events(
+    server: ServerProcess, body: Any, model: str = "lm", timeout: float = 60
+) -> tuple[int, list[StreamedEvent] | dict[str, Any]]:
+    """POST `:generate_stream` and read its server-sent events as they arrive:
+    (200, events with arrival times) or (status, the JSON error answer)."""
+    import http.client
+    import time
+
+    connection = http.client.HTTPConnection("127.0.0.1", server.rest_port, timeout=timeout)
+    try:
+        started = time.perf_counter()
+        connection.request(
+            "POST",
+            f"/v1/models/{model}:generate_stream",
+            json.dumps(body),
+            {"Content-Type": "application/json"},
+        )
+        response = connection.getresponse()
+        if response.status != 200:
+            return response.status, json.loads(response.read())
+        assert response.getheader("Content-Type", "").startswith("text/event-stream")
+        events, kind, data = [], "message", []
+        for raw in response:  # one line at a time, as the chunks arrive
+            line = raw.decode("utf-8").rstrip("\n")
+            if line.startswith("event:"):
+                kind = line[6:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].strip())
+            elif not line and data:
+                arrived = time.perf_counter() - started
+                events.append(StreamedEvent(arrived, kind, json.loads("\n".join(data))))
+                kind, data = "message", []
+        return 200, events
+    finally:
+        connection.close()
+
+
+def prometheus_counters(server: ServerProcess) -> dict[str, float]:
+    """The server's /monitoring/prometheus/metrics as {name: value}."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{server.rest_port}/monitoring/prometheus/metrics"
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        text = response.read().decode()
+    return {
+        name: float(value)
+        for name, value in (line.split() for line in text.splitlines() if not line.startswith("#"))
+    }
