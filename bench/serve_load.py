@@ -18,6 +18,7 @@ requests with 0 errors and no memory growth (`--requests 3125` with 32 clients).
     python bench/serve_load.py                       # default-size model, 32 clients x 200
     python bench/serve_load.py --requests 3125       # the 100,000-request soak
     python bench/serve_load.py --model-base-path saved_models   # an existing sentiment export
+    python bench/serve_load.py --stream              # :generate_stream (bench/serve_stream.py)
 """
 
 from __future__ import annotations
@@ -373,6 +374,12 @@ def report_rates(rates: dict, cpus: dict, clients: int) -> None:
 
 
 def main() -> None:
+    if "--stream" in sys.argv[1:]:  # issue 17: streaming vs :predict, in bench/serve_stream.py
+        sys.argv.remove("--stream")
+        import serve_stream
+
+        serve_stream.main()
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--model-base-path", type=Path, help="Holds <model>/<version>/; default: build one."

@@ -148,6 +148,13 @@ MaxConnections = Annotated[
         help="Concurrent REST connections; one more is answered 503 and closed.",
     ),
 ]
+Playground = Annotated[
+    bool,
+    typer.Option(
+        "--playground/--no-playground",
+        help="Serve the playground page at / (try the models in a browser).",
+    ),
+]
 
 
 @command(startup=serving_startup)
@@ -173,6 +180,7 @@ def serve(
     header_timeout_seconds: HeaderTimeoutSeconds = 50.0,
     idle_timeout_seconds: IdleTimeoutSeconds = 50.0,
     max_connections: MaxConnections = 4096,
+    playground: Playground = True,
 ) -> None:
     """Serve every exported model under --model-base-path, as TensorFlow Serving does."""
     from textrnn import serving
@@ -203,6 +211,7 @@ def serve(
             header_timeout_seconds=header_timeout_seconds,
             idle_timeout_seconds=idle_timeout_seconds,
             max_connections=max_connections,
+            playground=playground,
         )
     except ValueError as error:
         raise UserError(str(error)) from None

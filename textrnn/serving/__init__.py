@@ -13,6 +13,8 @@ written for TensorFlow Serving work unchanged:
   `examples` (answered with `result`); errors are `{"error": "..."}` with
   TensorFlow Serving's status codes (400 bad request, 404 unknown model or
   version, 413 body too large, 431 header line too long, 504 deadline exceeded).
+- textrnn's own: `POST .../{name}[/versions/{v}]:generate_stream` (a language
+  model's text as server-sent events) and the playground page at `GET /`.
 - gRPC: `PredictionService` (`Predict`, `Classify`, `GetModelMetadata`) and
   `ModelService.GetModelStatus`, from the `tensorflow-serving-api` protos.
 
@@ -27,6 +29,8 @@ One module per concern, each importing only those above it:
 - `http_messages`, `rest`, `http_server`, `grpc_api`: the front ends (REST: request
   bodies and JSON answers; the route table and the API; aiohttp's server with
   textrnn's limits);
+- `streaming`: token streams (knobs checked first, generation on worker threads);
+- `sse`, `playground/`: the `:generate_stream` route and the page, rows of `rest.ROUTES`;
 - `server`: `Server` and `serve()`, start, stop and signals.
 """
 

@@ -43,6 +43,7 @@ class ServerOptions:
     header_timeout_seconds: float = 50.0  # to send a request's head, or a pause in its body
     idle_timeout_seconds: float = 50.0  # a keep-alive connection with no request is closed
     max_connections: int = 4096  # concurrent REST connections; more are answered 503, closed
+    playground: bool = True  # GET / serves the playground page (--no-playground: off)
 
     def __post_init__(self) -> None:
         for name, minimum in (

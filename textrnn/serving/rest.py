@@ -26,6 +26,7 @@ from urllib.parse import unquote
 import numpy as np
 from aiohttp import web
 
+from textrnn.serving import playground, sse
 from textrnn.serving.codec import (
     classification_json,
     columns_to_arrays,
@@ -48,6 +49,7 @@ from textrnn.serving.options import ServerOptions
 from textrnn.serving.registry import Registry
 from textrnn.serving.servable import Servable
 from textrnn.serving.signatures import DEFAULT_SIGNATURE, Signature
+from textrnn.serving.streaming import Streamer
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +147,10 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", PREDICT_PATH, model_call),
     Route("GET", STATUS_PATH, model_status),
     Route("GET", METRICS_PATH, metrics),
+    Route("POST", sse.STREAM_PATH, sse.generate_stream),
+    Route("GET", playground.PAGE_PATH, playground.page),
+    Route("GET", playground.ASSET_PATH, playground.page_asset),
+    Route("GET", playground.MODELS_PATH, playground.model_names),
 )
 
 
@@ -164,6 +170,7 @@ class RESTFrontEnd:
         self.options = options
         self.stats = stats
         self.routes = routes
+        self.streamer = Streamer(executor, options, stats)  # `:generate_stream`'s workers
         self.methods = sorted({route.method for route in routes})
         # Work that would block the event loop (status, metadata, classify, large bodies).
         self._threads = concurrent.futures.ThreadPoolExecutor(
@@ -172,6 +179,7 @@ class RESTFrontEnd:
 
     def shutdown(self) -> None:
         self._threads.shutdown(wait=False, cancel_futures=True)
+        self.streamer.shutdown()
 
     async def dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
         """The answer to one request (aiohttp's handler); never raises."""

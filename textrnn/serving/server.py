@@ -168,6 +168,8 @@ def serve(options: ServerOptions, echo: Any = print) -> None:
     server = Server(options, echo)
     server.start()
     echo(server.describe())
+    if options.playground and server.rest_port is not None:
+        echo(f"playground: open http://{server._host()}:{server.rest_port}/ in a browser")
 
     signals: list[int] = []
 
