@@ -8,7 +8,8 @@ models (`sentiment` versions 1 and 2, and the same classifier again as
   64 instances, 8 KiB header lines, 1 s to send a request's head, 2 s idle
   keep-alive), fast polling;
 - `servers["batching"]`: `--enable-batching`, so concurrent requests merge;
-- `servers["timeout"]`: a batch wait far longer than its request deadline.
+- `servers["timeout"]`: a batch wait far longer than its request deadline, and
+  `--no-playground`.
 
 Every error test checks the answer's status and message, then that the
 server still answers. The language model and translation exports (trained
@@ -131,6 +132,7 @@ def servers(exports: Exports, tmp_path_factory: pytest.TempPathFactory):
             "0",
             "--grpc-port",
             "-1",
+            "--no-playground",
         ),
     }
     try:

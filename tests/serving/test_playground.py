@@ -5,11 +5,13 @@ with Selenium against a real server holding the three task exports: they
 classify a sentence, stream a generation (and stop one), translate a sentence
 and find the attention heatmap drawn, and save a screenshot of each under the
 test's temporary directory. They skip, saying why, only where Chromium is not
-installed (`make test-slow` installs it as root with apt).
+installed (`make test-slow` installs it as root with apt). The fast test checks
+the page's routes over HTTP and `--no-playground`.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 import urllib.error
@@ -42,6 +44,24 @@ def _get(server: ServerProcess, path: str) -> tuple[int, dict[str, str], bytes]:
             return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as error:
         return error.code, dict(error.headers), error.read()
+
+
+def test_the_page_is_served_and_off_with_no_playground(servers: dict[str, ServerProcess]):
+    on, off = servers["main"], servers["timeout"]  # "timeout" runs with --no-playground
+    status, headers, page = _get(on, "/")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert b'<script src="/playground/app.js">' in page
+    assert "default-src 'self'" in headers["Content-Security-Policy"]  # nothing from elsewhere
+    for asset, kind in (("app.js", "text/javascript"), ("style.css", "text/css")):
+        status, headers, body = _get(on, f"/playground/{asset}")
+        assert status == 200 and headers["Content-Type"].startswith(kind) and body
+        assert b"http://" not in body and b"https://" not in body  # no CDN
+    status, _, body = _get(on, "/playground/models")
+    assert status == 200 and {"sentiment", "classifier"} <= set(json.loads(body)["models"])
+    for path in ("/", "/playground/app.js", "/playground/models"):
+        status, _, body = _get(off, path)
+        assert status == 404 and "--no-playground" in json.loads(body)["error"]
+    assert _get(off, "/v1/models/sentiment")[0] == 200  # the API is still there
 
 
 # ----------------------------------------------------------------------------- in Chromium
