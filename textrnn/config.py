@@ -64,12 +64,17 @@ class StackConfig:
     bidirectional: bool = False
     dropout: float = 0.0  # between layers
     residual: bool = False  # residual connections from the second layer on
+    # One dropout mask per sequence, the same at every step (variational dropout), for the
+    # dropout between layers and, in a language model, on its inputs and outputs too.
+    locked_dropout: bool = False
+    weight_drop: float = 0.0  # DropConnect on the recurrent kernels, one mask per batch
 
     def __post_init__(self) -> None:
         choice("model.stack.cell", self.cell, ("lstm", "gru", "rnn"))
         at_least("model.stack.num_layers", self.num_layers, 1)
         at_least("model.stack.units", self.units, 1)
         fraction("model.stack.dropout", self.dropout)
+        fraction("model.stack.weight_drop", self.weight_drop)
 
 
 @dataclass(frozen=True)

@@ -32,15 +32,22 @@ class LanguageModelDataConfig:
 @dataclass(frozen=True)
 class LanguageModelModelConfig:
     embedding_dim: int = 128
-    embedding_dropout: float = 0.0  # on the embedded inputs
+    embedding_dropout: float = 0.0  # on the embedded inputs (locked with stack.locked_dropout)
+    embedding_word_dropout: float = 0.0  # drops whole words (embedding rows), one draw per batch
     stack: StackConfig = field(default_factory=StackConfig)
     output_dropout: float = 0.0  # on the last layer's outputs, before the softmax
     tie_embeddings: bool = False  # output projection = embedding matrix (transposed)
+    ar_alpha: float = 0.0  # activation regularization: alpha * mean(dropped outputs ** 2)
+    tar_beta: float = 0.0  # temporal AR: beta * mean((h_t - h_{t-1}) ** 2)
 
     def __post_init__(self) -> None:
         at_least("model.embedding_dim", self.embedding_dim, 1)
         fraction("model.embedding_dropout", self.embedding_dropout)
+        fraction("model.embedding_word_dropout", self.embedding_word_dropout)
         fraction("model.output_dropout", self.output_dropout)
+        for name in ("ar_alpha", "tar_beta"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"model.{name} must be >= 0, got {getattr(self, name)}")
         if self.stack.bidirectional:
             raise ConfigError("model.stack.bidirectional must be false for a language model")
 

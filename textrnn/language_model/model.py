@@ -1,9 +1,12 @@
 """The language model: embedding -> RNNStack -> next-token logits, and its stateful training.
 
-Model: embedding -> dropout -> RNNStack (return_state) -> dropout -> logits,
-either a dense layer or the transposed embedding matrix (`tie_embeddings`,
-`textrnn.layers.embeddings.ReversibleEmbedding`), trained with the
-cross-entropy of the next token.
+Model: embedding -> (word) dropout -> RNNStack (return_state) -> dropout ->
+logits, either a dense layer or the transposed embedding matrix
+(`tie_embeddings`, `textrnn.layers.embeddings.ReversibleEmbedding`), trained
+with the cross-entropy of the next token. The AWD-LSTM regularizers are recipe
+keys, all off by default: embedding dropout of whole words, locked dropout
+(one mask per sequence) around and between the layers, weight drop on the
+recurrent kernels, and AR / TAR terms added to the training loss.
 
 `ResetStates` lives here rather than with the data: it is the other half of
 `build_model(stateful=True)`, the one place that knows the stack carries
@@ -17,7 +20,9 @@ import tensorflow as tf
 
 from textrnn.errors import ConfigError
 from textrnn.language_model.config import LanguageModelConfig
+from textrnn.layers.dropout import EmbeddingDropout, LockedDropout
 from textrnn.layers.embeddings import ReversibleEmbedding
+from textrnn.layers.regularization import ActivationRegularizer
 from textrnn.layers.rnn_stack import RNNStack
 from textrnn.tokenizers import Tokenizer
 from textrnn.training import optimizer as optimizer_lib
@@ -57,8 +62,15 @@ def build_model(
         name="embedding",
     )
     x = embedding(token_ids)  # (batch, time, embedding_dim)
+    if model_config.embedding_word_dropout:
+        x = EmbeddingDropout(
+            model_config.embedding_word_dropout,
+            tokenizer.vocabulary_size,
+            name="embedding_word_dropout",
+        )([token_ids, x])
+    dropout_class = LockedDropout if stack.locked_dropout else keras.layers.Dropout
     if model_config.embedding_dropout:
-        x = keras.layers.Dropout(model_config.embedding_dropout, name="embedding_dropout")(x)
+        x = dropout_class(model_config.embedding_dropout, name="embedding_dropout")(x)
     outputs = RNNStack(
         cell=stack.cell,
         num_layers=stack.num_layers,
@@ -68,11 +80,17 @@ def build_model(
         return_sequences=True,
         return_state=True,
         stateful=stateful,
+        locked_dropout=stack.locked_dropout,
+        weight_drop=stack.weight_drop,
         name="rnn_stack",
     )(x)
-    x = outputs[0]  # (batch, time, units)
+    x = raw = outputs[0]  # (batch, time, units)
     if model_config.output_dropout:
-        x = keras.layers.Dropout(model_config.output_dropout, name="output_dropout")(x)
+        x = dropout_class(model_config.output_dropout, name="output_dropout")(x)
+    if model_config.ar_alpha or model_config.tar_beta:
+        x = ActivationRegularizer(
+            model_config.ar_alpha, model_config.tar_beta, name="activation_regularizer"
+        )([raw, x])
     if model_config.tie_embeddings:
         if stack.units != model_config.embedding_dim:
             x = keras.layers.Dense(model_config.embedding_dim, name="projection")(x)
