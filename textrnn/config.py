@@ -89,8 +89,12 @@ class TrainingConfig:
     clipnorm: float = 0.0  # 0 disables gradient clipping
     # Exponential moving average of the weights (e.g. 0.999) for validation and export; 0 disables.
     ema: float = 0.0
-    lr_schedule: str = "constant"  # constant | cosine | linear
+    lr_schedule: str = "constant"  # constant | cosine | linear | slanted (ULMFiT's triangle)
     warmup_steps: int = 0
+    # Train for this many minutes (0: off): the schedule spans the budget instead of the
+    # epochs, training stops when it is spent (epochs is then not used; early stopping still
+    # applies) and the best weights are kept.
+    time_budget_minutes: float = 0.0
     early_stopping_patience: int = 0  # epochs without improvement; 0 disables
     seed: int = 1234
     strategy: str = "auto"  # auto | cpu | mirrored | multiworker | tpu
@@ -113,7 +117,9 @@ class TrainingConfig:
         if not self.learning_rate > 0:
             raise ConfigError(f"training.learning_rate must be > 0, got {self.learning_rate}")
         choice("training.optimizer", self.optimizer, ("adam", "adamw", "sgd", "rmsprop"))
-        choice("training.lr_schedule", self.lr_schedule, ("constant", "cosine", "linear"))
+        choice(
+            "training.lr_schedule", self.lr_schedule, ("constant", "cosine", "linear", "slanted")
+        )
         choice(
             "training.strategy", self.strategy, ("auto", "cpu", "mirrored", "multiworker", "tpu")
         )
@@ -125,7 +131,7 @@ class TrainingConfig:
         choice("training.jit_compile", self.jit_compile, ("auto", "true", "false"))
         if not 0.0 <= self.ema < 1.0:
             raise ConfigError(f"training.ema must be in [0, 1), got {self.ema}")
-        for name in ("clipnorm", "weight_decay"):
+        for name in ("clipnorm", "weight_decay", "time_budget_minutes"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"training.{name} must be >= 0")
         for name in ("warmup_steps", "early_stopping_patience", "backup_every_steps", "task_index"):
