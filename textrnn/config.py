@@ -158,6 +158,28 @@ def load_config(
     return from_dict(cls, _merge(values, changes))
 
 
+def given_keys(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> set[str]:
+    """The dotted keys a recipe at `path` and `overrides` set (None values are not set)."""
+    keys = {dotted for dotted, value in (overrides or {}).items() if value is not None}
+    if path is not None and Path(path).is_file():
+        try:
+            values = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+            return keys  # load_config reports it
+        keys |= _dotted_keys(values)
+    return keys
+
+
+def _dotted_keys(values: dict[str, Any], prefix: str = "") -> set[str]:
+    keys = set()
+    for key, value in values.items():
+        if isinstance(value, dict) and key != "label_names":
+            keys |= _dotted_keys(value, f"{prefix}{key}.")
+        else:
+            keys.add(prefix + key)
+    return keys
+
+
 def from_dict(cls: type[T], values: dict[str, Any], where: str = "") -> T:
     """Build dataclass `cls` from nested dicts, rejecting unknown keys."""
     if not isinstance(values, dict):
