@@ -95,6 +95,11 @@ class TrainingConfig:
     # epochs, training stops when it is spent (epochs is then not used; early stopping still
     # applies) and the best weights are kept.
     time_budget_minutes: float = 0.0
+    # ULMFiT fine-tuning (textrnn.training.layer_groups): each layer group below the top
+    # learns this many times slower than the one above (1: one rate; 2.6 in the paper), and
+    # gradual unfreezing trains the top group in the first epoch, one more each epoch.
+    discriminative_lr: float = 1.0
+    gradual_unfreeze: bool = False
     early_stopping_patience: int = 0  # epochs without improvement; 0 disables
     seed: int = 1234
     strategy: str = "auto"  # auto | cpu | mirrored | multiworker | tpu
@@ -129,6 +134,10 @@ class TrainingConfig:
             ("", "mixed_float16", "mixed_bfloat16", "float32"),
         )
         choice("training.jit_compile", self.jit_compile, ("auto", "true", "false"))
+        if self.discriminative_lr < 1.0:
+            raise ConfigError(
+                f"training.discriminative_lr must be >= 1, got {self.discriminative_lr}"
+            )
         if not 0.0 <= self.ema < 1.0:
             raise ConfigError(f"training.ema must be in [0, 1), got {self.ema}")
         for name in ("clipnorm", "weight_decay", "time_budget_minutes"):

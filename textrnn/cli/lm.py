@@ -47,6 +47,13 @@ def train(
     ] = None,
     run_dir: options.RunDir = Path("runs/lm"),
     restart: options.RestartOption = False,
+    init_from: Annotated[
+        Path | None,
+        typer.Option(
+            "--init-from",
+            help="Language-model run directory: fine-tune it on --train, keeping its vocabulary.",
+        ),
+    ] = None,
     shared_flags: dict[str, Any] | None = None,  # filled by options.training_options
 ) -> None:
     """Train a language model; rerunning the same command resumes from --run-dir.
@@ -67,6 +74,7 @@ def train(
         "data.seq_len": seq_len,
         "data.carry_state": carry_state,
         "tokenizer.kind": tokenizer,
+        "model.init_from": str(init_from) if init_from else None,
         **(shared_flags or {}),
     }
     resolved = load_config(language_model.Config, config, overrides)

@@ -39,6 +39,7 @@ class LanguageModelModelConfig:
     tie_embeddings: bool = False  # output projection = embedding matrix (transposed)
     ar_alpha: float = 0.0  # activation regularization: alpha * mean(dropped outputs ** 2)
     tar_beta: float = 0.0  # temporal AR: beta * mean((h_t - h_{t-1}) ** 2)
+    init_from: str = ""  # a language-model run: start from its weights and vocabulary (fine-tune)
 
     def __post_init__(self) -> None:
         at_least("model.embedding_dim", self.embedding_dim, 1)

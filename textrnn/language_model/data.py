@@ -43,6 +43,7 @@ from textrnn.tokenizers import (
     encode_rows,
 )
 from textrnn.training.fit import TaskData
+from textrnn.training.transfer import copy_tokenizer
 
 
 @dataclass
@@ -107,6 +108,8 @@ def load_or_learn_tokenizer(config: LanguageModelConfig, text: str, run_dir: Pat
     """The run's tokenizer: reloaded when resuming, else learned from the training text."""
     if (run_dir / VOCABULARY_FILE).exists():
         return Tokenizer.load(run_dir)
+    if config.model.init_from:  # fine-tuning: the ids must mean what they meant
+        return copy_tokenizer(config.model.init_from, run_dir)
     # A stream keeps its newlines: they are characters (tokens) the model predicts.
     pieces = text.splitlines(keepends=config.data.layout == "continuous")
     return build_tokenizer(config.tokenizer, pieces, run_dir)
@@ -351,6 +354,11 @@ def load_datasets(config: LanguageModelConfig, run_dir: str | os.PathLike) -> Ta
     tokenizer = load_or_learn_tokenizer(config, splits.train, Path(run_dir))
     train, valid = encode_splits(data, tokenizer, splits)
     report = [*splits.report, *describe_corpora(data, tokenizer, train, valid, splits.valid_source)]
+    if config.model.init_from:
+        report.append(
+            f"fine-tuning {config.model.init_from}: its weights and vocabulary "
+            f"({tokenizer.vocabulary_size} tokens; [tokenizer] settings are not used)"
+        )
     if data.layout == "continuous":
         train_dataset, valid_dataset, steps = stream_pipelines(config, train, valid)
     else:
@@ -367,7 +375,7 @@ def load_datasets(config: LanguageModelConfig, run_dir: str | os.PathLike) -> Ta
         train=train_dataset,
         valid=valid_dataset,
         tokenizer=tokenizer,
-        model_arguments={"stateful": data.carry_state},
+        model_arguments={"stateful": data.carry_state, "init_from": config.model.init_from or None},
         steps_per_epoch=steps,
         callbacks=[ResetStates()] if data.carry_state else [],
         report=report,

@@ -15,9 +15,13 @@ states between batches and when they must start again from zero.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import keras
 import tensorflow as tf
 
+from textrnn import config as config_lib
 from textrnn.errors import ConfigError
 from textrnn.language_model.config import LanguageModelConfig
 from textrnn.layers.dropout import EmbeddingDropout, LockedDropout
@@ -26,6 +30,8 @@ from textrnn.layers.regularization import ActivationRegularizer
 from textrnn.layers.rnn_stack import RNNStack
 from textrnn.tokenizers import Tokenizer
 from textrnn.training import optimizer as optimizer_lib
+from textrnn.training import run_dir as run_dir_lib
+from textrnn.training.transfer import load_all_weights
 
 
 def build_model(
@@ -34,6 +40,7 @@ def build_model(
     total_steps: int | None = None,
     compile: bool = True,
     stateful: bool = False,
+    init_from: str | None = None,
 ) -> keras.Model:
     """Embedding -> RNNStack -> logits `(batch, time, vocabulary)`; compiled unless
     `compile=False`.
@@ -98,6 +105,8 @@ def build_model(
     else:
         logits = keras.layers.Dense(tokenizer.vocabulary_size, dtype="float32", name="logits")(x)
     model = keras.Model(token_ids, logits, name="language_model")
+    if init_from:
+        start_from_language_model(model, config, init_from)
     if not compile:
         return model
     model.compile(
@@ -106,6 +115,42 @@ def build_model(
         jit_compile=optimizer_lib.jit_compile_flag(config.training),
     )
     return model
+
+
+def start_from_language_model(
+    model: keras.Model, config: LanguageModelConfig, lm_run_dir: str | os.PathLike
+) -> None:
+    """Load a language-model run's weights into `model` (`model.init_from`: fine-tuning).
+
+    The shapes that hold weights must match: embedding width, cell, layers,
+    units, tied embeddings (the vocabulary is the run's own, copied with it).
+    """
+    path = Path(lm_run_dir) / run_dir_lib.CONFIG_FILE
+    source = config_lib.from_dict(LanguageModelConfig, run_dir_lib.read_json(path, "config"))
+    ours, theirs = config.model, source.model
+    mismatches = [
+        f"{name} {getattr_dotted(ours, name)} vs {getattr_dotted(theirs, name)}"
+        for name in (
+            "embedding_dim",
+            "tie_embeddings",
+            "stack.cell",
+            "stack.num_layers",
+            "stack.units",
+        )
+        if getattr_dotted(ours, name) != getattr_dotted(theirs, name)
+    ]
+    if mismatches:
+        raise ConfigError(
+            f"--init-from {lm_run_dir}: the model must match the language model's: "
+            + "; ".join(f"model.{m}" for m in mismatches)
+        )
+    load_all_weights(model, lm_run_dir)
+
+
+def getattr_dotted(value, dotted: str):
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value
 
 
 class ResetStates(keras.callbacks.Callback):

@@ -30,6 +30,7 @@ from textrnn.fileio import atomic_path
 from textrnn.tasks import Task
 from textrnn.training import backup as backup_lib
 from textrnn.training.callbacks import AtomicModelCheckpoint, EpochLog, NaNGuard
+from textrnn.training.layer_groups import GradualUnfreezing, install_layer_rates
 from textrnn.training.optimizer import jit_compile_flag
 from textrnn.training.run_dir import (
     BACKUP_DIR,
@@ -212,6 +213,10 @@ def _set_up(
         mode=data.monitor_mode,
     )
     build_for_fit(model, strategy, data.train)
+    with strategy.scope():
+        layer_rates = install_layer_rates(model, training)
+    if layer_rates is not None and training.gradual_unfreeze:
+        data.callbacks.insert(0, GradualUnfreezing(layer_rates, echo))
     return data, model, backup
 
 
