@@ -19,6 +19,8 @@ class LanguageModelDataConfig:
     validation_split: float = 0.05
     seq_len: int = 100  # tokens per training window (truncated-BPTT length)
     carry_state: bool = False  # continuous only: each batch row continues the previous batch's row
+    # Read this column of table files (.tsv, .csv, .jsonl, ...), one row a line ("": plain text).
+    text_column: str = ""
 
     def __post_init__(self) -> None:
         choice("data.layout", self.layout, ("continuous", "lines"))
@@ -27,6 +29,8 @@ class LanguageModelDataConfig:
             raise ConfigError("data.validation_split must be in (0, 1)")
         if self.carry_state and self.layout != "continuous":
             raise ConfigError('data.carry_state needs data.layout = "continuous"')
+        if self.text_column and self.layout != "lines":
+            raise ConfigError('data.text_column needs data.layout = "lines"')
 
 
 @dataclass(frozen=True)

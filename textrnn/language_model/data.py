@@ -74,9 +74,17 @@ class Splits:
 # ----------------------------------------------------------------------------- reading
 
 
-def read_corpus_text(path: str, encoding: str, option: str) -> str:
-    """The whole file, rejecting binary files and bad encodings with a line naming the option."""
-    text = data_lib.read_text(path, encoding, option)
+def read_corpus_text(path: str, encoding: str, option: str, text_column: str = "") -> str:
+    """The whole file, rejecting binary files and bad encodings with a line naming the option.
+
+    With `text_column` the file is a table and its rows in that column are the lines.
+    """
+    if text_column:
+        table = data_lib.load_table(path, encoding, option)
+        data_lib.require_columns(table, {"data.text_column": text_column}, path)
+        text = "".join(" ".join(str(row).split()) + "\n" for row in table[text_column])
+    else:
+        text = data_lib.read_text(path, encoding, option)
     if not text.strip():
         raise DataError(f"{path} holds no text ({option})")
     return text
@@ -90,9 +98,10 @@ def read_splits(data: LanguageModelDataConfig) -> Splits:
     """
     if not data.train:
         raise DataError("no training data: pass --train PATH (or set data.train in the config)")
-    text = read_corpus_text(data.train, data.encoding, "--train")
+    text = read_corpus_text(data.train, data.encoding, "--train", data.text_column)
     if data.valid:
-        return Splits(text, read_corpus_text(data.valid, data.encoding, "--valid"), data.valid)
+        valid = read_corpus_text(data.valid, data.encoding, "--valid", data.text_column)
+        return Splits(text, valid, data.valid)
     if data.layout == "lines":
         lines = text.splitlines(keepends=True)
         cut = len(lines) - max(1, int(round(len(lines) * data.validation_split)))
