@@ -41,7 +41,7 @@ def test_only_keys_nobody_set_are_chosen_and_the_choice_is_printed(tmp_path):
     assert chosen.training.batch_size == 8 and chosen.model.stack.units == 64  # kept
     assert chosen.data.seq_len == 64 and chosen.training.lr_schedule == "cosine"
     assert not chosen.model.tie_embeddings  # widths were set by hand: no tying imposed
-    assert len(lines) == 1 and "word model on about 60,000 tokens" in lines[0]
+    assert len(lines) == 1 and "word model on about 56,000 tokens" in lines[0]
     assert "data.seq_len = 64" in lines[0] and "batch_size" not in lines[0]
 
 

@@ -18,6 +18,7 @@ tokenizer kind, sized to the corpus, and says what it chose:
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +41,8 @@ def corpus_tokens(config: LanguageModelConfig) -> int | None:
         return None
     if config.tokenizer.kind == "char":
         return len(text)
-    words = text.split()
-    # Punctuation splits off as tokens of its own: about one in six words carries some.
-    return len(words) + sum(1 for word in words if not word.isalnum()) // 2
+    # Words and punctuation marks, about what the word tokenizer's script split makes.
+    return sum(1 for _ in re.finditer(r"\w+|[^\w\s]", text))
 
 
 def suggested(kind: str, tokens: int | None) -> dict[str, Any]:
