@@ -40,8 +40,9 @@ With `--baseline-tree DIR` it compares two versions of textrnn instead (issue 19
 `git worktree add /tmp/base <old commit>`. One worker process per tree (each
 importing its own `textrnn`) builds the language model of `--lm-recipe` (the
 word recipe by default; `--set KEY=VALUE` changes it in both) and trains it on
-the same synthetic tokens; the workers take turns, one epoch each per round,
-and the ratio is the median of the per-round ratios (this tree / DIR):
+the same synthetic tokens; the workers take turns, one epoch each per round
+(in A B, B A, A B, ... order), and the ratio is the median of the per-round
+ratios (this tree / DIR):
 
     git worktree add /tmp/textrnn-base HEAD~3
     python bench/train_throughput.py --baseline-tree /tmp/textrnn-base --rounds 5 --json
@@ -430,8 +431,13 @@ def compare_trees(args: argparse.Namespace) -> dict:
     try:
         for name, tree in (("baseline", baseline_tree), ("this", ROOT)):
             workers[name] = TreeWorker(tree, args, log)  # one at a time: no overlap
-        measures = {name: worker.epoch for name, worker in workers.items()}
-        rounds = alternate(measures, args.rounds, log)
+        rounds: dict[str, list[float]] = {name: [] for name in workers}
+        for round_index in range(args.rounds):
+            # ABBA: the order flips every round, so neither tree always runs first.
+            order = list(workers) if round_index % 2 == 0 else list(reversed(workers))
+            for name in order:
+                rounds[name].append(workers[name].epoch())
+                log(f"  round {round_index + 1}/{args.rounds} {name}: {rounds[name][-1]:,.0f}")
     finally:
         for worker in workers.values():
             worker.close()
