@@ -34,6 +34,18 @@ Model shape options (`--cell`, `--units`, `--layers`, `--bidirectional`,
 `--embedding-dim`, `--pooling`) override the recipe and apply to both
 contenders; `add_model_arguments` / `shape_overrides` are where more go.
 With `--json` the last line is one JSON object.
+
+With `--baseline-tree DIR` it compares two versions of textrnn instead (issue 19:
+"with the options off, no change"): DIR is another checkout, e.g.
+`git worktree add /tmp/base <old commit>`. One worker process per tree (each
+importing its own `textrnn`) builds the language model of `--lm-recipe` (the
+word recipe by default; `--set KEY=VALUE` changes it in both) and trains it on
+the same synthetic tokens; the workers take turns, one epoch each per round
+(in A B, B A, A B, ... order), and the ratio is the median of the per-round
+ratios (this tree / DIR):
+
+    git worktree add /tmp/textrnn-base HEAD~3
+    python bench/train_throughput.py --baseline-tree /tmp/textrnn-base --rounds 5 --json
 """
 
 from __future__ import annotations
@@ -50,19 +62,22 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# A tree-comparison worker imports the textrnn of the tree it measures (see the docstring).
+CODE_ROOT = Path(os.environ.get("TEXTRNN_BENCH_CODE_ROOT", ROOT))
+sys.path.insert(0, str(CODE_ROOT))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from textrnn import config as config_lib  # noqa: E402
-from textrnn import export, sentiment  # noqa: E402
+from textrnn import export, language_model, sentiment  # noqa: E402
 from textrnn.sentiment.data import Labels, labels_to_ids, read_examples  # noqa: E402
 from textrnn.tokenizers import encode_texts  # noqa: E402
 from textrnn.training.optimizer import make_optimizer  # noqa: E402
@@ -320,6 +335,132 @@ def predict_throughput(
     }
 
 
+# ----------------------------------------------------------------------------- two trees
+
+
+def parse_tree_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="textrnn against another checkout of itself")
+    parser.add_argument("--baseline-tree", help="the other checkout (its textrnn is the baseline)")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--lm-recipe", default=str(ROOT / "tasks/lm/shakespeare_word.toml"))
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="recipe override"
+    )
+    parser.add_argument("--steps", type=int, default=20, help="training steps per epoch")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds per worker reply")
+    parser.add_argument("--json", action="store_true", help="last line: one JSON object")
+    return parser.parse_args(argv)
+
+
+def tree_worker(args: argparse.Namespace) -> None:
+    """Build the recipe's language model with this process's textrnn; time an epoch per line."""
+    overrides = dict(item.split("=", 1) for item in args.set)
+    overrides["training.strategy"] = "cpu"
+    config = config_lib.load_config(language_model.Config, args.lm_recipe, overrides)
+    batch, length = config.training.batch_size, config.data.seq_len
+    vocabulary = config.tokenizer.vocabulary_size
+    set_seed(config.training.seed)
+    model = language_model.build_model(
+        config, SimpleNamespace(vocabulary_size=vocabulary), total_steps=10_000
+    )
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(1, vocabulary, size=(batch * args.steps, length + 1)).astype("int32")
+    data = tf.data.Dataset.from_tensor_slices((tokens[:, :-1], tokens[:, 1:]))
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    options.threading.private_threadpool_size = 1
+    data = data.batch(batch, drop_remainder=True).cache().repeat().with_options(options)
+    model.fit(data, epochs=1, steps_per_epoch=args.steps, verbose=0, shuffle=False)  # compile
+    import textrnn
+
+    print(f"ready {textrnn.__file__}", flush=True)
+    for _ in sys.stdin:
+        started = time.perf_counter()
+        model.fit(data, epochs=1, steps_per_epoch=args.steps, verbose=0, shuffle=False)
+        print(batch * length * args.steps / (time.perf_counter() - started), flush=True)
+
+
+class TreeWorker:
+    """A worker process measuring the textrnn of `tree` (`tree_worker`), driven over pipes."""
+
+    def __init__(self, tree: Path, args: argparse.Namespace, log: Callable[[str], None]):
+        command = [sys.executable, __file__, "--worker", "--steps", str(args.steps)]
+        command += ["--lm-recipe", args.lm_recipe, *(f"--set={item}" for item in args.set)]
+        env = dict(os.environ, TEXTRNN_BENCH_CODE_ROOT=str(tree), PYTHONPATH=str(tree))
+        self.timeout = args.timeout
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT
+        )
+        ready = self._reply()
+        log(f"  worker for {tree}: {ready}")
+
+    def _reply(self) -> str:
+        import select
+
+        ready, _, _ = select.select([self.process.stdout], [], [], self.timeout)
+        line = self.process.stdout.readline() if ready else ""
+        if not line:
+            self.close()
+            raise RuntimeError("a tree worker failed or timed out (see its stderr above)")
+        return line.strip()
+
+    def epoch(self) -> float:
+        self.process.stdin.write("epoch\n")
+        self.process.stdin.flush()
+        return float(self._reply())
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.stdin.close()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def compare_trees(args: argparse.Namespace) -> dict:
+    """Training tokens/s of this tree against `--baseline-tree`, alternating; the ratio."""
+    log = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else print
+    baseline_tree = Path(args.baseline_tree).resolve()
+    if not (baseline_tree / "textrnn").is_dir():
+        raise SystemExit(f"--baseline-tree {baseline_tree}: no textrnn package there")
+    log(f"recipe {args.lm_recipe} {' '.join(args.set)}; {args.steps} steps an epoch")
+    workers = {}
+    try:
+        for name, tree in (("baseline", baseline_tree), ("this", ROOT)):
+            workers[name] = TreeWorker(tree, args, log)  # one at a time: no overlap
+        rounds: dict[str, list[float]] = {name: [] for name in workers}
+        for round_index in range(args.rounds):
+            # ABBA: the order flips every round, so neither tree always runs first.
+            order = list(workers) if round_index % 2 == 0 else list(reversed(workers))
+            for name in order:
+                rounds[name].append(workers[name].epoch())
+                log(f"  round {round_index + 1}/{args.rounds} {name}: {rounds[name][-1]:,.0f}")
+    finally:
+        for worker in workers.values():
+            worker.close()
+    result = {
+        "this_tokens_per_s": round(statistics.median(rounds["this"])),
+        "baseline_tokens_per_s": round(statistics.median(rounds["baseline"])),
+        "ratio": round(median_ratio(rounds["this"], rounds["baseline"]), 3),
+        "per_round": {name: [round(v) for v in values] for name, values in rounds.items()},
+        "baseline_tree": str(baseline_tree),
+        "recipe": args.lm_recipe,
+        "overrides": args.set,
+        "load_average": os.getloadavg(),
+    }
+    log(
+        f"training: this tree {result['this_tokens_per_s']:,} tokens/s, baseline "
+        f"{result['baseline_tokens_per_s']:,} (medians); ratio {result['ratio']:.3f} "
+        f"(median per round, this / baseline); load average {result['load_average']}"
+    )
+    if args.json:
+        print(json.dumps(result))
+    return result
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -422,7 +563,16 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    if any(arg == "--seq-len" or arg.startswith("--seq-len=") for arg in sys.argv[1:]):
+    if any(
+        arg in ("--worker", "--baseline-tree") or arg.startswith("--baseline-tree=")
+        for arg in sys.argv[1:]
+    ):
+        tree_args = parse_tree_args()
+        if tree_args.worker:
+            tree_worker(tree_args)
+        else:
+            compare_trees(tree_args)
+    elif any(arg == "--seq-len" or arg.startswith("--seq-len=") for arg in sys.argv[1:]):
         sys.path.insert(0, str(ROOT / "bench"))
         import lm_throughput
 

@@ -64,12 +64,17 @@ class StackConfig:
     bidirectional: bool = False
     dropout: float = 0.0  # between layers
     residual: bool = False  # residual connections from the second layer on
+    # One dropout mask per sequence, the same at every step (variational dropout), for the
+    # dropout between layers and, in a language model, on its inputs and outputs too.
+    locked_dropout: bool = False
+    weight_drop: float = 0.0  # DropConnect on the recurrent kernels, one mask per batch
 
     def __post_init__(self) -> None:
         choice("model.stack.cell", self.cell, ("lstm", "gru", "rnn"))
         at_least("model.stack.num_layers", self.num_layers, 1)
         at_least("model.stack.units", self.units, 1)
         fraction("model.stack.dropout", self.dropout)
+        fraction("model.stack.weight_drop", self.weight_drop)
 
 
 @dataclass(frozen=True)
@@ -84,8 +89,17 @@ class TrainingConfig:
     clipnorm: float = 0.0  # 0 disables gradient clipping
     # Exponential moving average of the weights (e.g. 0.999) for validation and export; 0 disables.
     ema: float = 0.0
-    lr_schedule: str = "constant"  # constant | cosine | linear
+    lr_schedule: str = "constant"  # constant | cosine | linear | slanted (ULMFiT's triangle)
     warmup_steps: int = 0
+    # Train for this many minutes (0: off): the schedule spans the budget instead of the
+    # epochs, training stops when it is spent (epochs is then not used; early stopping still
+    # applies) and the best weights are kept.
+    time_budget_minutes: float = 0.0
+    # ULMFiT fine-tuning (textrnn.training.layer_groups): each layer group below the top
+    # learns this many times slower than the one above (1: one rate; 2.6 in the paper), and
+    # gradual unfreezing trains the top group in the first epoch, one more each epoch.
+    discriminative_lr: float = 1.0
+    gradual_unfreeze: bool = False
     early_stopping_patience: int = 0  # epochs without improvement; 0 disables
     seed: int = 1234
     strategy: str = "auto"  # auto | cpu | mirrored | multiworker | tpu
@@ -108,7 +122,9 @@ class TrainingConfig:
         if not self.learning_rate > 0:
             raise ConfigError(f"training.learning_rate must be > 0, got {self.learning_rate}")
         choice("training.optimizer", self.optimizer, ("adam", "adamw", "sgd", "rmsprop"))
-        choice("training.lr_schedule", self.lr_schedule, ("constant", "cosine", "linear"))
+        choice(
+            "training.lr_schedule", self.lr_schedule, ("constant", "cosine", "linear", "slanted")
+        )
         choice(
             "training.strategy", self.strategy, ("auto", "cpu", "mirrored", "multiworker", "tpu")
         )
@@ -118,9 +134,13 @@ class TrainingConfig:
             ("", "mixed_float16", "mixed_bfloat16", "float32"),
         )
         choice("training.jit_compile", self.jit_compile, ("auto", "true", "false"))
+        if self.discriminative_lr < 1.0:
+            raise ConfigError(
+                f"training.discriminative_lr must be >= 1, got {self.discriminative_lr}"
+            )
         if not 0.0 <= self.ema < 1.0:
             raise ConfigError(f"training.ema must be in [0, 1), got {self.ema}")
-        for name in ("clipnorm", "weight_decay"):
+        for name in ("clipnorm", "weight_decay", "time_budget_minutes"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"training.{name} must be >= 0")
         for name in ("warmup_steps", "early_stopping_patience", "backup_every_steps", "task_index"):
@@ -145,6 +165,28 @@ def load_config(
             raise ConfigError(f"{path} is not valid TOML: {error}") from None
     changes = {dotted: value for dotted, value in (overrides or {}).items() if value is not None}
     return from_dict(cls, _merge(values, changes))
+
+
+def given_keys(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> set[str]:
+    """The dotted keys a recipe at `path` and `overrides` set (None values are not set)."""
+    keys = {dotted for dotted, value in (overrides or {}).items() if value is not None}
+    if path is not None and Path(path).is_file():
+        try:
+            values = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+            return keys  # load_config reports it
+        keys |= _dotted_keys(values)
+    return keys
+
+
+def _dotted_keys(values: dict[str, Any], prefix: str = "") -> set[str]:
+    keys = set()
+    for key, value in values.items():
+        if isinstance(value, dict) and key != "label_names":
+            keys |= _dotted_keys(value, f"{prefix}{key}.")
+        else:
+            keys.add(prefix + key)
+    return keys
 
 
 def from_dict(cls: type[T], values: dict[str, Any], where: str = "") -> T:

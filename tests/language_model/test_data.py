@@ -80,3 +80,13 @@ def test_word_model_with_unk_aliases(tmp_path: Path) -> None:
     metrics = lm_lib.evaluate(run_dir, str(train))
     assert metrics["unknown_tokens"] == 2 * 60
     assert metrics["tokens"] == 60 * 9  # 8 words + [EOS] per line
+
+
+def test_text_column_reads_a_tables_rows_as_lines(tmp_path):
+    from textrnn.language_model.data import read_corpus_text
+
+    table = tmp_path / "phrases.tsv"
+    table.write_text("label\tsentence\n1\ta fine  film\n0\tdull\n", encoding="utf-8")
+    assert read_corpus_text(str(table), "utf-8", "--train", "sentence") == "a fine film\ndull\n"
+    with pytest.raises(DataError, match="no column 'text'.*columns found: label, sentence"):
+        read_corpus_text(str(table), "utf-8", "--train", "text")

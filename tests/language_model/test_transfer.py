@@ -91,3 +91,26 @@ def test_sentiment_train_init_from_end_to_end(phrase_lm, tmp_path: Path) -> None
             train_tsv,
             **{"model.embedding_dim": 8, "model.stack.units": 6, "model.init_from": str(lm_run)},
         )
+
+
+def test_lm_init_from_fine_tunes_with_the_vocabulary_and_weights(phrase_lm, tmp_path: Path):
+    """`lm train --init-from`: the new run copies the vocabulary and starts from the weights."""
+    lm_run, rows = phrase_lm
+    source = lm_lib.load_run(lm_run)
+    text_file = tmp_path / "new.txt"
+    text_file.write_text("".join(text + "\n" for text, _ in reversed(rows)), encoding="utf-8")
+    shape = {
+        "data.layout": "lines",
+        "model.embedding_dim": 8,
+        "model.stack.units": 4,
+        "model.stack.num_layers": 1,
+    }
+    config = load_config(lm_lib.Config, None, {**shape, "model.init_from": str(lm_run)})
+    start = lm_lib.build_model(config, source.tokenizer, compile=False, init_from=str(lm_run))
+    for ours, theirs in zip(start.get_weights(), source.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+    train_lm(tmp_path / "tuned", text_file, **shape, **{"model.init_from": str(lm_run)})
+    assert Tokenizer.load(tmp_path / "tuned").vocabulary == source.tokenizer.vocabulary
+    wider = load_config(lm_lib.Config, None, {**shape, "model.stack.units": 6})
+    with pytest.raises(ConfigError, match=r"model\.stack\.units 6 vs 4"):
+        lm_lib.build_model(wider, source.tokenizer, compile=False, init_from=str(lm_run))

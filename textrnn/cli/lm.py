@@ -47,11 +47,23 @@ def train(
     ] = None,
     run_dir: options.RunDir = Path("runs/lm"),
     restart: options.RestartOption = False,
+    init_from: Annotated[
+        Path | None,
+        typer.Option(
+            "--init-from",
+            help="Language-model run directory: fine-tune it on --train, keeping its vocabulary.",
+        ),
+    ] = None,
     shared_flags: dict[str, Any] | None = None,  # filled by options.training_options
 ) -> None:
-    """Train a language model; rerunning the same command resumes from --run-dir."""
+    """Train a language model; rerunning the same command resumes from --run-dir.
+
+    Without --config, the settings no flag gives are chosen for the tokenizer
+    kind and the corpus size (printed first).
+    """
     from textrnn import language_model
-    from textrnn.config import load_config
+    from textrnn.config import given_keys, load_config
+    from textrnn.language_model.defaults import choose_defaults
     from textrnn.training import fit
 
     overrides = {
@@ -62,9 +74,14 @@ def train(
         "data.seq_len": seq_len,
         "data.carry_state": carry_state,
         "tokenizer.kind": tokenizer,
+        "model.init_from": str(init_from) if init_from else None,
         **(shared_flags or {}),
     }
     resolved = load_config(language_model.Config, config, overrides)
+    if config is None:  # a recipe's own values and defaults hold as they are
+        resolved, lines = choose_defaults(resolved, given_keys(None, overrides))
+        for line in lines:
+            typer.echo(line)
     fit.train(language_model.TASK, resolved, run_dir, restart=restart, echo=typer.echo)
 
 

@@ -74,6 +74,15 @@ TaskIndexOption = Annotated[
         "--task-index", min=0, help="This worker's position in --worker-hosts (0 = chief)."
     ),
 ]
+TimeBudgetOption = Annotated[
+    float | None,
+    typer.Option(
+        "--time-budget",
+        min=0.0,
+        help="Minutes of training: the schedule fits the budget, the best weights are kept "
+        "(--epochs is then not used).",
+    ),
+]
 RestartOption = Annotated[
     bool, typer.Option("--restart", help="Start over instead of resuming from --run-dir.")
 ]
@@ -113,6 +122,7 @@ TRAINING_FLAGS: tuple[tuple[str, Any, str], ...] = (
     ("strategy", StrategyOption, "training.strategy"),
     ("tpu", TPUOption, "training.tpu"),
     ("seed", SeedOption, "training.seed"),
+    ("time_budget", TimeBudgetOption, "training.time_budget_minutes"),
     ("mixed_precision", MixedPrecisionOption, "training.mixed_precision"),
     ("static_shapes", StaticShapesOption, "training.static_shapes"),
     ("backup_every_steps", BackupEveryStepsOption, "training.backup_every_steps"),

@@ -45,6 +45,13 @@ def train(
             help="Language-model run directory: start from its embedding, stack and vocabulary.",
         ),
     ] = None,
+    gradual_unfreeze: Annotated[
+        bool | None,
+        typer.Option(
+            "--gradual-unfreeze/--no-gradual-unfreeze",
+            help="ULMFiT: train the top layer group first, one more each epoch.",
+        ),
+    ] = None,
     shared_flags: dict[str, Any] | None = None,  # filled by options.training_options
 ) -> None:
     """Train a classifier; rerunning the same command resumes from --run-dir."""
@@ -61,6 +68,7 @@ def train(
         "data.max_length": max_length,
         "tokenizer.kind": tokenizer,
         "model.init_from": str(init_from) if init_from else None,
+        "training.gradual_unfreeze": gradual_unfreeze,
         **(shared_flags or {}),
     }
     resolved = load_config(sentiment.Config, config, overrides)

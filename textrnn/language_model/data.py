@@ -43,6 +43,7 @@ from textrnn.tokenizers import (
     encode_rows,
 )
 from textrnn.training.fit import TaskData
+from textrnn.training.transfer import copy_tokenizer
 
 
 @dataclass
@@ -73,9 +74,17 @@ class Splits:
 # ----------------------------------------------------------------------------- reading
 
 
-def read_corpus_text(path: str, encoding: str, option: str) -> str:
-    """The whole file, rejecting binary files and bad encodings with a line naming the option."""
-    text = data_lib.read_text(path, encoding, option)
+def read_corpus_text(path: str, encoding: str, option: str, text_column: str = "") -> str:
+    """The whole file, rejecting binary files and bad encodings with a line naming the option.
+
+    With `text_column` the file is a table and its rows in that column are the lines.
+    """
+    if text_column:
+        table = data_lib.load_table(path, encoding, option)
+        data_lib.require_columns(table, {"data.text_column": text_column}, path)
+        text = "".join(" ".join(str(row).split()) + "\n" for row in table[text_column])
+    else:
+        text = data_lib.read_text(path, encoding, option)
     if not text.strip():
         raise DataError(f"{path} holds no text ({option})")
     return text
@@ -89,9 +98,10 @@ def read_splits(data: LanguageModelDataConfig) -> Splits:
     """
     if not data.train:
         raise DataError("no training data: pass --train PATH (or set data.train in the config)")
-    text = read_corpus_text(data.train, data.encoding, "--train")
+    text = read_corpus_text(data.train, data.encoding, "--train", data.text_column)
     if data.valid:
-        return Splits(text, read_corpus_text(data.valid, data.encoding, "--valid"), data.valid)
+        valid = read_corpus_text(data.valid, data.encoding, "--valid", data.text_column)
+        return Splits(text, valid, data.valid)
     if data.layout == "lines":
         lines = text.splitlines(keepends=True)
         cut = len(lines) - max(1, int(round(len(lines) * data.validation_split)))
@@ -107,6 +117,8 @@ def load_or_learn_tokenizer(config: LanguageModelConfig, text: str, run_dir: Pat
     """The run's tokenizer: reloaded when resuming, else learned from the training text."""
     if (run_dir / VOCABULARY_FILE).exists():
         return Tokenizer.load(run_dir)
+    if config.model.init_from:  # fine-tuning: the ids must mean what they meant
+        return copy_tokenizer(config.model.init_from, run_dir)
     # A stream keeps its newlines: they are characters (tokens) the model predicts.
     pieces = text.splitlines(keepends=config.data.layout == "continuous")
     return build_tokenizer(config.tokenizer, pieces, run_dir)
@@ -351,6 +363,11 @@ def load_datasets(config: LanguageModelConfig, run_dir: str | os.PathLike) -> Ta
     tokenizer = load_or_learn_tokenizer(config, splits.train, Path(run_dir))
     train, valid = encode_splits(data, tokenizer, splits)
     report = [*splits.report, *describe_corpora(data, tokenizer, train, valid, splits.valid_source)]
+    if config.model.init_from:
+        report.append(
+            f"fine-tuning {config.model.init_from}: its weights and vocabulary "
+            f"({tokenizer.vocabulary_size} tokens; [tokenizer] settings are not used)"
+        )
     if data.layout == "continuous":
         train_dataset, valid_dataset, steps = stream_pipelines(config, train, valid)
     else:
@@ -367,7 +384,7 @@ def load_datasets(config: LanguageModelConfig, run_dir: str | os.PathLike) -> Ta
         train=train_dataset,
         valid=valid_dataset,
         tokenizer=tokenizer,
-        model_arguments={"stateful": data.carry_state},
+        model_arguments={"stateful": data.carry_state, "init_from": config.model.init_from or None},
         steps_per_epoch=steps,
         callbacks=[ResetStates()] if data.carry_state else [],
         report=report,

@@ -1,9 +1,12 @@
 """The language model: embedding -> RNNStack -> next-token logits, and its stateful training.
 
-Model: embedding -> dropout -> RNNStack (return_state) -> dropout -> logits,
-either a dense layer or the transposed embedding matrix (`tie_embeddings`,
-`textrnn.layers.embeddings.ReversibleEmbedding`), trained with the
-cross-entropy of the next token.
+Model: embedding -> (word) dropout -> RNNStack (return_state) -> dropout ->
+logits, either a dense layer or the transposed embedding matrix
+(`tie_embeddings`, `textrnn.layers.embeddings.ReversibleEmbedding`), trained
+with the cross-entropy of the next token. The AWD-LSTM regularizers are recipe
+keys, all off by default: embedding dropout of whole words, locked dropout
+(one mask per sequence) around and between the layers, weight drop on the
+recurrent kernels, and AR / TAR terms added to the training loss.
 
 `ResetStates` lives here rather than with the data: it is the other half of
 `build_model(stateful=True)`, the one place that knows the stack carries
@@ -12,15 +15,23 @@ states between batches and when they must start again from zero.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import keras
 import tensorflow as tf
 
+from textrnn import config as config_lib
 from textrnn.errors import ConfigError
 from textrnn.language_model.config import LanguageModelConfig
+from textrnn.layers.dropout import EmbeddingDropout, LockedDropout
 from textrnn.layers.embeddings import ReversibleEmbedding
+from textrnn.layers.regularization import ActivationRegularizer
 from textrnn.layers.rnn_stack import RNNStack
 from textrnn.tokenizers import Tokenizer
 from textrnn.training import optimizer as optimizer_lib
+from textrnn.training import run_dir as run_dir_lib
+from textrnn.training.transfer import load_all_weights
 
 
 def build_model(
@@ -29,6 +40,7 @@ def build_model(
     total_steps: int | None = None,
     compile: bool = True,
     stateful: bool = False,
+    init_from: str | None = None,
 ) -> keras.Model:
     """Embedding -> RNNStack -> logits `(batch, time, vocabulary)`; compiled unless
     `compile=False`.
@@ -57,8 +69,15 @@ def build_model(
         name="embedding",
     )
     x = embedding(token_ids)  # (batch, time, embedding_dim)
+    if model_config.embedding_word_dropout:
+        x = EmbeddingDropout(
+            model_config.embedding_word_dropout,
+            tokenizer.vocabulary_size,
+            name="embedding_word_dropout",
+        )([token_ids, x])
+    dropout_class = LockedDropout if stack.locked_dropout else keras.layers.Dropout
     if model_config.embedding_dropout:
-        x = keras.layers.Dropout(model_config.embedding_dropout, name="embedding_dropout")(x)
+        x = dropout_class(model_config.embedding_dropout, name="embedding_dropout")(x)
     outputs = RNNStack(
         cell=stack.cell,
         num_layers=stack.num_layers,
@@ -68,11 +87,17 @@ def build_model(
         return_sequences=True,
         return_state=True,
         stateful=stateful,
+        locked_dropout=stack.locked_dropout,
+        weight_drop=stack.weight_drop,
         name="rnn_stack",
     )(x)
-    x = outputs[0]  # (batch, time, units)
+    x = raw = outputs[0]  # (batch, time, units)
     if model_config.output_dropout:
-        x = keras.layers.Dropout(model_config.output_dropout, name="output_dropout")(x)
+        x = dropout_class(model_config.output_dropout, name="output_dropout")(x)
+    if model_config.ar_alpha or model_config.tar_beta:
+        x = ActivationRegularizer(
+            model_config.ar_alpha, model_config.tar_beta, name="activation_regularizer"
+        )([raw, x])
     if model_config.tie_embeddings:
         if stack.units != model_config.embedding_dim:
             x = keras.layers.Dense(model_config.embedding_dim, name="projection")(x)
@@ -80,6 +105,8 @@ def build_model(
     else:
         logits = keras.layers.Dense(tokenizer.vocabulary_size, dtype="float32", name="logits")(x)
     model = keras.Model(token_ids, logits, name="language_model")
+    if init_from:
+        start_from_language_model(model, config, init_from)
     if not compile:
         return model
     model.compile(
@@ -88,6 +115,42 @@ def build_model(
         jit_compile=optimizer_lib.jit_compile_flag(config.training),
     )
     return model
+
+
+def start_from_language_model(
+    model: keras.Model, config: LanguageModelConfig, lm_run_dir: str | os.PathLike
+) -> None:
+    """Load a language-model run's weights into `model` (`model.init_from`: fine-tuning).
+
+    The shapes that hold weights must match: embedding width, cell, layers,
+    units, tied embeddings (the vocabulary is the run's own, copied with it).
+    """
+    path = Path(lm_run_dir) / run_dir_lib.CONFIG_FILE
+    source = config_lib.from_dict(LanguageModelConfig, run_dir_lib.read_json(path, "config"))
+    ours, theirs = config.model, source.model
+    mismatches = [
+        f"{name} {getattr_dotted(ours, name)} vs {getattr_dotted(theirs, name)}"
+        for name in (
+            "embedding_dim",
+            "tie_embeddings",
+            "stack.cell",
+            "stack.num_layers",
+            "stack.units",
+        )
+        if getattr_dotted(ours, name) != getattr_dotted(theirs, name)
+    ]
+    if mismatches:
+        raise ConfigError(
+            f"--init-from {lm_run_dir}: the model must match the language model's: "
+            + "; ".join(f"model.{m}" for m in mismatches)
+        )
+    load_all_weights(model, lm_run_dir)
+
+
+def getattr_dotted(value, dotted: str):
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value
 
 
 class ResetStates(keras.callbacks.Callback):

@@ -42,6 +42,7 @@ import tensorflow as tf
 from keras import ops
 
 from textrnn.layers.fast_rnn_kernels import gru_sequence, lstm_sequence
+from textrnn.layers.weight_drop import WeightDropMixin
 
 _FAST_DTYPES = ("float32", "float64")
 
@@ -104,10 +105,12 @@ class _FastLoopMixin:
 
 
 @keras.saving.register_keras_serializable(package="textrnn")
-class FastLSTM(_FastLoopMixin, keras.layers.LSTM):
+class FastLSTM(WeightDropMixin, _FastLoopMixin, keras.layers.LSTM):
     """`keras.layers.LSTM` with the fast CPU inner loop (same weights, same results).
 
     Args:
+        weight_drop: DropConnect rate on the recurrent kernel while training
+            (`textrnn.layers.weight_drop`); 0 (default) leaves it out.
         **kwargs: exactly `keras.layers.LSTM`'s arguments.
 
     Example:
@@ -131,12 +134,14 @@ class FastLSTM(_FastLoopMixin, keras.layers.LSTM):
 
 
 @keras.saving.register_keras_serializable(package="textrnn")
-class FastGRU(_FastLoopMixin, keras.layers.GRU):
+class FastGRU(WeightDropMixin, _FastLoopMixin, keras.layers.GRU):
     """`keras.layers.GRU` with the fast CPU inner loop (same weights, same results).
 
     Only `reset_after=True` (the Keras and cuDNN default) takes the fast loop.
 
     Args:
+        weight_drop: DropConnect rate on the recurrent kernel while training
+            (`textrnn.layers.weight_drop`); 0 (default) leaves it out.
         **kwargs: exactly `keras.layers.GRU`'s arguments.
 
     Example:

@@ -13,7 +13,9 @@ import logging
 import keras
 import tensorflow as tf
 
+from textrnn.layers.dropout import LockedDropout
 from textrnn.layers.fast_rnn import FastGRU, FastLSTM
+from textrnn.layers.weight_drop import WeightDropGRU, WeightDropLSTM, WeightDropSimpleRNN
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +85,12 @@ class RNNStack(keras.layers.Layer):
             (outputs concatenated: 2 * units features).
         dropout: dropout rate applied between layers (not on recurrent
             connections, which would disable cuDNN).
+        locked_dropout: the dropout between layers draws one mask per
+            sequence, the same at every step (`LockedDropout`), instead of
+            fresh noise at every step.
+        weight_drop: DropConnect rate on every layer's recurrent kernel while
+            training, one mask per batch (`textrnn.layers.weight_drop`); keeps
+            cuDNN and the fast CPU loop. 0 (default): the plain layers.
         residual: add each layer's input to its output from the second layer
             on (where the layer returns sequences).
         return_sequences: return the last layer's output at every step
@@ -124,6 +132,8 @@ class RNNStack(keras.layers.Layer):
         return_state: bool = False,
         stateful: bool = False,
         implementation: str = "auto",
+        locked_dropout: bool = False,
+        weight_drop: float = 0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -135,6 +145,8 @@ class RNNStack(keras.layers.Layer):
             raise ValueError(f"units must be >= 1, got {units}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if not 0.0 <= weight_drop < 1.0:
+            raise ValueError(f"weight_drop must be in [0, 1), got {weight_drop}")
         self.cell = cell
         self.num_layers = num_layers
         self.units = units
@@ -145,6 +157,8 @@ class RNNStack(keras.layers.Layer):
         self.return_state = return_state
         self.stateful = stateful
         self.implementation = implementation
+        self.locked_dropout = locked_dropout
+        self.weight_drop = weight_drop
         self.resolved_implementation = resolve_implementation(implementation, cell)
         self.supports_masking = True
 
@@ -157,9 +171,9 @@ class RNNStack(keras.layers.Layer):
             if bidirectional:
                 layer = keras.layers.Bidirectional(layer, name=f"bidirectional_{index}")
             self.recurrent_layers.append(layer)
+        dropout_class = LockedDropout if locked_dropout else keras.layers.Dropout
         self.dropout_layers = [
-            keras.layers.Dropout(dropout, name=f"dropout_{index}")
-            for index in range(num_layers - 1)
+            dropout_class(dropout, name=f"dropout_{index}") for index in range(num_layers - 1)
         ]
 
     def _make_layer(self, return_sequences: bool, name: str) -> keras.layers.Layer:
@@ -171,12 +185,17 @@ class RNNStack(keras.layers.Layer):
             name=name,
         )
         fast = self.resolved_implementation == "fast"
+        dropped = bool(self.weight_drop)
+        if dropped:  # only then: without it the layers are exactly the plain ones
+            common["weight_drop"] = self.weight_drop
         if self.cell == "lstm":
-            layer = (FastLSTM if fast else keras.layers.LSTM)(**common)
+            keras_class = WeightDropLSTM if dropped else keras.layers.LSTM
+            layer = (FastLSTM if fast else keras_class)(**common)
         elif self.cell == "gru":
-            layer = (FastGRU if fast else keras.layers.GRU)(reset_after=True, **common)
+            keras_class = WeightDropGRU if dropped else keras.layers.GRU
+            layer = (FastGRU if fast else keras_class)(reset_after=True, **common)
         else:
-            layer = keras.layers.SimpleRNN(**common)
+            layer = (WeightDropSimpleRNN if dropped else keras.layers.SimpleRNN)(**common)
         warn_if_cudnn_disabled(layer)
         return layer
 
@@ -239,6 +258,10 @@ class RNNStack(keras.layers.Layer):
         """
         if self.bidirectional:
             raise ValueError("RNNStack.step needs a unidirectional stack")
+        if training and self.locked_dropout and self.dropout:
+            raise ValueError("RNNStack.step cannot lock dropout masks across separate steps")
+        if training and self.weight_drop:
+            raise ValueError("RNNStack.step does not apply weight drop; call the stack instead")
         per_layer = self.states_per_layer
         x = inputs  # (batch, features)
         new_states = []
@@ -292,6 +315,8 @@ class RNNStack(keras.layers.Layer):
                 "return_state": self.return_state,
                 "stateful": self.stateful,
                 "implementation": self.implementation,
+                "locked_dropout": self.locked_dropout,
+                "weight_drop": self.weight_drop,
             }
         )
         return config

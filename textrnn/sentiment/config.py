@@ -31,7 +31,8 @@ class SentimentDataConfig:
 class SentimentModelConfig:
     embedding_dim: int = 128
     token_dropout: float = 0.0  # replace tokens by [UNK] at this rate while training
-    embedding_dropout: float = 0.0
+    embedding_dropout: float = 0.0  # whole embedding channels, one mask per text (locked)
+    embedding_word_dropout: float = 0.0  # drops whole words (embedding rows), one draw per batch
     stack: StackConfig = field(default_factory=StackConfig)
     pooling: str = "final"  # final | max | mean
     dropout: float = 0.3  # before the output layer
@@ -45,6 +46,7 @@ class SentimentModelConfig:
         choice("model.pooling", self.pooling, ("final", "max", "mean"))
         fraction("model.dropout", self.dropout)
         fraction("model.embedding_dropout", self.embedding_dropout)
+        fraction("model.embedding_word_dropout", self.embedding_word_dropout)
         fraction("model.token_dropout", self.token_dropout)
         choice("model.class_weight", self.class_weight, ("none", "balanced"))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from textrnn.layers.dropout import TokenDropout
+from textrnn.layers.dropout import EmbeddingDropout, TokenDropout
 from textrnn.layers.pooling import MaskedPooling
 from textrnn.layers.rnn_stack import RNNStack
 from textrnn.sentiment.config import SentimentConfig
@@ -28,12 +28,18 @@ def build_model(
     """
     model_config, stack = config.model, config.model.stack
     token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")  # (batch, time)
-    x = token_ids
+    ids = token_ids
     if model_config.token_dropout:
-        x = TokenDropout(model_config.token_dropout, unknown_id=UNK_ID, name="token_dropout")(x)
+        ids = TokenDropout(model_config.token_dropout, unknown_id=UNK_ID, name="token_dropout")(ids)
     x = keras.layers.Embedding(
         tokenizer.vocabulary_size, model_config.embedding_dim, mask_zero=True, name="embedding"
-    )(x)  # (batch, time, embedding_dim)
+    )(ids)  # (batch, time, embedding_dim)
+    if model_config.embedding_word_dropout:
+        x = EmbeddingDropout(
+            model_config.embedding_word_dropout,
+            tokenizer.vocabulary_size,
+            name="embedding_word_dropout",
+        )([ids, x])
     if model_config.embedding_dropout:
         x = keras.layers.SpatialDropout1D(model_config.embedding_dropout, name="embedding_dropout")(
             x
@@ -46,6 +52,8 @@ def build_model(
         bidirectional=stack.bidirectional,
         dropout=stack.dropout,
         residual=stack.residual,
+        locked_dropout=stack.locked_dropout,
+        weight_drop=stack.weight_drop,
         return_sequences=not final,
         name="rnn_stack",
     )(x)  # (batch, features) or (batch, time, features)

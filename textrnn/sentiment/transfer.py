@@ -19,24 +19,13 @@ import keras
 from textrnn import config as config_lib
 from textrnn.config import StackConfig
 from textrnn.errors import ConfigError, RunDirError
-from textrnn.fileio import atomic_write_text
-from textrnn.tokenizers import SETTINGS_FILE, VOCABULARY_FILE, Tokenizer
+from textrnn.tokenizers import Tokenizer
 from textrnn.training import run_dir as run_dir_lib
-from textrnn.training.transfer import load_embedding_and_stack
+from textrnn.training.transfer import copy_tokenizer, load_embedding_and_stack
 
 LANGUAGE_MODEL_TASK = "language_model"  # the `task` of the runs --init-from takes
 
-
-def copy_tokenizer(lm_run_dir: str | os.PathLike, run_dir: Path) -> Tokenizer:
-    """Copy a language model's vocabulary files into `run_dir` (same ids, so its weights fit)."""
-    source = Path(lm_run_dir)
-    if not (source / run_dir_lib.CONFIG_FILE).is_file():
-        raise RunDirError(f"{source} is not a language-model run directory (--init-from)")
-    for name in (VOCABULARY_FILE, SETTINGS_FILE):
-        if not (source / name).is_file():
-            raise RunDirError(f"{source}: missing {name} (--init-from)")
-        atomic_write_text(run_dir / name, (source / name).read_text(encoding="utf-8"))
-    return Tokenizer.load(run_dir)
+__all__ = ["copy_tokenizer", "initialize_from_language_model"]
 
 
 def initialize_from_language_model(

@@ -50,7 +50,7 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
 class EpochLog(keras.callbacks.Callback):
     """One line per epoch with every metric, for logs that are not terminals."""
 
-    def __init__(self, echo: Callable[[str], None], total_epochs: int) -> None:
+    def __init__(self, echo: Callable[[str], None], total_epochs: int | None) -> None:
         super().__init__()
         self.echo, self.total_epochs, self.started = echo, total_epochs, 0.0
 
@@ -62,6 +62,6 @@ class EpochLog(keras.callbacks.Callback):
             f"{k} {v:.4f}" for k, v in sorted((logs or {}).items()) if k != "learning_rate"
         )
         self.echo(
-            f"epoch {epoch + 1}/{self.total_epochs} "
+            f"epoch {epoch + 1}{f'/{self.total_epochs}' if self.total_epochs else ''} "
             f"({time.perf_counter() - self.started:.1f} s): {metrics}"
         )

@@ -30,6 +30,7 @@ from textrnn.fileio import atomic_path
 from textrnn.tasks import Task
 from textrnn.training import backup as backup_lib
 from textrnn.training.callbacks import AtomicModelCheckpoint, EpochLog, NaNGuard
+from textrnn.training.layer_groups import GradualUnfreezing, install_layer_rates
 from textrnn.training.optimizer import jit_compile_flag
 from textrnn.training.run_dir import (
     BACKUP_DIR,
@@ -42,11 +43,20 @@ from textrnn.training.run_dir import (
     save_config,
     write_state,
 )
+from textrnn.training.schedules import TimeBudget
 from textrnn.training.strategy import choose_strategy, resolve_precision, set_precision, set_seed
 
 # Keras warns about both on every run; neither is actionable for textrnn users.
 warnings.filterwarnings("ignore", message="Your input ran out of data")
 warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+
+# With a time budget the budget ends the run, not the number of epochs.
+BUDGET_EPOCHS = 1_000_000
+
+
+def planned_epochs(training: TrainingConfig) -> int:
+    """The epochs `fit` is asked for: `training.epochs`, or unbounded under a time budget."""
+    return BUDGET_EPOCHS if training.time_budget_minutes else training.epochs
 
 
 @dataclass
@@ -189,7 +199,8 @@ def _set_up(
         )
     state = _read_state(run_dir)
     done = state.get("epochs_completed", 0)
-    if resuming and done >= training.epochs and (run_dir / WEIGHTS_FILE).exists():
+    finished = state.get("time_budget_spent") or done >= planned_epochs(training)
+    if resuming and finished and (run_dir / WEIGHTS_FILE).exists():
         echo(
             f"{run_dir} already completed {done} epoch(s); nothing to do "
             "(raise --epochs to continue, or --restart to start over)"
@@ -202,6 +213,10 @@ def _set_up(
         mode=data.monitor_mode,
     )
     build_for_fit(model, strategy, data.train)
+    with strategy.scope():
+        layer_rates = install_layer_rates(model, training)
+    if layer_rates is not None and training.gradual_unfreeze:
+        data.callbacks.insert(0, GradualUnfreezing(layer_rates, echo))
     return data, model, backup
 
 
@@ -264,8 +279,18 @@ def _callbacks(
         best_checkpoint,
         AtomicModelCheckpoint(str(checkpoints / "last.weights.h5"), save_weights_only=True),
         keras.callbacks.TensorBoard(str(run_dir / LOGS_DIR), write_graph=False, profile_batch=0),
-        EpochLog(echo, training.epochs),
+        EpochLog(echo, None if training.time_budget_minutes else training.epochs),
     ]
+    if training.time_budget_minutes:
+        callbacks.insert(
+            0,
+            TimeBudget(
+                training.time_budget_minutes * 60.0,
+                training.learning_rate,
+                training.lr_schedule,
+                training.warmup_steps,
+            ),
+        )
     if training.early_stopping_patience:
         callbacks.append(
             keras.callbacks.EarlyStopping(
@@ -317,7 +342,7 @@ def _fit(
     started = time.perf_counter()
     history: dict[str, list[float]] = {}
     epochs_run: list[int] = []
-    for dataset, initial_epoch, epochs in _phases(data.train, point, training.epochs):
+    for dataset, initial_epoch, epochs in _phases(data.train, point, planned_epochs(training)):
         if nan_guard.failed_at or getattr(model, "stop_training", False):
             break
         result = model.fit(
@@ -345,8 +370,13 @@ def _fit(
     epochs_done = max(
         _read_state(run_dir).get("epochs_completed", 0), len(epochs_run) and epochs_run[-1] + 1
     )
+    budget = next((c for c in callbacks if isinstance(c, TimeBudget)), None)
     write_state(
-        run_dir, epochs_completed=epochs_done, metrics=metrics, train_seconds=round(seconds, 1)
+        run_dir,
+        epochs_completed=epochs_done,
+        metrics=metrics,
+        train_seconds=round(seconds, 1),
+        **({"time_budget_spent": budget.spent} if budget else {}),
     )
     echo(
         f"trained {len(epochs_run)} epoch(s) in {seconds:.1f} s; best {data.monitor}: "

@@ -7,6 +7,7 @@ from typing import Any
 import keras
 
 from textrnn.config import TrainingConfig
+from textrnn.training.schedules import SlantedTriangular
 
 
 def make_optimizer(
@@ -15,7 +16,11 @@ def make_optimizer(
     """The optimizer with its learning-rate schedule and gradient clipping."""
     learning_rate: Any = training.learning_rate
     decay_steps = max(1, (total_steps or 1000) - training.warmup_steps)
-    if training.lr_schedule == "cosine":
+    if training.time_budget_minutes:
+        pass  # `schedules.TimeBudget` sets the learning rate from the time spent
+    elif training.lr_schedule == "slanted":
+        learning_rate = SlantedTriangular(training.learning_rate, total_steps or 1000)
+    elif training.lr_schedule == "cosine":
         learning_rate = keras.optimizers.schedules.CosineDecay(
             0.0 if training.warmup_steps else training.learning_rate,
             decay_steps,

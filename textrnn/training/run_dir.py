@@ -119,7 +119,7 @@ def prepare_run_dir(
     saved_path = run_dir / CONFIG_FILE
     if not saved_path.exists():
         return run_dir, False
-    saved = read_json(saved_path, "config")
+    saved = _with_defaults(read_json(saved_path, "config"), type(config))
     current = config_lib.to_dict(config)
     changed = [
         f"{section}" for section in RESUME_SECTIONS if saved.get(section) != current.get(section)
@@ -130,6 +130,18 @@ def prepare_run_dir(
             "pass --restart to start over or choose another --run-dir"
         )
     return run_dir, True
+
+
+def _with_defaults(saved: Any, config_class: type) -> Any:
+    """A saved config with the keys added since it was written at their defaults.
+
+    A run written before a new (default) key existed resumes; a saved config
+    that no longer loads is compared as it is (and so refuses to resume).
+    """
+    try:
+        return config_lib.to_dict(config_lib.from_dict(config_class, saved))
+    except Exception:  # noqa: BLE001 - a ConfigError or a non-dataclass config
+        return saved
 
 
 def write_state(run_dir: Path, **values: Any) -> None:

@@ -27,7 +27,34 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from textrnn.training.run_dir import WeightsMismatchError, load_first_weights
+from textrnn.errors import RunDirError
+from textrnn.fileio import atomic_write_text
+from textrnn.tokenizers import SETTINGS_FILE, VOCABULARY_FILE, Tokenizer
+from textrnn.training.run_dir import CONFIG_FILE, WeightsMismatchError, load_first_weights
+
+
+def copy_tokenizer(source_run_dir: str | os.PathLike, run_dir: Path) -> Tokenizer:
+    """Copy a run's vocabulary files into `run_dir` (same ids, so its weights fit)."""
+    source = Path(source_run_dir)
+    if not (source / CONFIG_FILE).is_file():
+        raise RunDirError(f"{source} is not a language-model run directory (--init-from)")
+    for name in (VOCABULARY_FILE, SETTINGS_FILE):
+        if not (source / name).is_file():
+            raise RunDirError(f"{source}: missing {name} (--init-from)")
+        atomic_write_text(run_dir / name, (source / name).read_text(encoding="utf-8"))
+    return Tokenizer.load(run_dir)
+
+
+def load_all_weights(model: keras.Model, run_dir: str | os.PathLike) -> Path:
+    """Load every weight of the run in `run_dir` into `model` (the same architecture)."""
+
+    def load(path: Path) -> None:
+        try:
+            model.load_weights(path)
+        except ValueError as error:  # Keras: a weight of another shape, a missing layer
+            raise WeightsMismatchError(str(error).splitlines()[0]) from None
+
+    return load_first_weights(run_dir, load)
 
 
 @dataclass(frozen=True)
