@@ -8,9 +8,16 @@ Signatures (strings in, strings out; `serving_default` is `generate`):
     step        token_ids [batch], states [batch, num_states, units] -> logits, states
     tokenize    text [batch] -> token_ids ([BOS] + tokens), lengths, unknown, initial_states
     detokenize  token_ids [batch, time] -> text
+    generate_chunk  logits [1, vocabulary], states [1, num_states, units], start, tokens,
+                temperature, top_k, top_p, seed, row, previous [1, time]
+                -> token_ids [1, <= tokens], logits, states, text [1]
 
 `tokenize`, `step` and `detokenize` let a client sample token by token
-(`inference.stream_tokens`) with the same noise as the in-graph loop.
+(`inference.stream_tokens`) with the same noise as the in-graph loop;
+`generate_chunk` runs that loop for a few tokens of one stream at a time
+(decoding steps start, start + 1, ... of batch row `row`), so a stream costs
+one call per chunk instead of three per token. Exports older than it stream
+through `step`.
 """
 
 from __future__ import annotations
@@ -68,7 +75,7 @@ def manifest(run: LanguageModelRun, lm: LanguageModel) -> dict[str, Any]:
 
 
 def signature_functions(lm: LanguageModel) -> dict[str, Any]:
-    """generate (also serving_default), score, step, tokenize, detokenize."""
+    """generate (also serving_default), score, step, tokenize, detokenize, generate_chunk."""
 
     @tf.function(
         input_signature=[
@@ -114,8 +121,30 @@ def signature_functions(lm: LanguageModel) -> dict[str, Any]:
     def detokenize(token_ids):
         return {"text": lm.tokenizer.detokenize(token_ids)}
 
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, lm.vocabulary_size], tf.float32, name="logits"),
+            tf.TensorSpec([None, lm.num_states, lm.stack.units], tf.float32, name="states"),
+            tf.TensorSpec([], tf.int32, name="start"),
+            tf.TensorSpec([], tf.int32, name="tokens"),
+            tf.TensorSpec([], tf.float32, name="temperature"),
+            tf.TensorSpec([], tf.int32, name="top_k"),
+            tf.TensorSpec([], tf.float32, name="top_p"),
+            tf.TensorSpec([], tf.int64, name="seed"),
+            tf.TensorSpec([], tf.int32, name="row"),
+            tf.TensorSpec([None, None], tf.int32, name="previous"),
+        ]
+    )
+    def generate_chunk(
+        logits, states, start, tokens, temperature, top_k, top_p, seed, row, previous
+    ):
+        return lm.generate_chunk(
+            logits, states, start, tokens, temperature, top_k, top_p, seed, row, previous
+        )
+
     return {
         "serving_default": generate,
+        "generate_chunk": generate_chunk,
         "generate": generate,
         "score": score,
         "step": step,
