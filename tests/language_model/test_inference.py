@@ -125,12 +125,13 @@ def test_chunked_stream_stops_at_eos_inside_a_chunk(char_run: Path) -> None:
         manifest=lm_manifest(run, lm),
     )
     inside = 0  # streams whose [EOS] is not the last token of its chunk
-    for seed in range(4):
+    for seed in range(3):
         for knobs in ({"temperature": 1.0}, {"temperature": 0.7, "top_p": 0.95}):
             options = lm_lib.GenerationOptions(max_tokens=40, seed=seed, num_samples=2, **knobs)
             counts = _assert_streams_equal_generate(serving, options)
             inside += sum(c < 40 and c + 1 not in (1, 3, 7, 15, 31) for c in counts)
-            assert counts == _assert_streams_equal_generate(_without_chunks(serving), options)
+            if seed == 0:  # token by token is slow: one seed is enough
+                assert counts == _assert_streams_equal_generate(_without_chunks(serving), options)
     assert inside > 0
 
 

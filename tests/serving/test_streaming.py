@@ -49,7 +49,7 @@ def test_stream_arrives_piece_by_piece_and_equals_predict(
     assert done.kind == "done" and all(e.kind == "message" for e in pieces)
     streamed = "".join(e.data["text"] for e in pieces)
     assert streamed == done.data["text"]
-    assert done.data["tokens"] >= len(pieces) > 10 and done.data["seed"] == 11
+    assert done.data["tokens"] >= len(pieces) > 3 and done.data["seed"] == 11
     # The same text as :predict on `generate`, over HTTP and in process, for that seed.
     status, answer = http(
         task_server,

@@ -179,7 +179,7 @@ def _prime(signatures: dict[str, Any], prompt: str) -> tuple[tf.Tensor, tf.Tenso
 
 # `generate_chunk` sizes: the first chunk is one token, so it shows as soon as the prompt
 # is read; then each chunk doubles (fewer model calls per token) up to this many tokens.
-MAX_CHUNK_TOKENS = 32
+MAX_CHUNK_TOKENS = 64
 
 
 def stream_tokens(

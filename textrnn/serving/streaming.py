@@ -6,7 +6,7 @@ that the version can stream) and raises `ServingError` before anything is
 sent, so a bad knob is a 400 and not a broken stream. The returned
 `TokenStream` generates on a worker thread with
 `language_model.inference.stream_tokens`: the prompt through `step`, then
-chunks of tokens (1, 2, 4, ... up to 32) through the export's `generate_chunk`
+chunks of tokens (1, 2, 4, ... up to 64) through the export's `generate_chunk`
 signature, the in-graph loop of `generate` (exports without it sample through
 `step` / `detokenize` token by token), with the same seeds: the streamed text
 is the text `:predict` on `generate` answers for the same seed (row 0 of its
