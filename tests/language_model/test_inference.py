@@ -103,7 +103,7 @@ def _assert_streams_equal_generate(serving, options) -> list[int]:
 def test_chunked_stream_equals_generate(char_run: Path, knobs: dict) -> None:
     serving = export.load_serving(char_run, expected_task="lm")
     assert "generate_chunk" in serving.signatures
-    for seed in (1, 2, 3):
+    for seed in (1, 2):
         options = lm_lib.GenerationOptions(max_tokens=40, seed=seed, num_samples=2, **knobs)
         _assert_streams_equal_generate(serving, options)
 

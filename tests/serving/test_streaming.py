@@ -160,7 +160,7 @@ def _stream_in_process(export: Path, body: dict[str, Any], count: int = 1, **opt
     """Run `count` streams of `body` (seeds 0..count-1) through a `Streamer` in this process:
     [(texts, final event or the raised ServingError)], and the counters."""
     from textrnn.serving.errors import ServingError
-    from textrnn.serving.execution import Executor
+    from textrnn.serving.execution import Executor, replay_warmup
     from textrnn.serving.metrics import Stats
     from textrnn.serving.options import ServerOptions
     from textrnn.serving.servable import Servable
@@ -171,6 +171,7 @@ def _stream_in_process(export: Path, body: dict[str, Any], count: int = 1, **opt
     executor = Executor(server_options, stats)
     streamer = Streamer(executor, server_options, stats)
     servable = Servable("lm", 1, export)
+    replay_warmup(servable)  # as the server does at load: XLA compiles each chunk size
 
     async def one(seed: int):
         stream = streamer.open(servable, {**body, "seed": seed})
