@@ -305,9 +305,12 @@ def test_exports_answer_in_a_bare_tensorflow_process(
     ):
         assert_same(serving["answers"], answers, f"{task}: {name}'s serving answers", {})
     for export in ("export/1", "new_export/1"):
-        assert served["signatures"][export] == serving["signatures"], (
-            f"{task}/{export}: signatures changed:\n{served['signatures'][export]}"
-        )
+        # New exports may add signatures (the language model's `generate_chunk`); the old
+        # ones keep their names, inputs and outputs.
+        signatures = served["signatures"][export]
+        kept = {name: signatures.get(name) for name in serving["signatures"]}
+        assert kept == serving["signatures"], f"{task}/{export}: signatures changed:\n{signatures}"
+        assert export == "new_export/1" or signatures == serving["signatures"]
 
 
 def test_damaged_weights_fall_back_to_the_old_checkpoints(tmp_path: Path) -> None:

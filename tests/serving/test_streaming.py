@@ -49,7 +49,7 @@ def test_stream_arrives_piece_by_piece_and_equals_predict(
     assert done.kind == "done" and all(e.kind == "message" for e in pieces)
     streamed = "".join(e.data["text"] for e in pieces)
     assert streamed == done.data["text"]
-    assert done.data["tokens"] >= len(pieces) > 10 and done.data["seed"] == 11
+    assert done.data["tokens"] >= len(pieces) > 3 and done.data["seed"] == 11
     # The same text as :predict on `generate`, over HTTP and in process, for that seed.
     status, answer = http(
         task_server,
@@ -160,7 +160,7 @@ def _stream_in_process(export: Path, body: dict[str, Any], count: int = 1, **opt
     """Run `count` streams of `body` (seeds 0..count-1) through a `Streamer` in this process:
     [(texts, final event or the raised ServingError)], and the counters."""
     from textrnn.serving.errors import ServingError
-    from textrnn.serving.execution import Executor
+    from textrnn.serving.execution import Executor, replay_warmup
     from textrnn.serving.metrics import Stats
     from textrnn.serving.options import ServerOptions
     from textrnn.serving.servable import Servable
@@ -171,6 +171,7 @@ def _stream_in_process(export: Path, body: dict[str, Any], count: int = 1, **opt
     executor = Executor(server_options, stats)
     streamer = Streamer(executor, server_options, stats)
     servable = Servable("lm", 1, export)
+    replay_warmup(servable)  # as the server does at load: XLA compiles each chunk size
 
     async def one(seed: int):
         stream = streamer.open(servable, {**body, "seed": seed})

@@ -117,18 +117,45 @@ class LanguageModel(tf.Module):
         last = tf.reduce_sum(tf.cast(ids != PAD_ID, tf.int32), axis=1) - 1  # (batch,)
         return tf.gather(logits, last, axis=1, batch_dims=1), states
 
-    def _decode_loop(self, logits, states, capacity, max_tokens, temperature, top_k, top_p, seed):
+    def _decode_loop(
+        self,
+        logits,
+        states,
+        capacity,
+        max_tokens,
+        temperature,
+        top_k,
+        top_p,
+        seed,
+        start=0,
+        first_row=0,
+    ):
+        """Sample and step up to `max_tokens` tokens from `logits` / `states`: ids
+        `(batch, capacity)` (0 after `[EOS]` and past the count), the count, and the
+        logits and states after the last step.
+
+        Step t draws the noise of decoding step `start + t` for batch rows
+        `first_row...`: `generate` runs it once from step 0, `generate_chunk` a few
+        tokens at a time from where the previous chunk stopped, with the same draws.
+        """
         # XLA compiles once per (batch size, capacity): capacity is max_tokens rounded
         # up to a power of two, so a new max_tokens rarely means a new compilation.
         batch = tf.shape(logits)[0]
         tokens = tf.TensorArray(tf.int32, size=capacity, element_shape=[None])
+        start = tf.cast(start, tf.int32)
 
         def keep_going(t, logits, states, finished, tokens):
             return tf.logical_and(t < max_tokens, tf.logical_not(tf.reduce_all(finished)))
 
         def body(t, logits, states, finished, tokens):
             token = sampling.sample_logits(
-                logits, temperature, top_k, top_p, sampling.step_seed(seed, t), banned=self.banned
+                logits,
+                temperature,
+                top_k,
+                top_p,
+                sampling.step_seed(seed, start + t),
+                first_row=first_row,
+                banned=self.banned,
             )  # (batch,)
             token = tf.where(finished, tf.constant(PAD_ID, tf.int32), token)
             tokens = tokens.write(t, token)
@@ -138,11 +165,11 @@ class LanguageModel(tf.Module):
 
         t0 = tf.constant(0, tf.int32)
         finished = tf.zeros([batch], tf.bool)
-        t, _, _, _, tokens = tf.while_loop(
+        t, logits, states, _, tokens = tf.while_loop(
             keep_going, body, (t0, logits, states, finished, tokens), maximum_iterations=max_tokens
         )
         # Slots past t stay 0 (padding); the caller trims to t outside XLA.
-        return tf.transpose(tokens.stack()), t  # (batch, max_tokens), ()
+        return tf.transpose(tokens.stack()), t, logits, states  # (batch, capacity), (), ...
 
     def generate_ids(self, prompt, max_tokens, temperature, top_k, top_p, seed) -> tf.Tensor:
         """Prompts `[batch]` -> generated ids `int32 (batch, tokens)`, 0 after `[EOS]`."""
@@ -151,20 +178,40 @@ class LanguageModel(tf.Module):
         )
         with tf.control_dependencies(checks):
             logits, states = self.prime(prompt)
-        capacity = tf.cast(
-            tf.pow(
-                2.0,
-                tf.math.ceil(
-                    tf.math.log(tf.cast(tf.maximum(max_tokens, 1), tf.float32)) / math.log(2.0)
-                ),
-            ),
-            tf.int32,
-        )
-        capacity = tf.maximum(capacity, max_tokens)  # guard against float rounding
-        tokens, t = self._decode(
+        capacity = _capacity(max_tokens)
+        tokens, t, _, _ = self._decode(
             logits, states, capacity, max_tokens, temperature, top_k, top_p, seed
         )
         return tokens[:, :t]
+
+    def generate_chunk(
+        self, logits, states, start, tokens, temperature, top_k, top_p, seed, row, previous
+    ) -> dict[str, tf.Tensor]:
+        """Continue one stream by `tokens` tokens from decoding step `start` (the
+        `generate_chunk` signature): ids `(1, tokens)` (0 after `[EOS]`), the logits and
+        packed states to continue from, and the text of `previous` + these ids (the
+        whole continuation so far, so pieces split across chunks join as in `generate`).
+        """
+        checks = sampling.assert_sampling_options(
+            tokens, temperature, top_k, top_p, self.vocabulary_size
+        )
+        with tf.control_dependencies(checks):
+            tokens = tf.identity(tokens)
+        ids, t, logits, new_states = self._decode(
+            logits,
+            self.unpack(states),
+            _capacity(tokens),
+            tokens,
+            temperature,
+            top_k,
+            top_p,
+            seed,
+            start,
+            row,
+        )
+        ids = ids[:, :t]
+        text = self.tokenizer.detokenize(tf.concat([previous, ids], axis=1))
+        return {"token_ids": ids, "logits": logits, "states": self.pack(new_states), "text": text}
 
     def generate(self, prompt, max_tokens, temperature, top_k, top_p, seed) -> dict[str, tf.Tensor]:
         ids = self.generate_ids(prompt, max_tokens, temperature, top_k, top_p, seed)
@@ -209,6 +256,21 @@ class LanguageModel(tf.Module):
             tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits) * weights
         )
         return tf.reduce_sum(nll), tf.reduce_sum(weights), states
+
+
+def _capacity(max_tokens: tf.Tensor) -> tf.Tensor:
+    """`max_tokens` rounded up to a power of two: the loop's buffer, so XLA compiles once
+    per power of two rather than once per `max_tokens`."""
+    capacity = tf.cast(
+        tf.pow(
+            2.0,
+            tf.math.ceil(
+                tf.math.log(tf.cast(tf.maximum(max_tokens, 1), tf.float32)) / math.log(2.0)
+            ),
+        ),
+        tf.int32,
+    )
+    return tf.maximum(capacity, max_tokens)  # guard against float rounding
 
 
 def _maybe_layer(model: keras.Model, name: str) -> keras.layers.Layer | None:

@@ -177,19 +177,89 @@ def _prime(signatures: dict[str, Any], prompt: str) -> tuple[tf.Tensor, tf.Tenso
     return outputs["logits"], states
 
 
+# `generate_chunk` sizes: the first chunk is one token, so it shows as soon as the prompt
+# is read; then each chunk doubles (fewer model calls per token) up to this many tokens.
+MAX_CHUNK_TOKENS = 64
+
+
 def stream_tokens(
     serving: Any, prompt: str, options: GenerationOptions, row: int = 0
 ) -> Generator[str, None, int]:
-    """Yield the continuation of `prompt` piece by piece through the `step` signature;
-    the generator's return value is the number of tokens generated.
+    """Yield the continuation of `prompt` piece by piece; the generator's return value is
+    the number of tokens generated.
 
-    Sampling happens here, with the same `textrnn.decoding.sampling` code and
-    per-step seeds as the in-graph loop; `row` is the row this sample would have
-    in a batched `generate` call (its noise depends on it).
+    With the export's `generate_chunk` signature, tokens come a chunk at a time (1, 2,
+    4, ... up to `MAX_CHUNK_TOKENS`) from the in-graph loop; older exports sample here
+    token by token through `step`. Both draw the same noise per decoding step as the
+    batched `generate`; `row` is the row this sample would have in a batched `generate`
+    call (its noise depends on it), so the text is the same.
     """
     signatures = serving.signatures
     seed = options.resolved_seed()
     logits, states = _prime(signatures, prompt)  # (1, vocabulary), (1, num_states, units)
+    if "generate_chunk" in signatures:
+        return (yield from _stream_chunks(signatures, logits, states, options, seed, row))
+    return (yield from _stream_steps(serving, logits, states, options, seed, row))
+
+
+class _Pieces:
+    """The new text of a growing continuation: each time the whole continuation so far is
+    detokenized, the suffix not shown yet (text already shown never changes)."""
+
+    def __init__(self) -> None:
+        self.shown = ""
+
+    def new(self, text: bytes) -> str:
+        decoded = text.decode("utf-8", errors="replace")
+        if not decoded.startswith(self.shown):  # a later token rewrote shown text: wait
+            return ""
+        piece, self.shown = decoded[len(self.shown) :], decoded
+        return piece
+
+
+def _stream_chunks(
+    signatures: dict[str, Any], logits, states, options: GenerationOptions, seed: int, row: int
+) -> Generator[str, None, int]:
+    """The continuation through `generate_chunk`: one model call per chunk."""
+    knobs = {
+        "temperature": tf.constant(options.temperature, tf.float32),
+        "top_k": tf.constant(options.top_k, tf.int32),
+        "top_p": tf.constant(options.top_p, tf.float32),
+        "seed": tf.constant(seed, tf.int64),
+        "row": tf.constant(row, tf.int32),
+    }
+    generated = np.zeros([1, 0], np.int32)
+    pieces = _Pieces()
+    size = 1
+    while generated.shape[1] < options.max_tokens:
+        tokens = min(size, options.max_tokens - generated.shape[1])
+        outputs = signatures["generate_chunk"](
+            logits=logits,
+            states=states,
+            start=tf.constant(generated.shape[1], tf.int32),
+            tokens=tf.constant(tokens, tf.int32),
+            previous=tf.constant(generated),
+            **knobs,
+        )
+        ids = np.asarray(outputs["token_ids"])  # (1, <= tokens); ends at [EOS] if drawn
+        stopped = ids.shape[1] > 0 and ids[0, -1] == EOS_ID
+        generated = np.concatenate([generated, ids[:, : ids.shape[1] - int(stopped)]], axis=1)
+        piece = pieces.new(np.asarray(outputs["text"])[0])
+        if piece:
+            yield piece
+        if stopped or ids.shape[1] < tokens:
+            break
+        logits, states = outputs["logits"], outputs["states"]
+        size = min(size * 2, MAX_CHUNK_TOKENS)
+    return int(generated.shape[1])
+
+
+def _stream_steps(
+    serving: Any, logits, states, options: GenerationOptions, seed: int, row: int
+) -> Generator[str, None, int]:
+    """The continuation through `step` and `detokenize`, sampling here: exports from before
+    `generate_chunk`. Three model calls per token."""
+    signatures = serving.signatures
     vocabulary = int(logits.shape[-1])
     banned = np.zeros([vocabulary], bool)
     banned[serving.manifest.get("banned_ids", [PAD_ID, BOS_ID])] = True
@@ -201,7 +271,7 @@ def stream_tokens(
     first_row = tf.constant(row, tf.int32)  # the noise row r of a batched `generate` draws
     banned = tf.constant(banned)
     generated: list[int] = []
-    shown = ""
+    pieces = _Pieces()
     for t in range(options.max_tokens):
         token = int(
             _sample_logits(
@@ -211,14 +281,10 @@ def stream_tokens(
         if token == EOS_ID:
             return len(generated)
         generated.append(token)
-        text = signatures["detokenize"](token_ids=tf.constant([generated], tf.int32))[
-            "text"
-        ].numpy()[0]
-        text = text.decode("utf-8", errors="replace")
-        if text.startswith(shown):
-            piece, shown = text[len(shown) :], text
-            if piece:
-                yield piece
+        text = signatures["detokenize"](token_ids=tf.constant([generated], tf.int32))["text"]
+        piece = pieces.new(np.asarray(text)[0])
+        if piece:
+            yield piece
         outputs = signatures["step"](token_ids=tf.constant([token], tf.int32), states=states)
         logits, states = outputs["logits"], outputs["states"]
     return len(generated)

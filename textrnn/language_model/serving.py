@@ -8,9 +8,16 @@ Signatures (strings in, strings out; `serving_default` is `generate`):
     step        token_ids [batch], states [batch, num_states, units] -> logits, states
     tokenize    text [batch] -> token_ids ([BOS] + tokens), lengths, unknown, initial_states
     detokenize  token_ids [batch, time] -> text
+    generate_chunk  logits [1, vocabulary], states [1, num_states, units], start, tokens,
+                temperature, top_k, top_p, seed, row, previous [1, time]
+                -> token_ids [1, <= tokens], logits, states, text [1]
 
 `tokenize`, `step` and `detokenize` let a client sample token by token
-(`inference.stream_tokens`) with the same noise as the in-graph loop.
+(`inference.stream_tokens`) with the same noise as the in-graph loop;
+`generate_chunk` runs that loop for a few tokens of one stream at a time
+(decoding steps start, start + 1, ... of batch row `row`), so a stream costs
+one call per chunk instead of three per token. Exports older than it stream
+through `step`.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import tensorflow as tf
 
 from textrnn.decoding.sampling import MAX_TOKENS_CAP
 from textrnn.language_model.generation import LanguageModel
+from textrnn.language_model.inference import MAX_CHUNK_TOKENS
 from textrnn.language_model.run import LanguageModelRun
 from textrnn.tasks import ServingParts
 from textrnn.tokenizers import EOS_ID, PAD_ID, UNK_ID
@@ -49,9 +57,33 @@ def serving_signatures(run: LanguageModelRun) -> ServingParts:
         signatures=signature_functions(lm),
         resources=[run.model, run.tokenizer],
         manifest=manifest(run, lm),
-        warmup_requests=list(WARMUP_REQUESTS),
+        warmup_requests=list(WARMUP_REQUESTS) + chunk_warmup_requests(lm),
         inference=lm,
     )
+
+
+def chunk_warmup_requests(lm: LanguageModel) -> list[tuple[str, dict[str, Any]]]:
+    """One `generate_chunk` request per chunk size a stream uses (1, 2, 4, ... up to
+    `MAX_CHUNK_TOKENS`): XLA compiles the loop once per size, ~1 s each, which would
+    otherwise stall the first streams after a load."""
+    requests = []
+    size = 1
+    while size <= MAX_CHUNK_TOKENS:
+        inputs = {
+            "logits": np.zeros([1, lm.vocabulary_size], np.float32),
+            "states": np.zeros([1, lm.num_states, lm.stack.units], np.float32),
+            "start": np.int32(0),
+            "tokens": np.int32(size),
+            "temperature": np.float32(1.0),
+            "top_k": np.int32(0),
+            "top_p": np.float32(1.0),
+            "seed": np.int64(0),
+            "row": np.int32(0),
+            "previous": np.zeros([1, 0], np.int32),
+        }
+        requests.append(("generate_chunk", inputs))
+        size *= 2
+    return requests
 
 
 def manifest(run: LanguageModelRun, lm: LanguageModel) -> dict[str, Any]:
@@ -68,7 +100,7 @@ def manifest(run: LanguageModelRun, lm: LanguageModel) -> dict[str, Any]:
 
 
 def signature_functions(lm: LanguageModel) -> dict[str, Any]:
-    """generate (also serving_default), score, step, tokenize, detokenize."""
+    """generate (also serving_default), score, step, tokenize, detokenize, generate_chunk."""
 
     @tf.function(
         input_signature=[
@@ -114,8 +146,30 @@ def signature_functions(lm: LanguageModel) -> dict[str, Any]:
     def detokenize(token_ids):
         return {"text": lm.tokenizer.detokenize(token_ids)}
 
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, lm.vocabulary_size], tf.float32, name="logits"),
+            tf.TensorSpec([None, lm.num_states, lm.stack.units], tf.float32, name="states"),
+            tf.TensorSpec([], tf.int32, name="start"),
+            tf.TensorSpec([], tf.int32, name="tokens"),
+            tf.TensorSpec([], tf.float32, name="temperature"),
+            tf.TensorSpec([], tf.int32, name="top_k"),
+            tf.TensorSpec([], tf.float32, name="top_p"),
+            tf.TensorSpec([], tf.int64, name="seed"),
+            tf.TensorSpec([], tf.int32, name="row"),
+            tf.TensorSpec([None, None], tf.int32, name="previous"),
+        ]
+    )
+    def generate_chunk(
+        logits, states, start, tokens, temperature, top_k, top_p, seed, row, previous
+    ):
+        return lm.generate_chunk(
+            logits, states, start, tokens, temperature, top_k, top_p, seed, row, previous
+        )
+
     return {
         "serving_default": generate,
+        "generate_chunk": generate_chunk,
         "generate": generate,
         "score": score,
         "step": step,

@@ -5,12 +5,14 @@
 that the version can stream) and raises `ServingError` before anything is
 sent, so a bad knob is a 400 and not a broken stream. The returned
 `TokenStream` generates on a worker thread with
-`language_model.inference.stream_tokens`, which samples through the export's
-`tokenize` / `step` / `detokenize` signatures with the same code and seeds as
-the in-graph `generate` loop: the streamed text is the text `:predict` on
-`generate` answers for the same seed (row 0 of its batch). Its `step` calls go
-through the server's `Executor`, so they keep `--num-workers` and, with
-`--enable-batching`, merge with the step calls of other streams.
+`language_model.inference.stream_tokens`: the prompt through `step`, then
+chunks of tokens (1, 2, 4, ... up to 64) through the export's `generate_chunk`
+signature, the in-graph loop of `generate` (exports without it sample through
+`step` / `detokenize` token by token), with the same seeds: the streamed text
+is the text `:predict` on `generate` answers for the same seed (row 0 of its
+batch). Its `step` and `generate_chunk` calls go through the server's
+`Executor`, so they keep `--num-workers` (and, with `--enable-batching`, the
+per-token `step` calls of older exports merge with other streams').
 
 The consumer (on the event loop) reads `await stream.next_event()`: pieces
 as they come (pieces queued while the client was slow go out as one event),
@@ -30,7 +32,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -168,34 +170,34 @@ class Streamer:
 
 class _StepClient:
     """What `stream_tokens` calls: the version's `tokenize` / `detokenize` as they are, and
-    `step` through the executor, checking the stream's cancellation and deadline first."""
+    `generate_chunk` (or, for exports without it, `step`) through the executor, checking
+    the stream's cancellation and deadline first."""
 
     def __init__(self, stream: TokenStream) -> None:
         loaded = stream.servable.loaded.signatures
         self.manifest = stream.manifest
-        self.signatures = {
-            "tokenize": loaded["tokenize"],
-            "detokenize": loaded["detokenize"],
-            "step": self._step,
-        }
+        self.signatures = {"tokenize": loaded["tokenize"], "detokenize": loaded["detokenize"]}
         self._stream = stream
-        self._signature = stream.servable.signature("step")
+        # `step` reads the prompt; `generate_chunk` (in exports that have it) generates.
+        for name in ("step", "generate_chunk"):
+            if name in stream.servable.signatures:
+                self.signatures[name] = partial(self._call, stream.servable.signature(name))
 
-    def _step(self, token_ids: Any, states: Any) -> dict[str, np.ndarray]:
+    def _call(self, signature: Any, **inputs: Any) -> dict[str, np.ndarray]:
         stream = self._stream
         if stream.cancelled.is_set():
             raise _CancelledError
         remaining = stream.deadline - time.monotonic()
         if remaining <= 0:
             raise stream.deadline_error()
-        arrays = {"token_ids": np.asarray(token_ids), "states": np.asarray(states)}
+        arrays = {name: np.asarray(value) for name, value in inputs.items()}
         streamer = stream.streamer
         if streamer.stats.streams_active == 1:
             # The only stream: nothing to merge with, so no batch wait and no thread hop.
-            outputs = self._signature.run(arrays)
+            outputs = signature.run(arrays)
             streamer.stats.add(model_calls=1, batched_rows=1, merged_requests=1)
             return outputs
-        return streamer.executor.run(stream.servable, self._signature, arrays, 1, remaining)
+        return streamer.executor.run(stream.servable, signature, arrays, 1, remaining)
 
 
 class TokenStream:
