@@ -179,10 +179,10 @@ def beam_search(
     Each step expands every live hypothesis, keeps the `beam_size` best by
     log-probability, and moves those ending in EOS to a finished set of
     `beam_size` ranked by `log P / ((5 + length) / 6) ** alpha` (plus the coverage
-    penalty when `coverage_penalty` > 0). A sentence is
-    done when the best expansion ends in EOS and `n_best` hypotheses are
-    finished, when no live hypothesis is left, or at its length cap (where EOS
-    is forced). With `beam_size` 1 this is exactly `greedy_search`.
+    penalty when `coverage_penalty` > 0). A sentence is done when the best
+    expansion ends in EOS and `n_best` hypotheses are finished, when no live
+    hypothesis is left, or at its length cap (where EOS is forced). With
+    `beam_size` 1 this is exactly `greedy_search`.
 
     Args:
         step_fn: see the module section comment; called with `batch * beam` rows.
