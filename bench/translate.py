@@ -127,7 +127,9 @@ def compare_with_revision(args: argparse.Namespace) -> None:
                 command = [*common, "--code", code, *extra]
                 if which == "new":
                     command += ["--coverage-penalty", str(beta)]
-                output = subprocess.run(command, capture_output=True, text=True, check=True)
+                output = subprocess.run(command, capture_output=True, text=True)
+                if output.returncode:
+                    sys.exit(f"{which} worker failed: {output.stderr.strip().splitlines()[-1]}")
                 runs[which].append(json.loads(output.stdout.strip().splitlines()[-1]))
     report_comparison(args, runs, ngram, beta)
 
