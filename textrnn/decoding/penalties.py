@@ -66,18 +66,22 @@ def block_repeated_ngrams(
     """
     ngram = tf.cast(ngram, tf.int32)
 
+    rows, width = tf.shape(history)[0], tf.shape(history)[1]
+    blocked = tf.logical_and(
+        suffix_match >= ngram - 1, (tf.range(width) < step)[tf.newaxis]
+    )  # (rows, width): the token at p would complete an n-gram already there
+
     def block() -> tf.Tensor:
-        rows, width = tf.shape(history)[0], tf.shape(history)[1]
-        blocked = tf.logical_and(
-            suffix_match >= ngram - 1, (tf.range(width) < step)[tf.newaxis]
-        )  # (rows, width): the token at p completes an n-gram already there
         indices = tf.stack(
             [tf.repeat(tf.range(rows), width), tf.reshape(history, [-1])], axis=1
         )  # (rows * width, 2): (row, token at p)
         updates = tf.where(tf.reshape(blocked, [-1]), NEGATIVE, _KEEP)
         return tf.tensor_scatter_nd_min(log_probs, indices, tf.cast(updates, log_probs.dtype))
 
-    return tf.cond(ngram > 0, block, lambda: log_probs)
+    # Most steps block nothing (the last n - 1 tokens are new): skip the pass over the
+    # vocabulary then, the one cost that grows with it.
+    anything = tf.logical_and(ngram > 0, tf.reduce_any(blocked))
+    return tf.cond(anything, block, lambda: log_probs)
 
 
 def coverage_penalty(
