@@ -6,7 +6,8 @@ connections, each client waiting for its answer before the next request;
 the clients run on one asyncio loop in a separate process, so the load
 generator itself costs little of the 2 cores it shares with the server) and prints requests/s,
 p50 / p99 latency, errors and
-the server's resident memory before and after; then the same SavedModel
+the server's CPU time per request and resident memory before and after
+(issue 20 compared the REST front ends this way: docs/results.md); then the same SavedModel
 called in-process as the floor. Every loop is bounded (M requests per
 client and --max-seconds overall); only 127.0.0.1 is used.
 
@@ -17,6 +18,7 @@ requests with 0 errors and no memory growth (`--requests 3125` with 32 clients).
     python bench/serve_load.py                       # default-size model, 32 clients x 200
     python bench/serve_load.py --requests 3125       # the 100,000-request soak
     python bench/serve_load.py --model-base-path saved_models   # an existing sentiment export
+    python bench/serve_load.py --stream              # :generate_stream (bench/serve_stream.py)
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ class _KeepAliveClient(asyncio.Protocol):
         if end < 0:
             return
         head = self.buffer[: end + 2]  # the last header line keeps its CRLF
-        start = head.find(b"Content-Length: ") + 16
+        start = head.lower().find(b"\r\ncontent-length:") + 17  # any header-name case
         length = int(head[start : head.index(b"\r\n", start)])
         if len(self.buffer) < end + 4 + length:
             return
@@ -312,7 +314,72 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(fraction * len(sorted_values)))]
 
 
+def run_plan(servers: dict[str, ServerProcess], args: argparse.Namespace) -> tuple:
+    """Batch-1 latency on each server, then `args.rounds` throughput rounds alternating
+    between them (so load from the machine's other work falls on each alike)."""
+    rss = {}
+    for mode, server in servers.items():
+        run_clients(server.port, 4, 25, 120, args.model)  # warm connections and code paths
+        rss[mode] = [rss_mb(server.process.pid)]
+    print(
+        f"{'round':<6} {'batching':<9} {'clients':>7} {'requests':>8} {'req/s':>8} "
+        f"{'p50 ms':>7} {'p99 ms':>7} {'errors':>6} {'server CPU us/req':>17}"
+    )
+    rates: dict[str, list[float]] = {mode: [] for mode in servers}
+    cpus: dict[str, list[float]] = {mode: [] for mode in servers}
+    errors = 0
+    plan = [("-", mode, 1, args.latency_requests) for mode in servers] + [
+        (str(r + 1), mode, args.clients, args.requests)
+        for r in range(args.rounds)
+        for mode in servers
+    ]
+    for label, mode, clients, requests in plan:
+        server = servers[mode]
+        cpu_before = cpu_seconds(server.process.pid)
+        result = run_clients(
+            server.port, clients, requests, args.max_seconds, args.model, args.client_processes
+        )
+        lat = result["latencies"]
+        rate = len(lat) / result["seconds"]
+        cpu = (cpu_seconds(server.process.pid) - cpu_before) / max(1, len(lat))
+        errors += result["errors"]
+        if clients == args.clients:
+            rates[mode].append(rate)
+            cpus[mode].append(cpu)
+        print(
+            f"{label:<6} {mode:<9} {clients:>7} {len(lat):>8} {rate:>8.0f} "
+            f"{percentile(lat, 0.5) * 1e3:>7.2f} {percentile(lat, 0.99) * 1e3:>7.2f} "
+            f"{result['errors']:>6} {cpu * 1e6:>17.0f}",
+            flush=True,
+        )
+    for mode, server in servers.items():
+        rss[mode].append(rss_mb(server.process.pid))
+    return rates, cpus, errors, rss
+
+
+def report_rates(rates: dict, cpus: dict, clients: int) -> None:
+    """Medians, server CPU per request, and batching on / off per round."""
+    off, on = rates["off"], rates["on"]
+    if not (off and on):
+        return
+    ratios = [b / a for a, b in zip(off, on, strict=True)]
+    print(
+        f"batching at {clients} clients: off {statistics.median(off):.0f} req/s "
+        f"({statistics.median(cpus['off']) * 1e6:.0f} us server CPU/req), "
+        f"on {statistics.median(on):.0f} req/s "
+        f"({statistics.median(cpus['on']) * 1e6:.0f} us server CPU/req); on / off per round "
+        + ", ".join(f"{r:.2f}" for r in ratios)
+        + f"; median {statistics.median(ratios):.2f}x (goal >= 5x)"
+    )
+
+
 def main() -> None:
+    if "--stream" in sys.argv[1:]:  # issue 17: streaming vs :predict, in bench/serve_stream.py
+        sys.argv.remove("--stream")
+        import serve_stream
+
+        serve_stream.main()
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--model-base-path", type=Path, help="Holds <model>/<version>/; default: build one."
@@ -391,53 +458,11 @@ def main() -> None:
             flush=True,
         )
         threads = ("--tensorflow-intra-op-parallelism", str(args.intra_op_threads))
-        servers = {
-            "off": ServerProcess(base, *threads),
-            "on": ServerProcess(base, *batching, *threads),
-        }
+        servers: dict[str, ServerProcess] = {}
         try:
-            rss = {}
-            for mode, server in servers.items():
-                run_clients(server.port, 4, 25, 120, args.model)  # warm connections and code paths
-                rss[mode] = [rss_mb(server.process.pid)]
-            header = (
-                f"{'round':<6} {'batching':<9} {'clients':>7} {'requests':>8} {'req/s':>8} "
-                f"{'p50 ms':>7} "
-                f"{'p99 ms':>7} {'errors':>6} {'server CPU us/req':>17}"
-            )
-            print(header)
-            rates: dict[str, list[float]] = {"off": [], "on": []}
-            errors = 0
-            plan = [("-", mode, 1, args.latency_requests) for mode in servers] + [
-                (str(r + 1), mode, args.clients, args.requests)
-                for r in range(args.rounds)
-                for mode in servers
-            ]
-            for label, mode, clients, requests in plan:
-                server = servers[mode]
-                cpu_before = cpu_seconds(server.process.pid)
-                result = run_clients(
-                    server.port,
-                    clients,
-                    requests,
-                    args.max_seconds,
-                    args.model,
-                    args.client_processes,
-                )
-                lat = result["latencies"]
-                rate = len(lat) / result["seconds"]
-                cpu = (cpu_seconds(server.process.pid) - cpu_before) / max(1, len(lat))
-                errors += result["errors"]
-                if clients == args.clients:
-                    rates[mode].append(rate)
-                print(
-                    f"{label:<6} {mode:<9} {clients:>7} {len(lat):>8} {rate:>8.0f} "
-                    f"{percentile(lat, 0.5) * 1e3:>7.2f} {percentile(lat, 0.99) * 1e3:>7.2f} "
-                    f"{result['errors']:>6} {cpu * 1e6:>17.0f}",
-                    flush=True,
-                )
-            for mode, server in servers.items():
-                rss[mode].append(rss_mb(server.process.pid))
+            servers["off"] = ServerProcess(base, *threads)
+            servers["on"] = ServerProcess(base, *batching, *threads)
+            rates, cpus, errors, rss = run_plan(servers, args)
         finally:
             for server in servers.values():
                 server.stop()
@@ -446,6 +471,7 @@ def main() -> None:
             + ", ".join(f"batching {m} {a:.0f} -> {b:.0f}" for m, (a, b) in rss.items())
         )
         print(f"errors: {errors}")
+        report_rates(rates, cpus, args.clients)
         floor = in_process_floor(base, args.model, args.latency_requests)
         lat = floor["latencies"]
         print(
@@ -454,15 +480,6 @@ def main() -> None:
             f"{1 / statistics.mean(lat):.0f} calls/s; "
             f"batch-32 {floor['rows_per_second']:.0f} rows/s"
         )
-        if rates["on"] and rates["off"]:
-            ratios = [on / off for on, off in zip(rates["on"], rates["off"], strict=True)]
-            print(
-                f"batching at {args.clients} clients: "
-                f"off {statistics.median(rates['off']):.0f} req/s, "
-                f"on {statistics.median(rates['on']):.0f} req/s; on / off per round "
-                + ", ".join(f"{r:.2f}" for r in ratios)
-                + f"; median {statistics.median(ratios):.2f}x (goal >= 5x)"
-            )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

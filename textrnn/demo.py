@@ -41,6 +41,7 @@ SENTIMENT = Section(
         " --restart",
         "sentiment evaluate --run-dir runs/demo/sentiment --data tasks/sentiment/data/dev.tsv",
         "sentiment export --run-dir runs/demo/sentiment --out saved_models/sentiment",
+        "plot --run-dir runs/demo/sentiment --out runs/demo/sentiment/curves.png",
         "sentiment predict --model saved_models/sentiment"
         " 'a gorgeous , witty and moving film .'"
         " 'the plot is a mess and the jokes fall flat .'"
@@ -56,6 +57,7 @@ LANGUAGE_MODEL = Section(
         "lm train --config tasks/lm/config.toml --run-dir runs/demo/lm --restart",
         "lm evaluate --run-dir runs/demo/lm --data tasks/lm/data/valid.txt",
         "lm export --run-dir runs/demo/lm --out saved_models/lm",
+        "plot --run-dir runs/demo/lm --out runs/demo/lm/curves.png",
         "generate --model saved_models/lm --prompt ROMEO: --max-tokens 300 --temperature 0.6"
         " --seed 1",
     ),
@@ -71,6 +73,7 @@ TRANSLATION = Section(
         "translation evaluate --run-dir runs/demo/translation"
         " --source tasks/translation/data/val.en --target tasks/translation/data/val.de",
         "translation export --run-dir runs/demo/translation --out saved_models/translation",
+        "plot --run-dir runs/demo/translation --out runs/demo/translation/curves.png",
         "translation translate --model saved_models/translation --beam-size 4"
         " 'A man is riding a bike.'"
         " 'Two dogs are playing in the snow.'"
@@ -134,7 +137,11 @@ def main() -> None:
     except KeyboardInterrupt:
         print("demo interrupted", file=sys.stderr, flush=True)
         sys.exit(130)
-    print(f"\ndemo finished in {time.perf_counter() - started:.0f} s", flush=True)
+    print(
+        f"\ndemo finished in {time.perf_counter() - started:.0f} s; training curves: "
+        + ", ".join(f"runs/demo/{name}/curves.png" for name in ("sentiment", "lm", "translation")),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

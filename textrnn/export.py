@@ -7,8 +7,9 @@ interrupted export never leaves a half-written version, and an existing
 version is never overwritten.
 
 `load_serving(path)` opens what a `--model` option points at: an export
-version directory, an export base directory (highest version), or a run
-directory (the same signatures built in-process).
+version directory, an export base directory (highest version), a LiteRT export
+(`export-litert`, run on the host by `textrnn.edge` behind the same signature
+names), or a run directory (the same signatures built in-process).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from textrnn import tasks
+from textrnn.edge.manifest import is_litert_export
 from textrnn.errors import ModelPathError, RunDirError
 from textrnn.fileio import ensure_writable_directory
 
@@ -102,22 +104,29 @@ def export_run(
         (extra / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         if parts.warmup_requests:
             write_warmup_requests(extra / "tf_serving_warmup_requests", parts.warmup_requests)
-        # Claim the next version; never overwrite (a concurrent export takes the one after).
-        while True:
-            version = (numeric_versions(base) or [0])[-1] + 1
-            target = base / str(version)
-            try:
-                os.rename(tmp, target)
-                return target
-            except OSError:
-                if not target.exists():
-                    raise
+        return publish_version(tmp, base)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
         if created:
             with contextlib.suppress(OSError):
                 base.rmdir()  # only if no version landed in it
+
+
+def publish_version(tmp: Path, base: Path) -> Path:
+    """Rename the finished `tmp` to the next numeric version under `base`; return it.
+
+    Never overwrites: a concurrent export that claimed the number takes the one after.
+    """
+    while True:
+        version = (numeric_versions(base) or [0])[-1] + 1
+        target = base / str(version)
+        try:
+            os.rename(tmp, target)
+            return target
+        except OSError:
+            if not target.exists():
+                raise
 
 
 def write_warmup_requests(path: Path, requests: list[tuple[str, dict[str, Any]]]) -> None:
@@ -150,23 +159,31 @@ class Serving:
     task: str
     path: Path
     signatures: dict[str, Any]
-    source: str  # "export" or "run"
+    source: str  # "export", "litert" or "run"
     manifest: dict[str, Any]
     keep_alive: Any = None  # the loaded object that owns the functions
     inference: Any = None  # a run directory's in-process inference object (`ServingParts`)
 
 
+def _model_kind(path: Path) -> str | None:
+    """ "export" (SavedModel), "litert" (`export-litert`) or None for an incomplete version."""
+    if is_saved_model(path):
+        return "export"
+    return "litert" if is_litert_export(path) else None
+
+
 def resolve_model_path(path: str | os.PathLike) -> tuple[str, Path]:
+    """("export" | "litert" | "run", directory) for what a `--model` option points at."""
     path = Path(path)
     if not path.exists():
         raise ModelPathError(
             f"model not found: {path} (--model takes a run directory or an export)"
         )
-    if is_saved_model(path):
-        return "export", path
+    if _model_kind(path):
+        return _model_kind(path), path
     directories = version_directories(path)
     versions = list(directories)
-    complete = [v for v in versions if is_saved_model(directories[v])]
+    complete = [v for v in versions if _model_kind(directories[v])]
     if complete:
         # The highest version that holds a SavedModel: one being copied in (no
         # saved_model.pb yet) does not hide the ones before it.
@@ -178,7 +195,7 @@ def resolve_model_path(path: str | os.PathLike) -> tuple[str, Path]:
                 ", ".join(map(str, skipped)),
                 complete[-1],
             )
-        return "export", directories[complete[-1]]
+        return _model_kind(directories[complete[-1]]), directories[complete[-1]]
     if (path / "config.json").exists():
         return "run", path
     if versions:
@@ -196,7 +213,13 @@ def load_serving(path: str | os.PathLike, expected_task: str | None = None) -> S
     import tensorflow as tf
 
     kind, resolved = resolve_model_path(path)
-    if kind == "export":
+    if kind == "litert":
+        # A LiteRT export: the same signature names, run on the host (textrnn.edge).
+        from textrnn.edge.serving import litert_signatures
+
+        loaded, signatures, manifest = litert_signatures(resolved)
+        serving = Serving(loaded.task, loaded.path, signatures, "litert", manifest, loaded)
+    elif kind == "export":
         try:
             loaded = tf.saved_model.load(str(resolved))
         except Exception as error:  # noqa: BLE001 - TF raises many kinds for a bad SavedModel

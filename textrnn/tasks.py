@@ -46,6 +46,25 @@ class ServingParts:
 
 
 @dataclass(frozen=True)
+class LiteRTParts:
+    """What a task hands to `export-litert` (`textrnn.edge.convert`).
+
+    functions: signature name -> `tf.function` with a fixed-shape numeric input signature
+        (token ids and states in, probabilities / logits / states out), built without XLA
+        from the run's trained layers; converted with LiteRT's built-in ops only.
+    resources: objects the intermediate SavedModel must track (models, `tf.Module`s).
+    tokenizers: name -> in-graph tokenizer whose vocabulary and host tables ship with the
+        file (`text`, or `source` and `target`); `textrnn.edge` tokenizes on the host.
+    manifest: task settings the host runtime needs (labels, lengths, states, decoding).
+    """
+
+    functions: dict[str, Any]
+    resources: list[Any]
+    tokenizers: dict[str, Any]
+    manifest: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Task:
     """The typed contract every task fulfils.
 
@@ -60,6 +79,9 @@ class Task:
         load_run: `(run_dir) -> run`: the task's run dataclass (config, tokenizers,
             model, ...), rebuilt from a run directory.
         serving_signatures: `(run) -> ServingParts`: the functions that export.
+        litert_functions: `(run, max_length) -> LiteRTParts`: the numeric, fixed-shape
+            functions `export-litert` converts (`max_length`: the `--max-length` flag or
+            None for the task's default); None if the task has no LiteRT export.
     """
 
     name: str
@@ -69,6 +91,7 @@ class Task:
     build_model: Callable[..., keras.Model]
     load_run: Callable[[Path], Any]
     serving_signatures: Callable[[Any], ServingParts]
+    litert_functions: Callable[[Any, int | None], LiteRTParts] | None = None
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,11 @@ models (`sentiment` versions 1 and 2, and the same classifier again as
 `classifier`):
 
 - `server` (`servers["main"]`): batching off, small limits (64 KiB bodies,
-  64 instances), fast polling;
+  64 instances, 8 KiB header lines, 1 s to send a request's head, 2 s idle
+  keep-alive), fast polling;
 - `servers["batching"]`: `--enable-batching`, so concurrent requests merge;
-- `servers["timeout"]`: a batch wait far longer than its request deadline.
+- `servers["timeout"]`: a batch wait far longer than its request deadline, and
+  `--no-playground`.
 
 Every error test checks the answer's status and message, then that the
 server still answers. The language model and translation exports (trained
@@ -25,6 +27,7 @@ import pytest
 from helpers import SentimentRun  # tests/helpers.py
 
 from .helpers import (
+    MAIN_SERVER_OPTIONS,
     Exports,
     ServerProcess,
     export_tiny_language_model,
@@ -103,9 +106,7 @@ def servers(exports: Exports, tmp_path_factory: pytest.TempPathFactory):
     batching_base = tmp_path_factory.mktemp("batching") / "models"
     shutil.copytree(exports.base, batching_base)
     started = {
-        "main": start_server(
-            main_base, "--poll-seconds", "0.2", "--max-body-bytes", "65536", "--max-instances", "64"
-        ),
+        "main": start_server(main_base, *MAIN_SERVER_OPTIONS),
         "batching": start_server(
             batching_base,
             "--enable-batching",
@@ -131,6 +132,7 @@ def servers(exports: Exports, tmp_path_factory: pytest.TempPathFactory):
             "0",
             "--grpc-port",
             "-1",
+            "--no-playground",
         ),
     }
     try:

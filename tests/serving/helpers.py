@@ -23,6 +23,23 @@ from helpers import PYTHON, REPO, subprocess_env  # tests/helpers.py, not this m
 
 READY_TIMEOUT = 180  # seconds to import TensorFlow, load and warm up (generous: shared CI machines)
 TEXTS = ["a good film", "awful mess", "very bad movie", "great fun and a lovely story"]
+# The `server` fixture's limits (the hostile-client tests rely on the short timeouts).
+HEADER_TIMEOUT = 1.0
+IDLE_TIMEOUT = 2.0
+MAIN_SERVER_OPTIONS = (
+    "--poll-seconds",
+    "0.2",
+    "--max-body-bytes",
+    "65536",
+    "--max-instances",
+    "64",
+    "--max-header-bytes",
+    "8192",
+    "--header-timeout-seconds",
+    str(HEADER_TIMEOUT),
+    "--idle-timeout-seconds",
+    str(IDLE_TIMEOUT),
+)
 
 
 @dataclass
@@ -246,3 +263,103 @@ def lm_reference(
     specs = function.structured_input_signature[1]
     tensors = {k: tf.constant(v, dtype=specs[k].dtype) for k, v in inputs.items()}
     return {key: value.numpy() for key, value in function(**tensors).items()}
+
+
+def raw_exchange(server: ServerProcess, data: bytes, answers: int = 1) -> tuple[list[bytes], bool]:
+    """Send `data` on one raw socket; read `answers` HTTP answers (head + body) and whether the
+    server then closed the connection (within a short wait)."""
+    import socket
+
+    found: list[bytes] = []
+    with socket.create_connection(("127.0.0.1", server.rest_port), timeout=30) as connection:
+        connection.sendall(data)
+        buffer = b""
+        closed = False
+        while len(found) < answers:
+            end = buffer.find(b"\r\n\r\n")
+            if end >= 0:
+                head = buffer[:end].decode("latin-1")
+                length = int(re.search(r"(?i)Content-Length: (\d+)", head)[1])
+                if len(buffer) >= end + 4 + length:
+                    found.append(buffer[: end + 4 + length])
+                    buffer = buffer[end + 4 + length :]
+                    continue
+            try:
+                chunk = connection.recv(65536)
+            except ConnectionResetError:
+                chunk = b""
+            if not chunk:
+                closed = True
+                break
+            buffer += chunk
+        if not closed:
+            connection.settimeout(0.5)
+            try:
+                closed = connection.recv(1) == b""
+            except TimeoutError:
+                closed = False
+            except ConnectionResetError:
+                closed = True
+    return found, closed
+
+
+def post_bytes(body: bytes, *headers: str, version: str = "HTTP/1.1") -> bytes:
+    lines = [f"POST /v1/models/sentiment:predict {version}", "Host: x", *headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+@dataclass(frozen=True)
+class StreamedEvent:
+    arrived: float  # seconds after the request was sent
+    kind: str  # "message" (a piece), "done" or "error"
+    data: dict[str, Any]
+
+
+def stream_events(
+    server: ServerProcess, body: Any, model: str = "lm", timeout: float = 60
+) -> tuple[int, list[StreamedEvent] | dict[str, Any]]:
+    """POST `:generate_stream` and read its server-sent events as they arrive:
+    (200, events with arrival times) or (status, the JSON error answer)."""
+    import http.client
+    import time
+
+    connection = http.client.HTTPConnection("127.0.0.1", server.rest_port, timeout=timeout)
+    try:
+        started = time.perf_counter()
+        connection.request(
+            "POST",
+            f"/v1/models/{model}:generate_stream",
+            json.dumps(body),
+            {"Content-Type": "application/json"},
+        )
+        response = connection.getresponse()
+        if response.status != 200:
+            return response.status, json.loads(response.read())
+        assert response.getheader("Content-Type", "").startswith("text/event-stream")
+        events, kind, data = [], "message", []
+        for raw in response:  # one line at a time, as the chunks arrive
+            line = raw.decode("utf-8").rstrip("\n")
+            if line.startswith("event:"):
+                kind = line[6:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].strip())
+            elif not line and data:
+                arrived = time.perf_counter() - started
+                events.append(StreamedEvent(arrived, kind, json.loads("\n".join(data))))
+                kind, data = "message", []
+        return 200, events
+    finally:
+        connection.close()
+
+
+def prometheus_counters(server: ServerProcess) -> dict[str, float]:
+    """The server's /monitoring/prometheus/metrics as {name: value}."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{server.rest_port}/monitoring/prometheus/metrics"
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        text = response.read().decode()
+    return {
+        name: float(value)
+        for name, value in (line.split() for line in text.splitlines() if not line.startswith("#"))
+    }

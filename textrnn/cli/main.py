@@ -14,6 +14,7 @@ runner.quiet_tensorflow()
 # The task CLIs import nothing heavy at module level, but keep them after the
 # environment is set so TensorFlow, wherever it is first imported, sees it.
 from textrnn.cli import lm, sentiment, translation  # noqa: E402
+from textrnn.cli import plot as plot_cli  # noqa: E402
 from textrnn.cli import serve as serve_cli  # noqa: E402
 
 app = typer.Typer(
@@ -26,6 +27,7 @@ app.add_typer(lm.app, name="lm")
 app.add_typer(translation.app, name="translation")
 app.command("generate")(lm.generate)
 app.command("serve")(serve_cli.serve)
+app.command("plot")(plot_cli.plot)
 
 
 def _version(value: bool) -> None:

@@ -115,6 +115,46 @@ TensorflowInterOpParallelism = Annotated[
         help="Threads running independent TensorFlow ops at once; 0 = one per core.",
     ),
 ]
+MaxHeaderBytes = Annotated[
+    int,
+    typer.Option(
+        "--max-header-bytes",
+        min=256,
+        help="Longest REST request line or header line (431 beyond; at most 128 header lines).",
+    ),
+]
+HeaderTimeoutSeconds = Annotated[
+    float,
+    typer.Option(
+        "--header-timeout-seconds",
+        min=0.001,
+        help="Time a REST client has to send a request's head once it starts (then the "
+        "connection closes), and the longest pause in a request body (408).",
+    ),
+]
+IdleTimeoutSeconds = Annotated[
+    float,
+    typer.Option(
+        "--idle-timeout-seconds",
+        min=0.001,
+        help="A keep-alive REST connection without a request for this long is closed.",
+    ),
+]
+MaxConnections = Annotated[
+    int,
+    typer.Option(
+        "--max-connections",
+        min=1,
+        help="Concurrent REST connections; one more is answered 503 and closed.",
+    ),
+]
+Playground = Annotated[
+    bool,
+    typer.Option(
+        "--playground/--no-playground",
+        help="Serve the playground page at / (try the models in a browser).",
+    ),
+]
 
 
 @command(startup=serving_startup)
@@ -136,6 +176,11 @@ def serve(
     num_workers: NumWorkers = 8,
     tensorflow_intra_op_parallelism: TensorflowIntraOpParallelism = 0,
     tensorflow_inter_op_parallelism: TensorflowInterOpParallelism = 0,
+    max_header_bytes: MaxHeaderBytes = 64 * 1024,
+    header_timeout_seconds: HeaderTimeoutSeconds = 50.0,
+    idle_timeout_seconds: IdleTimeoutSeconds = 50.0,
+    max_connections: MaxConnections = 4096,
+    playground: Playground = True,
 ) -> None:
     """Serve every exported model under --model-base-path, as TensorFlow Serving does."""
     from textrnn import serving
@@ -162,6 +207,11 @@ def serve(
             num_workers=num_workers,
             tensorflow_intra_op_parallelism=tensorflow_intra_op_parallelism,
             tensorflow_inter_op_parallelism=tensorflow_inter_op_parallelism,
+            max_header_bytes=max_header_bytes,
+            header_timeout_seconds=header_timeout_seconds,
+            idle_timeout_seconds=idle_timeout_seconds,
+            max_connections=max_connections,
+            playground=playground,
         )
     except ValueError as error:
         raise UserError(str(error)) from None

@@ -40,6 +40,7 @@ from textrnn.language_model.inference import (
     generate_texts,
     stream_tokens,
 )
+from textrnn.language_model.litert import litert_functions
 from textrnn.language_model.model import ResetStates, build_model
 from textrnn.language_model.run import LanguageModelRun, load_run
 from textrnn.language_model.serving import serving_signatures, signature_functions
@@ -56,6 +57,7 @@ TASK = Task(
     build_model=build_model,
     load_run=load_run,
     serving_signatures=serving_signatures,
+    litert_functions=litert_functions,
 )
 
 __all__ = [

@@ -26,6 +26,7 @@ from textrnn.sentiment.inference import (
     evaluate,
     predict,
 )
+from textrnn.sentiment.litert import litert_functions
 from textrnn.sentiment.model import build_model
 from textrnn.sentiment.run import SentimentRun, load_run
 from textrnn.sentiment.serving import serving_signatures
@@ -42,6 +43,7 @@ TASK = Task(
     build_model=build_model,
     load_run=load_run,
     serving_signatures=serving_signatures,
+    litert_functions=litert_functions,
 )
 
 __all__ = [

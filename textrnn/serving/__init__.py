@@ -12,7 +12,9 @@ written for TensorFlow Serving work unchanged:
   (columnar format, answered with `outputs`), and `:classify` with
   `examples` (answered with `result`); errors are `{"error": "..."}` with
   TensorFlow Serving's status codes (400 bad request, 404 unknown model or
-  version, 413 body too large, 504 deadline exceeded).
+  version, 413 body too large, 431 header line too long, 504 deadline exceeded).
+- textrnn's own: `POST .../{name}[/versions/{v}]:generate_stream` (a language
+  model's text as server-sent events) and the playground page at `GET /`.
 - gRPC: `PredictionService` (`Predict`, `Classify`, `GetModelMetadata`) and
   `ModelService.GetModelStatus`, from the `tensorflow-serving-api` protos.
 
@@ -24,7 +26,11 @@ One module per concern, each importing only those above it:
 - `completions`, `batching`: answering on the event loop; merging requests;
 - `servable`, `execution`, `registry`: a loaded version; model calls with a
   deadline and warm-up replay; the versions on disk and the poller;
-- `rest`, `http_transport`, `grpc_api`: the front ends;
+- `http_messages`, `rest`, `http_server`, `grpc_api`: the front ends (REST: request
+  bodies and JSON answers; the route table and the API; aiohttp's server with
+  textrnn's limits);
+- `streaming`: token streams (knobs checked first, generation on worker threads);
+- `sse`, `playground/`: the `:generate_stream` route and the page, rows of `rest.ROUTES`;
 - `server`: `Server` and `serve()`, start, stop and signals.
 """
 

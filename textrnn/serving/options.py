@@ -36,6 +36,14 @@ class ServerOptions:
     # Set by `serve()` before the first model loads: they are fixed per process.
     tensorflow_intra_op_parallelism: int = 0
     tensorflow_inter_op_parallelism: int = 0
+    # The REST server's HTTP limits. TensorFlow Serving's REST server runs on libevent's
+    # evhttp, which times a connection out after 50 s without reading (a request's head, or
+    # the next request); it caps neither headers nor connections, which textrnn does.
+    max_header_bytes: int = 64 * 1024  # the longest request line or header line (431 beyond)
+    header_timeout_seconds: float = 50.0  # to send a request's head, or a pause in its body
+    idle_timeout_seconds: float = 50.0  # a keep-alive connection with no request is closed
+    max_connections: int = 4096  # concurrent REST connections; more are answered 503, closed
+    playground: bool = True  # GET / serves the playground page (--no-playground: off)
 
     def __post_init__(self) -> None:
         for name, minimum in (
@@ -48,6 +56,8 @@ class ServerOptions:
             ("batch_timeout_micros", 0),
             ("tensorflow_intra_op_parallelism", 0),
             ("tensorflow_inter_op_parallelism", 0),
+            ("max_header_bytes", 256),
+            ("max_connections", 1),
         ):
             if getattr(self, name) < minimum:
                 option = "--" + name.replace("_", "-")
@@ -57,6 +67,9 @@ class ServerOptions:
                 raise ValueError(
                     f"--{name.replace('_', '-')} must be a port (0 = any free port, -1 = off)"
                 )
+        for name in ("header_timeout_seconds", "idle_timeout_seconds"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be > 0")
         if self.poll_seconds < 0:
             raise ValueError("--poll-seconds must be >= 0")
         if self.model_name is not None and not valid_model_name(self.model_name):

@@ -11,11 +11,9 @@ from typing import Any
 
 from textrnn.serving.errors import first_line
 from textrnn.serving.execution import Executor
-from textrnn.serving.http_transport import RESTServer
 from textrnn.serving.metrics import Stats
 from textrnn.serving.options import ServerOptions
 from textrnn.serving.registry import Registry
-from textrnn.serving.rest import RESTFrontEnd
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +29,7 @@ class Server:
         self.registry = Registry(options, self.executor)
         self.rest_port: int | None = None
         self.grpc_port: int | None = None
-        self._http: RESTServer | None = None
+        self._http: Any = None  # http_server.RESTServer
         self._grpc: Any = None
         self._stopped = threading.Event()  # set once everything is shut down
         self._stop_lock = threading.Lock()
@@ -42,9 +40,10 @@ class Server:
             self.echo(line)
         options = self.options
         if options.rest_port >= 0:
-            front = RESTFrontEnd(self.registry, self.executor, options, self.stats)
+            front_class, server_class = _rest_classes()
+            front = front_class(self.registry, self.executor, options, self.stats)
             try:
-                self._http = RESTServer((options.host, options.rest_port), front)
+                self._http = server_class((options.host, options.rest_port), front)
             except OSError as error:
                 front.shutdown()
                 raise OSError(
@@ -141,6 +140,19 @@ class Server:
             pass
 
 
+def _rest_classes() -> tuple[Any, Any]:
+    """`rest.RESTFrontEnd` and `http_server.RESTServer` (aiohttp: imported for a REST port)."""
+    try:
+        from textrnn.serving.http_server import RESTServer
+        from textrnn.serving.rest import RESTFrontEnd
+    except ImportError as error:
+        raise OSError(
+            f"REST needs the serving extra ({error.name} is missing): "
+            "pip install 'textrnn[serving]' (or pass --rest-port -1)"
+        ) from None
+    return RESTFrontEnd, RESTServer
+
+
 def serve(options: ServerOptions, echo: Any = print) -> None:
     """Run the server until SIGINT / SIGTERM."""
     import tensorflow as tf
@@ -156,6 +168,8 @@ def serve(options: ServerOptions, echo: Any = print) -> None:
     server = Server(options, echo)
     server.start()
     echo(server.describe())
+    if options.playground and server.rest_port is not None:
+        echo(f"playground: open http://{server._host()}:{server.rest_port}/ in a browser")
 
     signals: list[int] = []
 

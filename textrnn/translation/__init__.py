@@ -59,6 +59,7 @@ from textrnn.translation.inference import (
     validate_decoding,
     validation_loss,
 )
+from textrnn.translation.litert import litert_functions
 from textrnn.translation.model import MaskedSequenceLoss, build_model
 from textrnn.translation.plot import plot_attention
 from textrnn.translation.run import TranslationRun, load_run
@@ -75,6 +76,7 @@ TASK = Task(
     build_model=build_model,
     load_run=load_run,
     serving_signatures=serving_signatures,
+    litert_functions=litert_functions,
 )
 
 __all__ = [
