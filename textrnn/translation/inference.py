@@ -201,7 +201,10 @@ def _export_call(
         "beam_size": tf.constant(beam_size),
         "max_length": tf.constant(options.max_length),
     }
-    _, accepted = function.structured_input_signature
+    # A SavedModel's concrete function lists its inputs; a LiteRT export's host function
+    # (`textrnn.edge`) takes neither option.
+    specs = getattr(function, "structured_input_signature", None)
+    accepted = specs[1] if specs else {}
     for name, value in zip(
         ("no_repeat_ngram", "coverage_penalty"),
         _repeat_and_coverage(options, decoding),
@@ -211,9 +214,9 @@ def _export_call(
             inputs[name] = tf.constant(value, accepted[name].dtype)
         elif value:  # an export older than the option: it can only decode without it
             raise ConfigError(
-                f"--{name.replace('_', '-')} needs an export made since the option exists: "
-                f"{serving.path}'s translate signature has no {name} input; export the run "
-                "again or pass --model RUN_DIR"
+                f"--{name.replace('_', '-')}: {serving.path}'s translate signature has no "
+                f"{name} input (a LiteRT export, or a SavedModel exported before the option); "
+                "pass --model RUN_DIR or export the run again"
             )
 
     def call(batch: tf.Tensor) -> dict[str, tf.Tensor]:
