@@ -1,5 +1,6 @@
 """Greedy and beam search (textrnn.decoding.search) on a synthetic bigram step: beam 1 is
-greedy, sorted length-penalized n-best, length caps, XLA compilation."""
+greedy, sorted length-penalized n-best, length caps (XLA compilation, with the
+repeat and coverage options on: test_penalties.py)."""
 
 from __future__ import annotations
 
@@ -62,24 +63,3 @@ def test_output_is_capped_relative_to_source_length():
     np.testing.assert_array_equal(greedy["lengths"].numpy(), [2, 5])
     np.testing.assert_array_equal(beam["lengths"][:, 0].numpy(), [2, 5])
     assert greedy["ids"].numpy()[0].tolist()[:2] == [4, 3]  # forced EOS at the cap
-
-
-def test_beam_and_greedy_search_compile_with_xla():
-    step, _ = toy_step()
-    limits = tf.constant([5, 3], tf.int32)
-
-    def beam(beam_size):
-        return search.beam_search(
-            step, {"t": tf.zeros([2])}, limits, beam_size, 1, 2, 3, 0.6, static_shapes=True
-        )
-
-    def greedy():
-        return search.greedy_search(
-            step, {"t": tf.zeros([2])}, limits, 1, 2, 3, 0.0, static_shapes=True
-        )
-
-    for plain, compiled in [
-        (beam(3), tf.function(lambda: beam(3), jit_compile=True)()),
-        (greedy(), tf.function(greedy, jit_compile=True)()),
-    ]:
-        np.testing.assert_array_equal(plain["ids"].numpy(), compiled["ids"].numpy())

@@ -147,7 +147,11 @@ def test_translation_row_and_columnar(
     )
     assert status == 200, columns
     reference_translate = task_in_process["translation"].signatures["translate"](
-        source=tf.constant(sources), beam_size=tf.constant(2), max_length=tf.constant(6)
+        source=tf.constant(sources),
+        beam_size=tf.constant(2),
+        max_length=tf.constant(6),
+        no_repeat_ngram=tf.constant(0),  # what the server fills in (the recipe's)
+        coverage_penalty=tf.constant(0.0),
     )
     assert columns["outputs"]["translation"] == [
         t.decode() for t in reference_translate["translation"].numpy()

@@ -14,7 +14,12 @@ from helpers import SUBPROCESS_TIMEOUT
 from textrnn import export, translation
 from textrnn.errors import ConfigError, DataError, RunDirError, UserError
 from textrnn.translation import TranslationOptions
-from textrnn.translation.inference import corpus_scores, translate_texts, validate_decoding
+from textrnn.translation.inference import (
+    corpus_scores,
+    repeated_ngram_rate,
+    translate_texts,
+    validate_decoding,
+)
 
 from .tiny import PAIRS
 
@@ -78,8 +83,23 @@ def test_decoding_options_are_validated():
             validate_decoding(2, length_penalty=bad)
         with pytest.raises(ConfigError, match="--max-length-ratio must be a finite number"):
             validate_decoding(2, max_length_ratio=bad)
+    for ngram in (-1, 17):
+        with pytest.raises(ConfigError, match=r"--no-repeat-ngram must be in \[0, 16\]"):
+            validate_decoding(2, no_repeat_ngram=ngram)
+    for bad in (float("nan"), float("inf"), -0.5, 10.5):
+        with pytest.raises(ConfigError, match="--coverage-penalty must be a finite number"):
+            validate_decoding(2, coverage_penalty=bad)
+    validate_decoding(2, no_repeat_ngram=16, coverage_penalty=10.0)
     with pytest.raises(UserError, match="empty"):
         translate_texts(None, [])
+
+
+def test_repeated_ngram_rate_counts_word_trigrams_seen_before_in_the_same_output():
+    looping = "und einer lila und einer lila und einer lila"  # 7 trigrams, 4 seen before
+    assert repeated_ngram_rate([looping]) == pytest.approx(4 / 7)
+    assert repeated_ngram_rate([looping, "ein Mann fährt Rad ."]) == pytest.approx(4 / 10)
+    assert repeated_ngram_rate(["a b c", "a b c"]) == 0.0  # across outputs is no repeat
+    assert repeated_ngram_rate(["kurz", ""]) == 0.0
 
 
 def test_export_and_evaluate_refuse_the_wrong_run_or_an_unwritable_output(tmp_path):

@@ -31,6 +31,21 @@ MaxLengthRatio = Annotated[
     float | None,
     typer.Option("--max-length-ratio", help="Output tokens <= ratio * source tokens + offset."),
 ]
+NoRepeatNgram = Annotated[
+    int | None,
+    typer.Option(
+        "--no-repeat-ngram",
+        help="Never repeat an N-gram of subword tokens in an output (0: off; default: the run's).",
+    ),
+]
+CoveragePenalty = Annotated[
+    float | None,
+    typer.Option(
+        "--coverage-penalty",
+        help="GNMT coverage penalty beta: favour outputs that attend to every source token "
+        "(0: off; default: the run's).",
+    ),
+]
 
 
 @app.command()
@@ -98,6 +113,8 @@ def evaluate(
     beam_size: BeamSize = None,
     length_penalty: LengthPenalty = None,
     max_length_ratio: MaxLengthRatio = None,
+    no_repeat_ngram: NoRepeatNgram = None,
+    coverage_penalty: CoveragePenalty = None,
     batch_size: options.BatchSizeInference = 64,
     output: Annotated[
         Path | None, typer.Option("--output", help="Write the hypotheses here, one a line.")
@@ -118,6 +135,8 @@ def evaluate(
         batch_size,
         output,
         encoding,
+        no_repeat_ngram,
+        coverage_penalty,
     )
     if json_output:
         console.print_json(metrics)
@@ -133,8 +152,13 @@ def evaluate(
     typer.echo(f"  {metrics['bleu_signature']}  |  {metrics['chrf_signature']}")
     if metrics["skipped_empty"]:
         typer.echo(f"skipped {metrics['skipped_empty']} pair(s) with an empty line")
-    if metrics["capped"]:
-        typer.echo(f"{metrics['capped']} output(s) reached the length cap")
+    typer.echo(
+        f"  capped: {metrics['capped']} ({metrics['capped_fraction']:.1%}) reached the length "
+        f"cap   repeated word 3-grams: {metrics['repeated_ngram_rate']:.2%} "
+        f"(references {metrics['reference_repeated_ngram_rate']:.2%})   "
+        f"no-repeat-ngram {metrics['no_repeat_ngram']}   "
+        f"coverage penalty {metrics['coverage_penalty']:g}"
+    )
     if output:
         typer.echo(f"hypotheses written to {output}")
 
@@ -149,6 +173,8 @@ def translate(
     beam_size: BeamSize = None,
     length_penalty: LengthPenalty = None,
     max_length_ratio: MaxLengthRatio = None,
+    no_repeat_ngram: NoRepeatNgram = None,
+    coverage_penalty: CoveragePenalty = None,
     max_length: Annotated[
         int, typer.Option("--max-length", help="Cap on output tokens (0: from the ratio).")
     ] = 0,
@@ -176,6 +202,8 @@ def translate(
         length_penalty=length_penalty,
         max_length_ratio=max_length_ratio,
         max_length=max_length,
+        no_repeat_ngram=no_repeat_ngram,
+        coverage_penalty=coverage_penalty,
         batch_size=batch_size,
         with_attention=plot_attention is not None,
     )

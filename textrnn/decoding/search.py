@@ -8,13 +8,16 @@ The model is a `step_fn(ids, state) -> (log_probs, state, attention)`:
 Anything per sentence that the step reads but never updates (encoder outputs,
 source mask) is closed over by step_fn, tiled with `tile_beams` for beams.
 Both searches are one `tf.while_loop` each (documented kernels; they compile under XLA).
+Both take `no_repeat_ngram` (block repeated n-grams) and `coverage_penalty` (GNMT's, added
+to finished hypotheses' scores): `textrnn.decoding.penalties` says what they compute.
 """
 
 from __future__ import annotations
 
 import tensorflow as tf
 
-NEGATIVE = -1e9  # "impossible" log-probability; finite, so no inf - inf NaNs
+from textrnn.decoding import penalties
+from textrnn.decoding.penalties import NEGATIVE  # "impossible" log-probability; finite
 
 
 def gnmt_length_penalty(lengths: tf.Tensor, alpha: tf.Tensor | float) -> tf.Tensor:
@@ -44,6 +47,9 @@ def greedy_search(
     memory_length: tf.Tensor | int,
     length_penalty: tf.Tensor | float = 0.0,
     static_shapes: bool = False,
+    no_repeat_ngram: tf.Tensor | int = 0,
+    coverage_penalty: tf.Tensor | float = 0.0,
+    memory_mask: tf.Tensor | None = None,
 ) -> dict[str, tf.Tensor]:
     """Argmax decoding of a batch, in one `tf.while_loop` (compiles under XLA).
 
@@ -58,11 +64,15 @@ def greedy_search(
         static_shapes: return `time` = max(max_lengths) columns (0-padded)
             instead of the steps that ran: fixed output shapes, as XLA /
             TPUs need when max_lengths is a compile-time constant.
+        no_repeat_ngram: N > 0: never emit a token that repeats an N-gram of the output.
+        coverage_penalty: GNMT beta: adds `penalties.coverage_penalty` to `score` (one
+            hypothesis: it changes the score, not the output).
+        memory_mask: bool (batch, memory_length), True on real source tokens (None: all).
 
     Returns:
         `ids` int32 (batch, time) ending in EOS then 0-padded, `lengths` (batch,)
-        including EOS, `log_prob` and `score` (log_prob / length penalty)
-        (batch,), `attention` float32 (batch, time, memory_length).
+        including EOS, `log_prob` and `score` (log_prob / length penalty + coverage
+        penalty) (batch,), `attention` float32 (batch, time, memory_length).
     """
     max_lengths = tf.cast(max_lengths, tf.int32)
     batch = tf.shape(max_lengths)[0]
@@ -72,16 +82,31 @@ def greedy_search(
     ids_buffer = tf.zeros([width, batch], tf.int32)
     attention_buffer = tf.zeros([width, batch, memory_length], tf.float32)
 
-    def condition(step, previous, state, finished, log_prob, lengths, ids_buffer, attention_buffer):
+    def condition(step, previous, state, finished, log_prob, lengths, *buffers):
         # At least one step, so an empty batch still returns (0-row) outputs.
         running = tf.logical_and(step < limit, tf.logical_not(tf.reduce_all(finished)))
         return tf.logical_or(tf.equal(step, 0), running)
 
-    def body(step, previous, state, finished, log_prob, lengths, ids_buffer, attention_buffer):
+    def body(
+        step,
+        previous,
+        state,
+        finished,
+        log_prob,
+        lengths,
+        ids_buffer,
+        attention_buffer,
+        suffix_match,
+        coverage,
+    ):
         log_probs, state, attention = step_fn(
             previous, state
         )  # (batch, vocab), ..., (batch, memory)
-        log_probs = _force_eos(tf.cast(log_probs, tf.float32), step >= max_lengths - 1, eos_id)
+        history = tf.transpose(ids_buffer)  # (batch, width): the tokens before `step`
+        log_probs = penalties.block_repeated_ngrams(
+            tf.cast(log_probs, tf.float32), suffix_match, history, step, no_repeat_ngram
+        )
+        log_probs = _force_eos(log_probs, step >= max_lengths - 1, eos_id)
         token = tf.argmax(log_probs, axis=-1, output_type=tf.int32)  # (batch,)
         token_log_prob = tf.gather(log_probs, token, batch_dims=1)
         token = tf.where(finished, 0, token)
@@ -99,9 +124,11 @@ def greedy_search(
             lengths,
             tf.tensor_scatter_nd_update(ids_buffer, at, token[tf.newaxis]),
             tf.tensor_scatter_nd_update(attention_buffer, at, attention[tf.newaxis]),
+            penalties.update_suffix_match(suffix_match, history, token, step),
+            coverage + attention,
         )
 
-    steps, _, _, _, log_prob, lengths, ids_buffer, attention_buffer = tf.while_loop(
+    steps, _, _, _, log_prob, lengths, ids_buffer, attention_buffer, _, coverage = tf.while_loop(
         condition,
         body,
         (
@@ -113,6 +140,8 @@ def greedy_search(
             tf.zeros([batch], tf.int32),
             ids_buffer,
             attention_buffer,
+            penalties.empty_suffix_match(batch, width),
+            tf.zeros([batch, memory_length], tf.float32),
         ),
         maximum_iterations=width,
     )
@@ -124,7 +153,8 @@ def greedy_search(
         "ids": ids,
         "lengths": lengths,
         "log_prob": log_prob,
-        "score": log_prob / gnmt_length_penalty(lengths, length_penalty),
+        "score": log_prob / gnmt_length_penalty(lengths, length_penalty)
+        + penalties.coverage_penalty(coverage, memory_mask, coverage_penalty),
         "attention": attention,
     }
 
@@ -140,15 +170,19 @@ def beam_search(
     length_penalty: tf.Tensor | float = 0.6,
     n_best: tf.Tensor | int = 1,
     static_shapes: bool = False,
+    no_repeat_ngram: tf.Tensor | int = 0,
+    coverage_penalty: tf.Tensor | float = 0.0,
+    memory_mask: tf.Tensor | None = None,
 ) -> dict[str, tf.Tensor]:
     """Batched beam search in one `tf.while_loop`, hypotheses ranked by the GNMT score.
 
     Each step expands every live hypothesis, keeps the `beam_size` best by
     log-probability, and moves those ending in EOS to a finished set of
-    `beam_size` ranked by `log P / ((5 + length) / 6) ** alpha`. A sentence is
-    done when the best expansion ends in EOS and `n_best` hypotheses are
-    finished, when no live hypothesis is left, or at its length cap (where EOS
-    is forced). With `beam_size` 1 this is exactly `greedy_search`.
+    `beam_size` ranked by `log P / ((5 + length) / 6) ** alpha` (plus the coverage
+    penalty when `coverage_penalty` > 0). A sentence is done when the best
+    expansion ends in EOS and `n_best` hypotheses are finished, when no live
+    hypothesis is left, or at its length cap (where EOS is forced). With
+    `beam_size` 1 this is exactly `greedy_search`.
 
     Args:
         step_fn: see the module section comment; called with `batch * beam` rows.
@@ -160,6 +194,8 @@ def beam_search(
         length_penalty: GNMT alpha.
         n_best: finished hypotheses wanted before stopping early.
         static_shapes: as in `greedy_search` (`time` = max(max_lengths)).
+        no_repeat_ngram, coverage_penalty, memory_mask: as in `greedy_search`; the
+            coverage penalty ranks finished hypotheses (live ones go by log P).
 
     Returns:
         `ids` int32 (batch, beam, time), `lengths`, `log_prob`, `score`
@@ -182,6 +218,7 @@ def beam_search(
     empty_ids = tf.zeros([batch, beam_size, width], tf.int32)
     empty_attention = tf.zeros([batch, beam_size, width, memory_length], tf.float32)
     beam_offsets = (tf.range(batch) * beam_size)[:, tf.newaxis]  # (batch, 1)
+    mask = None if memory_mask is None else tf.cast(memory_mask, tf.bool)[:, tf.newaxis, :]
 
     def gather_beams(tensor: tf.Tensor, indices: tf.Tensor) -> tf.Tensor:
         return tf.gather(tensor, indices, batch_dims=1)
@@ -197,6 +234,8 @@ def beam_search(
         alive_ids,
         alive_log_prob,
         alive_attention,
+        alive_match,
+        alive_coverage,
         finished_ids,
         finished_log_prob,
         finished_score,
@@ -208,8 +247,16 @@ def beam_search(
             previous, state
         )  # (batch*beam, vocab), ..., (batch*beam, memory)
         vocabulary = tf.shape(log_probs)[-1]
+        rows = [batch * beam_size, width]
+        log_probs = penalties.block_repeated_ngrams(
+            tf.cast(log_probs, tf.float32),
+            tf.reshape(alive_match, rows),
+            tf.reshape(alive_ids, rows),
+            step,
+            no_repeat_ngram,
+        )
         force = tf.repeat(step >= max_lengths - 1, beam_size)  # (batch*beam,)
-        log_probs = _force_eos(tf.cast(log_probs, tf.float32), force, eos_id)
+        log_probs = _force_eos(log_probs, force, eos_id)
         candidates = alive_log_prob[:, :, tf.newaxis] + tf.reshape(
             log_probs, [batch, beam_size, vocabulary]
         )
@@ -230,6 +277,16 @@ def beam_search(
             step_attention[:, :, tf.newaxis, :],
             gather_beams(alive_attention, origin),
         )  # (batch, beam, width, memory)
+        candidate_match = tf.reshape(
+            penalties.update_suffix_match(
+                tf.reshape(gather_beams(alive_match, origin), rows),
+                tf.reshape(candidate_ids, rows),
+                tf.reshape(token, [-1]),
+                step,
+            ),
+            [batch, beam_size, width],
+        )
+        candidate_coverage = gather_beams(alive_coverage, origin) + step_attention
         state = tf.nest.map_structure(
             lambda t: tf.gather(t, tf.reshape(origin + beam_offsets, [-1])), state
         )
@@ -238,7 +295,10 @@ def beam_search(
 
         # Merge the candidates that end here into the finished set (beam best by score).
         length = step + 1
-        new_score = tf.where(ends, top_log_prob / gnmt_length_penalty(length, alpha), NEGATIVE)
+        new_score = top_log_prob / gnmt_length_penalty(length, alpha) + penalties.coverage_penalty(
+            candidate_coverage, mask, coverage_penalty
+        )
+        new_score = tf.where(ends, new_score, NEGATIVE)
         all_ids = tf.concat([finished_ids, candidate_ids], axis=1)  # (batch, 2*beam, width)
         all_attention = tf.concat([finished_attention, candidate_attention], axis=1)
         all_score = tf.concat([finished_score, new_score], axis=1)
@@ -267,6 +327,8 @@ def beam_search(
             candidate_ids,
             alive_log_prob,
             candidate_attention,
+            candidate_match,
+            candidate_coverage,
             finished_ids,
             finished_log_prob,
             finished_score,
@@ -282,6 +344,8 @@ def beam_search(
         empty_ids,
         alive_log_prob,
         empty_attention,
+        empty_ids,  # no suffix matches yet
+        tf.zeros([batch, beam_size, memory_length], tf.float32),  # coverage
         empty_ids,
         tf.fill([batch, beam_size], NEGATIVE),
         tf.fill([batch, beam_size], NEGATIVE),
@@ -303,7 +367,7 @@ def beam_search(
         maximum_iterations=width,
     )
     finished_ids, finished_log_prob, finished_score, finished_lengths, finished_attention = loop[
-        6:11
+        8:13
     ]
     if not static_shapes:  # only the steps that ran
         steps = loop[0]

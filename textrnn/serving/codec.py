@@ -138,7 +138,7 @@ def rows_to_arrays(instances: Any, signature: Signature) -> tuple[dict[str, np.n
                 f"instance {position} is not an object; mix of named and unnamed instances"
             )
         if instance.keys() != specs.keys():
-            missing = sorted(specs.keys() - instance.keys())
+            missing = sorted(specs.keys() - instance.keys() - signature.defaults.keys())
             unknown = sorted(instance.keys() - specs.keys())
             what = "; ".join(
                 p
@@ -148,12 +148,18 @@ def rows_to_arrays(instances: Any, signature: Signature) -> tuple[dict[str, np.n
                 )
                 if p
             )
+            if not what:  # only inputs with defaults left out: `Signature.check` fills them
+                continue
             raise invalid(
                 f"instance {position}: {what} for signature {signature.name!r}; it takes "
                 + ", ".join(f"{k!r} ({s.describe()})" for k, s in specs.items())
             )
     for name, spec in specs.items():
-        values = [instance[name] for instance in instances]
+        values = [instance[name] for instance in instances if name in instance]
+        if not values:
+            continue  # an input with a default, left out
+        if len(values) != len(instances):
+            raise invalid(f"input {name!r} is in some instances but not in all")
         if spec.shape == ():  # a scalar knob given per instance: all must agree
             first = values[0]
             if any(v != first for v in values[1:]):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,10 @@ class Servable:
         self.version = version
         self.path = path
         self.loaded = tf.saved_model.load(str(path))  # keeps the functions' variables alive
-        self.signatures = {key: Signature(key, fn) for key, fn in self.loaded.signatures.items()}
+        defaults = read_input_defaults(path)
+        self.signatures = {
+            key: Signature(key, fn, defaults.get(key)) for key, fn in self.loaded.signatures.items()
+        }
         self.signature_def_map = read_signature_defs(path)
         self.batchers: dict[str, Batcher] = {}
         self._batcher_lock = threading.Lock()
@@ -62,3 +66,14 @@ class Servable:
             for batcher in self.batchers.values():
                 batcher.stop()
             self.batchers.clear()
+
+
+def read_input_defaults(path: Path) -> dict[str, dict]:
+    """`input_defaults` of the export's manifest (`assets.extra/textrnn.json`): per signature,
+    values for inputs a request may leave out (inputs added after the first exports)."""
+    try:
+        manifest = json.loads((path / "assets.extra" / "textrnn.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    defaults = manifest.get("input_defaults") if isinstance(manifest, dict) else None
+    return defaults if isinstance(defaults, dict) else {}

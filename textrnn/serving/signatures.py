@@ -46,7 +46,7 @@ class TensorSpecInfo:
 class Signature:
     """One serving signature of a loaded version: a concrete function plus its specs."""
 
-    def __init__(self, name: str, function: Any) -> None:
+    def __init__(self, name: str, function: Any, defaults: dict[str, Any] | None = None) -> None:
         import tensorflow as tf
 
         self.name = name
@@ -57,6 +57,13 @@ class Signature:
                 key, spec.dtype, None if spec.shape.rank is None else tuple(spec.shape.as_list())
             )
             for key, spec in sorted(keyword_specs.items())
+        }
+        # Scalar inputs a request may leave out, with the value they then take (the model's
+        # manifest declares them for inputs added after its first exports).
+        self.defaults = {
+            key: np.asarray(value, spec.dtype.as_numpy_dtype)
+            for key, value in (defaults or {}).items()
+            if (spec := self.inputs.get(key)) is not None and spec.shape == ()
         }
         outputs = function.structured_outputs
         if not isinstance(outputs, dict):
@@ -78,7 +85,10 @@ class Signature:
         self._op_error = tf.errors.OpError
 
     def check(self, arrays: dict[str, np.ndarray]) -> int:
-        """Validate names, dtypes and shapes; return the batch size (rows)."""
+        """Validate names, dtypes and shapes, filling in the inputs with defaults that
+        `arrays` leaves out; return the batch size (rows)."""
+        for key, value in self.defaults.items():
+            arrays.setdefault(key, value)
         if arrays.keys() != self.inputs.keys():
             missing = sorted(self.inputs.keys() - arrays.keys())
             unknown = sorted(arrays.keys() - self.inputs.keys())

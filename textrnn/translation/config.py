@@ -77,6 +77,9 @@ class TranslationModelConfig:
 # Largest translation beam: a request's beam_size is checked against it in the exported graph,
 # since a huge beam would hold a server's memory and cores for minutes.
 MAX_BEAM_SIZE = 64
+# Bounds of the repeat and coverage options, checked the same way (recipe, flags, requests).
+MAX_NO_REPEAT_NGRAM = 16  # longer n-grams hardly ever repeat within one sentence
+MAX_COVERAGE_PENALTY = 10.0  # GNMT tuned beta in [0, 1]; far beyond, it swamps log P
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,8 @@ class DecodingConfig:
     length_penalty: float = 0.6  # GNMT alpha: score = log P / ((5 + length) / 6) ** alpha
     max_length_ratio: float = 1.5  # output tokens <= ratio * source tokens + max_length_offset
     max_length_offset: int = 10
+    no_repeat_ngram: int = 0  # N > 0: never repeat an N-gram of subword tokens in an output
+    coverage_penalty: float = 0.0  # GNMT beta: + beta * sum_i log(min(attention to i, 1))
 
     def __post_init__(self) -> None:
         check_decoding(
@@ -92,12 +97,19 @@ class DecodingConfig:
             self.length_penalty,
             self.max_length_ratio,
             lambda key: f"decoding.{key}",
+            self.no_repeat_ngram,
+            self.coverage_penalty,
         )
         at_least("decoding.max_length_offset", self.max_length_offset, 0)
 
 
 def check_decoding(
-    beam_size: int, length_penalty: float, max_length_ratio: float, name: Any
+    beam_size: int,
+    length_penalty: float,
+    max_length_ratio: float,
+    name: Any,
+    no_repeat_ngram: int = 0,
+    coverage_penalty: float = 0.0,
 ) -> None:
     """Raise `ConfigError` if a decoding setting is out of range; `name(key)` names it
     (a recipe key such as "decoding.beam_size", or a flag such as "--beam-size")."""
@@ -112,6 +124,16 @@ def check_decoding(
     if not (math.isfinite(max_length_ratio) and max_length_ratio > 0):
         raise ConfigError(
             f"{name('max_length_ratio')} must be a finite number > 0, got {max_length_ratio}"
+        )
+    if not 0 <= no_repeat_ngram <= MAX_NO_REPEAT_NGRAM:
+        raise ConfigError(
+            f"{name('no_repeat_ngram')} must be in [0, {MAX_NO_REPEAT_NGRAM}] (0: off), "
+            f"got {no_repeat_ngram}"
+        )
+    if not (math.isfinite(coverage_penalty) and 0 <= coverage_penalty <= MAX_COVERAGE_PENALTY):
+        raise ConfigError(
+            f"{name('coverage_penalty')} must be a finite number in [0, {MAX_COVERAGE_PENALTY:g}]"
+            f" (0: off), got {coverage_penalty}"
         )
 
 

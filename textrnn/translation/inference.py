@@ -2,7 +2,8 @@
 
 open_model        a run directory or an export, as an `export.Serving`
 translate_texts   texts -> `Translation`s (batched, sorted by length), with `TranslationOptions`
-evaluate          BLEU / chrF (sacreBLEU) of a run on aligned files, plus the loss
+evaluate          BLEU / chrF (sacreBLEU) of a run on aligned files, plus the loss, the
+                  share of outputs cut at their length cap and the repeated n-gram rate
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ class TranslationOptions:
     """How to translate; None takes the model's setting (the run's `[decoding]`).
 
     An export fixes `length_penalty` and `max_length_ratio` at export time; only a
-    run directory honours other values.
+    run directory honours other values. `no_repeat_ngram` and `coverage_penalty` are
+    request-time inputs of exports made since they exist.
     """
 
     beam_size: int | None = None  # 1: greedy search
@@ -45,6 +47,8 @@ class TranslationOptions:
     length_penalty: float | None = None  # GNMT alpha (0: none)
     max_length_ratio: float | None = None  # output tokens <= ratio * source tokens + offset
     max_length: int = 0  # cap on output tokens (0: from the ratio)
+    no_repeat_ngram: int | None = None  # N > 0: no output repeats an N-gram of subwords
+    coverage_penalty: float | None = None  # GNMT coverage penalty beta (0: none)
     batch_size: int = 64  # sentences per model call
     with_attention: bool = False  # fill each Translation's tokens and attention matrix
 
@@ -67,10 +71,17 @@ def validate_decoding(
     length_penalty: float = 0.0,
     max_length_ratio: float = 1.0,
     max_length: int = 0,
+    no_repeat_ngram: int = 0,
+    coverage_penalty: float = 0.0,
 ) -> None:
     """Raise `ConfigError` naming the option when a decoding setting is out of range."""
     check_decoding(
-        beam_size, length_penalty, max_length_ratio, lambda key: "--" + key.replace("_", "-")
+        beam_size,
+        length_penalty,
+        max_length_ratio,
+        lambda key: "--" + key.replace("_", "-"),
+        no_repeat_ngram,
+        coverage_penalty,
     )
     if not 1 <= n_best <= beam_size:
         raise ConfigError(f"--n-best must be in [1, --beam-size {beam_size}], got {n_best}")
@@ -113,6 +124,8 @@ def translate_texts(
         options.length_penalty or 0.0,
         options.max_length_ratio or 1.0,
         options.max_length,
+        options.no_repeat_ngram or 0,
+        options.coverage_penalty or 0.0,
     )
     if serving.source == "run":
         call = _run_call(serving.inference, beam_size, options, decoding)
@@ -154,6 +167,8 @@ def _run_call(
         else options.max_length_ratio
     )
 
+    no_repeat_ngram, coverage_penalty = _repeat_and_coverage(options, decoding)
+
     def call(batch: tf.Tensor) -> dict[str, tf.Tensor]:
         return translator.translate(
             batch,
@@ -161,6 +176,8 @@ def _run_call(
             tf.constant(options.max_length),
             tf.constant(length_penalty, tf.float32),
             tf.constant(max_length_ratio, tf.float32),
+            tf.constant(no_repeat_ngram),
+            tf.constant(coverage_penalty, tf.float32),
         )
 
     return call
@@ -180,15 +197,47 @@ def _export_call(
                 f"export time ({decoding.get(name)}); pass --model RUN_DIR"
             )
     function = serving.signatures["translate"]
+    inputs = {
+        "beam_size": tf.constant(beam_size),
+        "max_length": tf.constant(options.max_length),
+    }
+    # A SavedModel's concrete function lists its inputs; a LiteRT export's host function
+    # (`textrnn.edge`) takes neither option.
+    specs = getattr(function, "structured_input_signature", None)
+    accepted = specs[1] if specs else {}
+    for name, value in zip(
+        ("no_repeat_ngram", "coverage_penalty"),
+        _repeat_and_coverage(options, decoding),
+        strict=True,
+    ):
+        if name in accepted:
+            inputs[name] = tf.constant(value, accepted[name].dtype)
+        elif value:  # an export older than the option: it can only decode without it
+            raise ConfigError(
+                f"--{name.replace('_', '-')}: {serving.path}'s translate signature has no "
+                f"{name} input (a LiteRT export, or a SavedModel exported before the option); "
+                "pass --model RUN_DIR or export the run again"
+            )
 
     def call(batch: tf.Tensor) -> dict[str, tf.Tensor]:
-        return function(
-            source=batch,
-            beam_size=tf.constant(beam_size),
-            max_length=tf.constant(options.max_length),
-        )
+        return function(source=batch, **inputs)
 
     return call
+
+
+def _repeat_and_coverage(options: TranslationOptions, decoding: dict) -> tuple[int, float]:
+    """(no_repeat_ngram, coverage_penalty): the options', else the model's (0 if it has none)."""
+    no_repeat_ngram = (
+        decoding.get("no_repeat_ngram", 0)
+        if options.no_repeat_ngram is None
+        else options.no_repeat_ngram
+    )
+    coverage_penalty = (
+        decoding.get("coverage_penalty", 0.0)
+        if options.coverage_penalty is None
+        else options.coverage_penalty
+    )
+    return int(no_repeat_ngram), float(coverage_penalty)
 
 
 def _source_tokens(outputs: dict[str, np.ndarray], row: int) -> list[str]:
@@ -242,6 +291,24 @@ def corpus_scores(hypotheses: list[str], references: list[str]) -> dict[str, Any
     }
 
 
+REPEAT_METRIC_ORDER = 3  # evaluate's repeated n-gram rate counts word 3-grams
+
+
+def repeated_ngram_rate(texts: list[str], order: int = REPEAT_METRIC_ORDER) -> float:
+    """Share of the word `order`-grams of `texts` (split on whitespace) that repeat an
+    earlier one of the same text: 0 for outputs that never loop on a phrase."""
+    grams = repeats = 0
+    for text in texts:
+        words = text.split()
+        seen: set[tuple[str, ...]] = set()
+        for start in range(len(words) - order + 1):
+            gram = tuple(words[start : start + order])
+            repeats += gram in seen
+            seen.add(gram)
+            grams += 1
+    return repeats / grams if grams else 0.0
+
+
 def validation_loss(run: TranslationRun, pairs: Pairs, batch_size: int = 64) -> float:
     """Mean per-token cross entropy (no label smoothing) of the references under teacher forcing."""
     config = run.config
@@ -269,8 +336,12 @@ def evaluate(
     batch_size: int = 64,
     output: str | os.PathLike | None = None,
     encoding: str | None = None,
+    no_repeat_ngram: int | None = None,
+    coverage_penalty: float | None = None,
 ) -> dict[str, Any]:
-    """BLEU and chrF of the detokenized translations against the raw references, plus the loss."""
+    """BLEU and chrF of the detokenized translations against the raw references, plus the
+    loss, the outputs cut at their length cap and the repeated word 3-gram rate (the
+    references' rate beside it, for scale)."""
     if output:
         check_output_file(output, "--output")  # before decoding, not after
     serving = open_model(run_dir)
@@ -287,6 +358,8 @@ def evaluate(
         length_penalty=length_penalty,
         max_length_ratio=max_length_ratio,
         batch_size=batch_size,
+        no_repeat_ngram=no_repeat_ngram,
+        coverage_penalty=coverage_penalty,
     )
     started = time.perf_counter()
     results = translate_texts(
@@ -310,8 +383,17 @@ def evaluate(
             "sentences": len(keep),
             "skipped_empty": len(sources) - len(keep),
             "capped": sum(r.capped for r in results),
+            "capped_fraction": round(sum(r.capped for r in results) / len(results), 4),
+            "repeated_ngram_rate": round(repeated_ngram_rate(hypotheses), 4),
+            "reference_repeated_ngram_rate": round(repeated_ngram_rate(references), 4),
             "beam_size": beam,
             "length_penalty": decoding.length_penalty if length_penalty is None else length_penalty,
+            "no_repeat_ngram": (
+                decoding.no_repeat_ngram if no_repeat_ngram is None else no_repeat_ngram
+            ),
+            "coverage_penalty": (
+                decoding.coverage_penalty if coverage_penalty is None else coverage_penalty
+            ),
             "decode_seconds": round(seconds, 1),
             "sentences_per_second": round(len(keep) / max(seconds, 1e-9), 1),
         }

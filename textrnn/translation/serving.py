@@ -1,8 +1,13 @@
 """What a translation run exports and serves: two signatures over one `Translator`.
 
 serving_default   source [batch] -> translation, score (the recipe's beam and penalties)
-translate         source, beam_size, max_length -> translation, score, n-best
-                  hypotheses and scores, attention, tokens, lengths, capped
+translate         source, beam_size, max_length, no_repeat_ngram, coverage_penalty ->
+                  translation, score, n-best hypotheses and scores, attention, tokens,
+                  lengths, capped
+
+`no_repeat_ngram` and `coverage_penalty` came later than the other inputs: the manifest's
+`input_defaults` holds the recipe's values, which the server fills in for requests that
+leave them out (a request written for an older export still works).
 """
 
 from __future__ import annotations
@@ -33,7 +38,8 @@ def serving_signatures(run: TranslationRun) -> ServingParts:
 
 def _signatures(translator: Translator) -> dict[str, Any]:
     """`serving_default` (source -> translation, score) and `translate` (+ beam_size,
-    max_length); the length penalty and ratio are the recipe's, fixed at export time."""
+    max_length, no_repeat_ngram, coverage_penalty); the length penalty and ratio are the
+    recipe's, fixed at export time."""
     decoding = translator.config.decoding
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="source")])
@@ -44,6 +50,8 @@ def _signatures(translator: Translator) -> dict[str, Any]:
             tf.constant(0),
             tf.constant(decoding.length_penalty, tf.float32),
             tf.constant(decoding.max_length_ratio, tf.float32),
+            tf.constant(decoding.no_repeat_ngram),
+            tf.constant(decoding.coverage_penalty, tf.float32),
         )
         return {"translation": outputs["translation"], "score": outputs["score"]}
 
@@ -52,10 +60,16 @@ def _signatures(translator: Translator) -> dict[str, Any]:
             tf.TensorSpec([None], tf.string, name="source"),
             tf.TensorSpec([], tf.int32, name="beam_size"),
             tf.TensorSpec([], tf.int32, name="max_length"),
+            tf.TensorSpec([], tf.int32, name="no_repeat_ngram"),
+            tf.TensorSpec([], tf.float32, name="coverage_penalty"),
         ]
     )
     def translate(
-        source: tf.Tensor, beam_size: tf.Tensor, max_length: tf.Tensor
+        source: tf.Tensor,
+        beam_size: tf.Tensor,
+        max_length: tf.Tensor,
+        no_repeat_ngram: tf.Tensor,
+        coverage_penalty: tf.Tensor,
     ) -> dict[str, tf.Tensor]:
         return translator.translate(
             source,
@@ -63,6 +77,8 @@ def _signatures(translator: Translator) -> dict[str, Any]:
             max_length,
             tf.constant(decoding.length_penalty, tf.float32),
             tf.constant(decoding.max_length_ratio, tf.float32),
+            no_repeat_ngram,
+            coverage_penalty,
         )
 
     return {"serving_default": serve, "translate": translate}
@@ -79,9 +95,21 @@ def _manifest(run: TranslationRun) -> dict[str, Any]:
             "length_penalty": config.decoding.length_penalty,
             "max_length_ratio": config.decoding.max_length_ratio,
             "max_length_offset": config.decoding.max_length_offset,
+            "no_repeat_ngram": config.decoding.no_repeat_ngram,
+            "coverage_penalty": config.decoding.coverage_penalty,
         },
+        # Values the server gives inputs a request leaves out (added after the first exports).
+        "input_defaults": {"translate": translate_input_defaults(config)},
         "source_tokenizer": run.source_tokenizer.settings(),
         "target_tokenizer": run.target_tokenizer.settings(),
+    }
+
+
+def translate_input_defaults(config: TranslationConfig) -> dict[str, Any]:
+    """The `translate` inputs that have defaults (the recipe's), as JSON numbers."""
+    return {
+        "no_repeat_ngram": int(config.decoding.no_repeat_ngram),
+        "coverage_penalty": float(config.decoding.coverage_penalty),
     }
 
 
@@ -96,6 +124,8 @@ def _warmup_requests(config: TranslationConfig) -> list[tuple[str, dict[str, Any
                 "source": source,
                 "beam_size": np.int32(config.decoding.beam_size),
                 "max_length": np.int32(0),
+                "no_repeat_ngram": np.int32(config.decoding.no_repeat_ngram),
+                "coverage_penalty": np.float32(config.decoding.coverage_penalty),
             },
         ),
     ]

@@ -15,7 +15,12 @@ import tensorflow as tf
 
 from textrnn.decoding import search
 from textrnn.tokenizers import BOS_ID, EOS_ID, PAD_ID, Tokenizer
-from textrnn.translation.config import MAX_BEAM_SIZE, TranslationConfig
+from textrnn.translation.config import (
+    MAX_BEAM_SIZE,
+    MAX_COVERAGE_PENALTY,
+    MAX_NO_REPEAT_NGRAM,
+    TranslationConfig,
+)
 
 if TYPE_CHECKING:
     from textrnn.translation.run import TranslationRun
@@ -34,11 +39,13 @@ def detokenize_punctuation(texts: tf.Tensor) -> tf.Tensor:
 class Translator(tf.Module):
     """In-graph translation of raw strings with a trained model.
 
-    `translate(source, beam_size, max_length, length_penalty, max_length_ratio)`
-    is one `tf.function` for every setting (beam size 1 runs `greedy_search`).
-    Output length per sentence: min(ceil(ratio * source tokens) + offset,
+    `translate(source, beam_size, max_length, length_penalty, max_length_ratio,
+    no_repeat_ngram=0, coverage_penalty=0.0)` is one `tf.function` for every setting
+    (beam size 1 runs `greedy_search`; `textrnn.decoding.penalties` describes the last
+    two, off at 0). Output length per sentence: min(ceil(ratio * source tokens) + offset,
     max_length if > 0); a sentence reaching it ends with a forced [EOS]
-    (`capped` is True).
+    (`capped` is True). Out-of-range settings fail in the graph (InvalidArgumentError:
+    a served request's 400).
 
     Args:
         config: the run's config (`data.source_max_length`, `decoding.max_length_offset`).
@@ -76,6 +83,8 @@ class Translator(tf.Module):
                 tf.TensorSpec([], tf.int32, name="max_length"),
                 tf.TensorSpec([], tf.float32, name="length_penalty"),
                 tf.TensorSpec([], tf.float32, name="max_length_ratio"),
+                tf.TensorSpec([], tf.int32, name="no_repeat_ngram"),
+                tf.TensorSpec([], tf.float32, name="coverage_penalty"),
             ],
         )
 
@@ -98,20 +107,30 @@ class Translator(tf.Module):
         memory, states = encoded[0], encoded[1:]  # (batch, source_time, memory_features)
         return memory, mask, self.bridge(list(states))
 
-    def _translate(self, source, beam_size, max_length, length_penalty, max_length_ratio):
-        tf.debugging.assert_positive(beam_size, message="beam_size must be >= 1")
-        # Served requests choose the beam: a huge one would hold the server's memory and
-        # cores for minutes.
-        tf.debugging.assert_less_equal(
-            beam_size, MAX_BEAM_SIZE, message=f"beam_size must be <= {MAX_BEAM_SIZE}"
-        )
+    def _translate(
+        self,
+        source,
+        beam_size,
+        max_length,
+        length_penalty,
+        max_length_ratio,
+        no_repeat_ngram=0,
+        coverage_penalty=0.0,
+    ):
+        check_request(beam_size, no_repeat_ngram, coverage_penalty)
         source_ids = self.source_tokenizer.encode_padded(source, self.config.data.source_max_length)
         limits = self._length_limits(source_ids, max_length, max_length_ratio)  # (batch,)
         memory, mask, initial = self.encode(source_ids)
+        options = {
+            "length_penalty": length_penalty,
+            "no_repeat_ngram": no_repeat_ngram,
+            "coverage_penalty": coverage_penalty,
+            "memory_mask": mask,
+        }
         result = tf.cond(
             tf.equal(beam_size, 1),
-            lambda: self._search_greedy(memory, mask, initial, limits, length_penalty),
-            lambda: self._search_beam(memory, mask, initial, limits, beam_size, length_penalty),
+            lambda: self._search_greedy(memory, mask, initial, limits, options),
+            lambda: self._search_beam(memory, mask, initial, limits, beam_size, options),
         )
         return self._outputs(result, source_ids, limits)
 
@@ -124,7 +143,7 @@ class Translator(tf.Module):
         limits = limits + self.config.decoding.max_length_offset
         return tf.where(max_length > 0, tf.minimum(limits, max_length), limits)  # (batch,)
 
-    def _search_greedy(self, memory, mask, initial, limits, length_penalty):
+    def _search_greedy(self, memory, mask, initial, limits, options):
         """`greedy_search`, shaped as a beam search's result with one hypothesis."""
         processed = self.decoder.process_memory(memory)
 
@@ -133,11 +152,11 @@ class Translator(tf.Module):
 
         state = {"states": initial, "feed": self.decoder.initial_feed(memory)}
         result = search.greedy_search(
-            step, state, limits, BOS_ID, EOS_ID, tf.shape(memory)[1], length_penalty
+            step, state, limits, BOS_ID, EOS_ID, tf.shape(memory)[1], **options
         )
         return {key: value[:, tf.newaxis] for key, value in result.items()}
 
-    def _search_beam(self, memory, mask, initial, limits, beam_size, length_penalty):
+    def _search_beam(self, memory, mask, initial, limits, beam_size, options):
         tiled_memory = search.tile_beams(memory, beam_size)
         tiled_mask = search.tile_beams(mask, beam_size)
         processed = self.decoder.process_memory(tiled_memory)
@@ -147,7 +166,7 @@ class Translator(tf.Module):
 
         state = {"states": initial, "feed": self.decoder.initial_feed(memory)}
         return search.beam_search(
-            step, state, limits, beam_size, BOS_ID, EOS_ID, tf.shape(memory)[1], length_penalty
+            step, state, limits, beam_size, BOS_ID, EOS_ID, tf.shape(memory)[1], **options
         )
 
     def _outputs(self, result, source_ids, limits) -> dict[str, tf.Tensor]:
@@ -169,3 +188,31 @@ class Translator(tf.Module):
             "target_lengths": best_lengths,
             "capped": tf.greater_equal(best_lengths, limits),  # (batch,) the output hit its cap
         }
+
+
+def check_request(beam_size, no_repeat_ngram, coverage_penalty) -> None:
+    """In-graph bounds of the settings a served request chooses (the same as the recipe's:
+    `config.check_decoding`). A huge beam would hold a server's memory and cores for
+    minutes; a non-finite penalty would make every score NaN."""
+    tf.debugging.assert_positive(beam_size, message="beam_size must be >= 1")
+    tf.debugging.assert_less_equal(
+        beam_size, MAX_BEAM_SIZE, message=f"beam_size must be <= {MAX_BEAM_SIZE}"
+    )
+    tf.debugging.assert_non_negative(no_repeat_ngram, message="no_repeat_ngram must be >= 0")
+    tf.debugging.assert_less_equal(
+        no_repeat_ngram,
+        MAX_NO_REPEAT_NGRAM,
+        message=f"no_repeat_ngram must be <= {MAX_NO_REPEAT_NGRAM}",
+    )
+    coverage_penalty = tf.convert_to_tensor(coverage_penalty, tf.float32)
+    in_range = tf.logical_and(
+        tf.math.is_finite(coverage_penalty),
+        tf.logical_and(coverage_penalty >= 0.0, coverage_penalty <= MAX_COVERAGE_PENALTY),
+    )
+    tf.debugging.Assert(
+        in_range,
+        [
+            f"coverage_penalty must be a finite number in [0, {MAX_COVERAGE_PENALTY:g}], got",
+            coverage_penalty,
+        ],
+    )
