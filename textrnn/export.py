@@ -58,6 +58,22 @@ def is_saved_model(path: Path) -> bool:
     return (path / "saved_model.pb").is_file()
 
 
+def run_task_entry(run_dir: Path, expected_task: str | None, command: str) -> tasks.TaskEntry:
+    """The task table's entry for the run in `run_dir`, checked against the command's task
+    (`expected_task`): a run of another task is an error naming the `command` to use."""
+    from textrnn.training.run_dir import run_task
+
+    if not run_dir.is_dir():
+        raise RunDirError(f"run directory not found: {run_dir} (--run-dir)")
+    entry = tasks.find(run_task(run_dir))
+    if expected_task and not tasks.same_task(entry.name, expected_task):
+        raise RunDirError(
+            f"{run_dir} holds a {entry.name!r} run, not a {expected_task!r} one; "
+            f"export it with `textrnn {entry.command} {command}`"
+        )
+    return entry
+
+
 def export_run(
     run_dir: str | os.PathLike,
     out: str | os.PathLike | None = None,
@@ -70,17 +86,8 @@ def export_run(
     """
     import keras
 
-    from textrnn.training.run_dir import run_task
-
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunDirError(f"run directory not found: {run_dir} (--run-dir)")
-    entry = tasks.find(run_task(run_dir))
-    if expected_task and not tasks.same_task(entry.name, expected_task):
-        raise RunDirError(
-            f"{run_dir} holds a {entry.name!r} run, not a {expected_task!r} one; "
-            f"export it with `textrnn {entry.command} export`"
-        )
+    entry = run_task_entry(run_dir, expected_task, "export")
     base = Path(out) if out else Path("saved_models") / entry.command
     task = entry.load()
     parts = task.serving_signatures(task.load_run(run_dir))

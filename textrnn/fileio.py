@@ -122,3 +122,21 @@ def check_output_file(path: str | os.PathLike, option: str) -> Path:
     if not os.access(parent, os.W_OK | os.X_OK):
         raise DataError(f"cannot write to {path} ({option}): {parent} is not writable")
     return path
+
+
+def escape_token(token: str) -> str:
+    """Escape a token for one line of `vocab.txt`."""
+    return token.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def unescape_token(line: str) -> str:
+    """One line of `vocab.txt` -> the token (`escape_token` undone)."""
+    out, i = [], 0
+    while i < len(line):
+        if line[i] == "\\" and i + 1 < len(line):
+            out.append({"n": "\n", "r": "\r", "\\": "\\"}.get(line[i + 1], line[i + 1]))
+            i += 2
+        else:
+            out.append(line[i])
+            i += 1
+    return "".join(out)

@@ -41,7 +41,7 @@ import tensorflow_text as tf_text
 
 from textrnn.config import TokenizerConfig
 from textrnn.errors import RunDirError
-from textrnn.fileio import atomic_write_text
+from textrnn.fileio import atomic_write_text, escape_token, unescape_token
 
 PAD, UNK, BOS, EOS = "[PAD]", "[UNK]", "[BOS]", "[EOS]"
 RESERVED_TOKENS = (PAD, UNK, BOS, EOS)
@@ -56,23 +56,6 @@ _DELIMITER = r"\s+|" + _SEPARATE
 # Texts longer than this many bytes per allowed token are cut before
 # tokenizing: a 1 GB line costs no more than a long sentence.
 BYTES_PER_TOKEN_CAP = 64
-
-
-def escape_token(token: str) -> str:
-    """Escape a token for one line of `vocab.txt`."""
-    return token.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
-
-
-def unescape_token(line: str) -> str:
-    out, i = [], 0
-    while i < len(line):
-        if line[i] == "\\" and i + 1 < len(line):
-            out.append({"n": "\n", "r": "\r", "\\": "\\"}.get(line[i + 1], line[i + 1]))
-            i += 2
-        else:
-            out.append(line[i])
-            i += 1
-    return "".join(out)
 
 
 def _escape_in_graph(tokens: tf.Tensor) -> tf.Tensor:

@@ -35,9 +35,9 @@ import tensorflow as tf
 from textrnn import export, tasks
 from textrnn.edge import manifest as manifest_lib
 from textrnn.edge.text_tables import host_tokenizer_settings
-from textrnn.errors import ConfigError, RunDirError
-from textrnn.fileio import ensure_writable_directory
-from textrnn.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID, escape_token
+from textrnn.errors import ConfigError
+from textrnn.fileio import ensure_writable_directory, escape_token
+from textrnn.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 
 QUANTIZATIONS = ("none", "dynamic", "float16")
 PARITY_TOLERANCE = 1e-4  # float32 file against the TensorFlow functions
@@ -51,21 +51,13 @@ def export_litert(
     max_length: int | None = None,
 ) -> Path:
     """Convert the run in `run_dir` and write it as the next version under `out`."""
-    from textrnn.training.run_dir import run_task
 
     if quantize not in QUANTIZATIONS:
         raise ConfigError(f"--quantize must be one of {', '.join(QUANTIZATIONS)}, got {quantize!r}")
     if max_length is not None and max_length < 1:
         raise ConfigError(f"--max-length must be at least 1, got {max_length}")
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunDirError(f"run directory not found: {run_dir} (--run-dir)")
-    entry = tasks.find(run_task(run_dir))
-    if expected_task and not tasks.same_task(entry.name, expected_task):
-        raise RunDirError(
-            f"{run_dir} holds a {entry.name!r} run, not a {expected_task!r} one; "
-            f"export it with `textrnn {entry.command} export-litert`"
-        )
+    entry = export.run_task_entry(run_dir, expected_task, "export-litert")
     task = entry.load()
     if task.litert_functions is None:
         raise ConfigError(f"the {entry.name} task has no LiteRT export")

@@ -29,6 +29,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from textrnn.fileio import unescape_token
+
 PAD, UNK, BOS, EOS = "[PAD]", "[UNK]", "[BOS]", "[EOS]"
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 BYTES_PER_TOKEN_CAP = 64  # textrnn.tokenizers.BYTES_PER_TOKEN_CAP
@@ -191,20 +193,8 @@ class HostTokenizer:
 
 
 def read_vocabulary(text: str) -> list[str]:
-    """`vocab.txt` content -> tokens (the escaping of `textrnn.tokenizers.escape_token`)."""
+    """`vocab.txt` content -> tokens (the escaping of `textrnn.fileio.escape_token`)."""
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
-    return [_unescape(line) for line in lines]
-
-
-def _unescape(line: str) -> str:
-    out, i = [], 0
-    while i < len(line):
-        if line[i] == "\\" and i + 1 < len(line):
-            out.append({"n": "\n", "r": "\r", "\\": "\\"}.get(line[i + 1], line[i + 1]))
-            i += 2
-        else:
-            out.append(line[i])
-            i += 1
-    return "".join(out)
+    return [unescape_token(line) for line in lines]
