@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,12 +99,7 @@ def export_run(
     for name, function in parts.signatures.items():
         archive.add_endpoint(name, function)
     # Only now, with the run loaded, create --out: a failed export leaves no empty directory.
-    created = not base.exists()
-    ensure_writable_directory(base, "--out")
-    tmp = base / f".tmp-export-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    try:
+    with staging_directory(base, "export") as tmp:
         archive.write_out(str(tmp), verbose=False)
         extra = tmp / "assets.extra"
         extra.mkdir(exist_ok=True)
@@ -112,6 +108,20 @@ def export_run(
         if parts.warmup_requests:
             write_warmup_requests(extra / "tf_serving_warmup_requests", parts.warmup_requests)
         return publish_version(tmp, base)
+
+
+@contextlib.contextmanager
+def staging_directory(base: Path, kind: str) -> Iterator[Path]:
+    """The path `base/.tmp-<kind>-<pid>` (not created) to build a version in, then hand to
+    `publish_version`. Whatever is left of it is removed afterwards, and `base` too when it
+    was created here and no version landed in it: a failed export leaves nothing behind."""
+    created = not base.exists()
+    ensure_writable_directory(base, "--out")
+    tmp = base / f".tmp-{kind}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    try:
+        yield tmp
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

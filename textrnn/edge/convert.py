@@ -20,11 +20,9 @@ failure: the version appears by one rename at the end.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -36,7 +34,7 @@ from textrnn import export, tasks
 from textrnn.edge import manifest as manifest_lib
 from textrnn.edge.text_tables import host_tokenizer_settings
 from textrnn.errors import ConfigError
-from textrnn.fileio import ensure_writable_directory, escape_token
+from textrnn.fileio import escape_token
 from textrnn.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 
 QUANTIZATIONS = ("none", "dynamic", "float16")
@@ -69,12 +67,7 @@ def export_litert(
     if quantize == "none":
         check_parity(parts.functions, model_bytes, signatures)
     # Only now, with the file converted, create --out: a failed export leaves nothing.
-    created = not base.exists()
-    ensure_writable_directory(base, "--out")
-    tmp = base / f".tmp-litert-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    try:
+    with export.staging_directory(base, "litert") as tmp:
         tmp.mkdir()
         (tmp / manifest_lib.MODEL_FILE).write_bytes(model_bytes)
         files = write_tokenizers(tmp, parts.tokenizers, tokenizers)
@@ -94,12 +87,6 @@ def export_litert(
         manifest_text = json.dumps(manifest, indent=2) + "\n"
         (tmp / manifest_lib.MANIFEST_FILE).write_text(manifest_text, encoding="utf-8")
         return export.publish_version(tmp, base)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-        if created:
-            with contextlib.suppress(OSError):
-                base.rmdir()  # only if no version landed in it
 
 
 def convert(parts: tasks.LiteRTParts, quantize: str) -> bytes:
