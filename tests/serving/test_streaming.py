@@ -1,8 +1,10 @@
-"""`:generate_stream`: generated text as server-sent events (serving/streaming.py, serving/sse.py).
+"""`:generate_stream`: generated text as server-sent events (serving/streaming.py,
+serving/stream_rows.py, serving/sse.py).
 
 Over a real server (`task_server`: the tiny language model and translation
-exports) and, for batching and the deadline, the streaming core in process
-over the same export. All slow: they need the language model export.
+exports) and, for merged rows, older exports' paths and the deadline, the
+streaming core in process over the same export. All slow: they need the
+language model export.
 """
 
 from __future__ import annotations
