@@ -166,7 +166,7 @@ def test_32_concurrent_streams_finish_and_other_requests_answer(
 @pytest.fixture(scope="module")
 def lm_servable(task_exports: Exports):
     """The language model export loaded in this process and warmed up as the server does at
-    load (XLA compiles each chunk size and batch size), once for this module's tests."""
+    load (XLA compiles each batch size of `generate_rows`), once for this module's tests."""
     from textrnn.serving.execution import replay_warmup
     from textrnn.serving.servable import Servable
 

@@ -38,7 +38,6 @@ import tensorflow as tf
 
 from textrnn.decoding.sampling import MAX_TOKENS_CAP
 from textrnn.language_model.generation import ROWS_CAPACITY, LanguageModel
-from textrnn.language_model.inference import MAX_CHUNK_TOKENS
 from textrnn.language_model.run import LanguageModelRun
 from textrnn.tasks import ServingParts
 from textrnn.tokenizers import EOS_ID, PAD_ID, UNK_ID
@@ -66,35 +65,11 @@ def serving_signatures(run: LanguageModelRun) -> ServingParts:
         signatures=signature_functions(lm),
         resources=[run.model, run.tokenizer],
         manifest=manifest(run, lm),
-        warmup_requests=list(WARMUP_REQUESTS)
-        + chunk_warmup_requests(lm)
-        + rows_warmup_requests(lm),
+        # No `generate_chunk` warm-up: a server streams through `generate_rows` (its
+        # sizes compile at load, ~2 s each); `generate --stream` loads no warm-up.
+        warmup_requests=list(WARMUP_REQUESTS) + rows_warmup_requests(lm),
         inference=lm,
     )
-
-
-def chunk_warmup_requests(lm: LanguageModel) -> list[tuple[str, dict[str, Any]]]:
-    """One `generate_chunk` request per chunk size a stream uses (1, 2, 4, ... up to
-    `MAX_CHUNK_TOKENS`): XLA compiles the loop once per size, ~1 s each, which would
-    otherwise stall the first streams after a load."""
-    requests = []
-    size = 1
-    while size <= MAX_CHUNK_TOKENS:
-        inputs = {
-            "logits": np.zeros([1, lm.vocabulary_size], np.float32),
-            "states": np.zeros([1, lm.num_states, lm.stack.units], np.float32),
-            "start": np.int32(0),
-            "tokens": np.int32(size),
-            "temperature": np.float32(1.0),
-            "top_k": np.int32(0),
-            "top_p": np.float32(1.0),
-            "seed": np.int64(0),
-            "row": np.int32(0),
-            "previous": np.zeros([1, 0], np.int32),
-        }
-        requests.append(("generate_chunk", inputs))
-        size *= 2
-    return requests
 
 
 # The batch sizes `generate_rows` is called with: a server pads its rows to the next one
