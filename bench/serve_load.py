@@ -393,14 +393,22 @@ def report_rates(rates: dict, cpus: dict, trees: list[str], clients: int) -> Non
         )
 
 
-def main() -> None:
-    if "--stream" in sys.argv[1:]:  # issue 17: streaming vs :predict, in bench/serve_stream.py
-        sys.argv.remove("--stream")
+def main(argv: list[str] | None = None) -> None:
+    # `--stream` picks the benchmark; the options after it are that benchmark's own.
+    mode = argparse.ArgumentParser(add_help=False)
+    mode.add_argument(
+        "--stream",
+        action="store_true",
+        help="Measure :generate_stream against :predict on a language model instead "
+        "(bench/serve_stream.py; `--stream --help` lists its options).",
+    )
+    known, rest = mode.parse_known_args(argv)
+    if known.stream:  # issue 17
         import serve_stream
 
-        serve_stream.main()
+        serve_stream.main(rest, prog=f"{Path(sys.argv[0]).name} --stream")
         return
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], parents=[mode])
     parser.add_argument(
         "--model-base-path", type=Path, help="Holds <model>/<version>/; default: build one."
     )
@@ -454,7 +462,7 @@ def main() -> None:
         help="Also serve from this source tree (a git worktree of another commit or branch) "
         "and compare: both trees' servers take turns in every round.",
     )
-    args = parser.parse_args()
+    args = parser.parse_args(rest)
 
     workdir = Path(tempfile.mkdtemp(prefix="serve_load-"))
     try:
