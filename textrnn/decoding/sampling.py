@@ -24,38 +24,11 @@ sample_logits(logits, temperature=0.8, top_k=2, top_p=0.9, seed=step_seed(7, 0))
 
 from __future__ import annotations
 
-import math
-
 import tensorflow as tf
 
-from textrnn.errors import ConfigError
-
-# Largest max_tokens a request may ask for: the output buffer is sized from it.
-MAX_TOKENS_CAP = 10000
-
-
-def validate_sampling_options(
-    max_tokens: int,
-    temperature: float,
-    top_k: int,
-    top_p: float,
-    vocabulary_size: int,
-    max_tokens_cap: int = MAX_TOKENS_CAP,
-) -> None:
-    """Raise `ConfigError` naming the option when a sampling knob is out of range."""
-    if not 0 <= max_tokens <= max_tokens_cap:
-        raise ConfigError(f"--max-tokens must be in [0, {max_tokens_cap}], got {max_tokens}")
-    if not (temperature >= 0 and math.isfinite(temperature)):
-        raise ConfigError(
-            f"--temperature must be a finite number >= 0 (0 is greedy), got {temperature}"
-        )
-    if not 0 <= top_k <= vocabulary_size:
-        raise ConfigError(
-            f"--top-k must be in [0, {vocabulary_size}] (the vocabulary size; 0 is off), "
-            f"got {top_k}"
-        )
-    if not 0.0 < top_p <= 1.0:
-        raise ConfigError(f"--top-p must be in (0, 1] (1 is off), got {top_p}")
+# The bounds live in `options` (TensorFlow-free, so the edge runtime checks them too);
+# re-exported here beside the graph assertions that mirror them.
+from textrnn.decoding.options import MAX_TOKENS_CAP, validate_sampling_options  # noqa: F401
 
 
 def assert_sampling_options(
