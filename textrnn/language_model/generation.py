@@ -207,26 +207,18 @@ class LanguageModel(tf.Module):
         packed states to continue from, and the text of `previous` + these ids (the
         whole continuation so far, so pieces split across chunks join as in `generate`).
         """
-        checks = sampling.assert_sampling_options(
-            tokens, temperature, top_k, top_p, self.vocabulary_size
-        )
-        with tf.control_dependencies(checks):
-            tokens = tf.identity(tokens)
-        ids, t, logits, new_states = self._decode(
+        ids, logits, new_states, text = self._continue(
             logits,
-            self.unpack(states),
+            states,
             _capacity(tokens),
             tokens,
-            temperature,
-            top_k,
-            top_p,
-            seed,
+            (temperature, top_k, top_p, seed),
             start,
             row,
+            previous,
+            sampling.MAX_TOKENS_CAP,
         )
-        ids = ids[:, :t]
-        text = self.tokenizer.detokenize(tf.concat([previous, ids], axis=1))
-        return {"token_ids": ids, "logits": logits, "states": self.pack(new_states), "text": text}
+        return {"token_ids": ids, "logits": logits, "states": new_states, "text": text}
 
     def generate_rows(
         self, logits, states, start, tokens, temperature, top_k, top_p, seed, row, previous
@@ -239,16 +231,43 @@ class LanguageModel(tf.Module):
         count of each row, the logits and packed states to continue from, and the text of
         each row's `previous` (its ids so far, right-padded with 0) + its new ids.
         """
+        # A fixed capacity: XLA compiles once per batch size, whatever the counts.
+        ids, logits, new_states, text = self._continue(
+            logits,
+            states,
+            ROWS_CAPACITY,
+            tokens,
+            (temperature, top_k, top_p, seed),
+            start,
+            row,
+            previous,
+            ROWS_CAPACITY,
+        )
+        return {
+            "token_ids": ids,
+            "num_tokens": tf.reduce_sum(tf.cast(ids != PAD_ID, tf.int32), axis=1),
+            "logits": logits,
+            "states": new_states,
+            "text": text,
+        }
+
+    def _continue(
+        self, logits, states, capacity, tokens, knobs, start, row, previous, max_tokens_cap
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+        """`generate_chunk`'s and `generate_rows`'s work: check the knobs (temperature,
+        top_k, top_p, seed), decode up to `tokens` more ids into a buffer of `capacity`
+        from the given logits and packed states, and detokenize `previous` + the new ids.
+        Returns the new ids, the logits and packed states to continue from, and the text."""
+        temperature, top_k, top_p, seed = knobs
         checks = sampling.assert_sampling_options(
-            tokens, temperature, top_k, top_p, self.vocabulary_size, ROWS_CAPACITY
+            tokens, temperature, top_k, top_p, self.vocabulary_size, max_tokens_cap
         )
         with tf.control_dependencies(checks):
             tokens = tf.identity(tokens)
-        # A fixed capacity: XLA compiles once per batch size, whatever the counts.
         ids, t, logits, new_states = self._decode(
             logits,
             self.unpack(states),
-            ROWS_CAPACITY,
+            capacity,
             tokens,
             temperature,
             top_k,
@@ -259,13 +278,7 @@ class LanguageModel(tf.Module):
         )
         ids = ids[:, :t]
         text = self.tokenizer.detokenize(tf.concat([previous, ids], axis=1))
-        return {
-            "token_ids": ids,
-            "num_tokens": tf.reduce_sum(tf.cast(ids != PAD_ID, tf.int32), axis=1),
-            "logits": logits,
-            "states": self.pack(new_states),
-            "text": text,
-        }
+        return ids, logits, self.pack(new_states), text
 
     def generate(self, prompt, max_tokens, temperature, top_k, top_p, seed) -> dict[str, tf.Tensor]:
         ids = self.generate_ids(prompt, max_tokens, temperature, top_k, top_p, seed)
