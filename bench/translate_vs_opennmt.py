@@ -1,0 +1,235 @@
+"""textrnn against OpenNMT-tf at the Multi30k recipe's shape: `bench/translate.py
+--opennmt-python PY` (PY: the python of a scratch venv with opennmt-tf 2.32 and
+TensorFlow 2.13, not a textrnn dependency).
+
+One run alternates worker processes, textrnn, OpenNMT-tf, textrnn, ... (`--rounds`
+pairs), so both see the same machine load; each worker trains `--train-steps` timed
+steps of 64 pairs after 5 warm-up steps (fresh weights), then decodes the same 1,000
+validation sentences (sorted by length, batch 64, beam 5). Both toolkits read the same
+token sequences: the run's WordPiece tokenizers encode the data once and OpenNMT-tf gets
+them as space-separated tokens with the same vocabularies (`bench/opennmt_runner.py`).
+
+Decoding runs exactly `--decode-length` (80) tokens per sentence in both: the end token
+is blocked until then (textrnn: its output bias set to -1e9, the cap forced to 80;
+OpenNMT-tf: minimum = maximum decoding length), so both do the same work whatever the
+weights (OpenNMT-tf's are untrained). Printed: pairs/s and sentences/s of each, their
+ratios (textrnn / OpenNMT-tf), medians over the rounds, and the machine load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from textrnn import data as data_lib
+from textrnn import translation
+from textrnn.tokenizers import EOS_ID, RESERVED_TOKENS
+
+HERE = Path(__file__).resolve().parent
+BATCH = 64
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def write_token_files(run, directory: Path, train_pairs: int, sentences: int) -> list[str]:
+    """The training subset and the validation sources as token files and vocabularies for
+    OpenNMT-tf; returns the validation sentences (raw, in the written order) for textrnn."""
+    config = run.config
+    pairs = translation.read_pairs(
+        config.data.source,
+        config.data.target,
+        config.data.train,
+        config.data.source_column,
+        config.data.target_column,
+        config.data.encoding,
+    )
+    valid = [
+        line
+        for line in data_lib.read_lines(config.data.valid_source, config.data.encoding)
+        if line.strip()
+    ][:sentences]
+    lengths = run.source_tokenizer.tokenize(tf.constant(valid)).row_lengths().numpy()
+    valid = [valid[i] for i in np.argsort(lengths, kind="stable")]  # sorted, as evaluate
+    files = {
+        "train.src": (run.source_tokenizer, pairs.sources[:train_pairs]),
+        "train.tgt": (run.target_tokenizer, pairs.targets[:train_pairs]),
+        "valid.src": (run.source_tokenizer, valid),
+    }
+    for name, (tokenizer, texts) in files.items():
+        ids = tokenizer.tokenize(tf.constant(texts), 62)
+        tokens = tf.ragged.map_flat_values(tokenizer.id_to_token, ids).to_list()
+        lines = [" ".join(token.decode() for token in row) for row in tokens]
+        (directory / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    for name, tokenizer in (
+        ("vocab.src", run.source_tokenizer),
+        ("vocab.tgt", run.target_tokenizer),
+    ):
+        words = tokenizer.vocabulary[len(RESERVED_TOKENS) :]  # OpenNMT-tf adds its own
+        (directory / name).write_text("\n".join(words) + "\n", encoding="utf-8")
+    return valid
+
+
+# ----------------------------------------------------------------------------- textrnn worker
+
+
+def textrnn_train_speed(config, tokenizers, steps: int, pairs_limit: int) -> float:
+    """Pairs/s of textrnn's training step (`train_on_batch`, fresh weights)."""
+    pairs = translation.read_pairs(
+        config.data.source,
+        config.data.target,
+        config.data.train,
+        config.data.source_column,
+        config.data.target_column,
+        config.data.encoding,
+    )
+    pairs = translation.Pairs(pairs.sources[:pairs_limit], pairs.targets[:pairs_limit])
+    encoded = translation.encode_pairs(*tokenizers, pairs, config)
+    longest = max(config.data.source_max_length, config.data.target_max_length)
+    dataset = data_lib.batched_pairs(
+        encoded.source_ids,
+        encoded.target_ids,
+        BATCH,
+        longest,
+        shuffle=True,
+        seed=config.training.seed,
+    ).repeat()
+    model = translation.build_model(config, tokenizers, total_steps=steps + 5)
+    batches = iter(dataset)
+    for _ in range(5):  # warm-up: tracing, the first shapes
+        inputs, targets = next(batches)
+        model.train_on_batch(inputs, targets)
+    rows = 0
+    started = time.perf_counter()
+    for _ in range(steps):
+        inputs, targets = next(batches)
+        model.train_on_batch(inputs, targets)
+        rows += int(targets.shape[0])
+    return rows / (time.perf_counter() - started)
+
+
+def textrnn_decode_speed(run, sentences: list[str], length: int) -> tuple[float, float]:
+    """Sentences/s of `Translator.translate` (the exports' function) at beam 5, batch 64,
+    every sentence decoded to `length` tokens (end token blocked until the cap)."""
+    decoder = run.model.get_layer("decoder")
+    bias = decoder.output_layer.bias
+    bias.assign(tf.tensor_scatter_nd_update(bias, [[EOS_ID]], [-1e9]))
+    translator = translation.Translator.from_run(run)
+
+    def translate(texts):
+        return translator.translate(
+            tf.constant(texts),
+            tf.constant(5),
+            tf.constant(length),
+            tf.constant(0.6),
+            tf.constant(100.0),
+            tf.constant(0),
+            tf.constant(0.0),
+        )
+
+    translate(sentences[:BATCH])  # trace once
+    tokens = 0
+    started = time.perf_counter()
+    for start in range(0, len(sentences), BATCH):
+        result = translate(sentences[start : start + BATCH])
+        tokens += int(tf.reduce_sum(result["target_lengths"]))
+    return len(sentences) / (time.perf_counter() - started), tokens / len(sentences)
+
+
+def textrnn_worker(args: argparse.Namespace) -> None:
+    run = translation.load_run(args.model)
+    sentences = (Path(args.data_dir) / "sentences.json").read_text(encoding="utf-8")
+    result = {
+        "train_pairs_per_s": textrnn_train_speed(
+            run.config,
+            (run.source_tokenizer, run.target_tokenizer),
+            args.train_steps,
+            args.train_pairs,
+        )
+    }
+    if not args.skip_decode:
+        speed, length = textrnn_decode_speed(run, json.loads(sentences), args.decode_length)
+        result["beam5_sentences_per_s"] = speed
+        result["mean_output_length"] = length
+    print(json.dumps(result))
+
+
+# ----------------------------------------------------------------------------- driver
+
+
+def run_worker(command: list[str], name: str) -> dict:
+    output = subprocess.run(command, capture_output=True, text=True)
+    if output.returncode:
+        tail = (output.stderr.strip().splitlines() or ["no output"])[-1]
+        sys.exit(f"{name} worker failed: {tail}")
+    return json.loads(output.stdout.strip().splitlines()[-1])
+
+
+def compare(args: argparse.Namespace) -> None:
+    run = translation.load_run(args.model)
+    data = Path(args.data_dir)
+    data.mkdir(parents=True, exist_ok=True)
+    train_pairs = (args.train_steps + 10) * BATCH * 4
+    sentences = write_token_files(run, data, train_pairs, args.decode_sentences)
+    (data / "sentences.json").write_text(json.dumps(sentences), encoding="utf-8")
+    del run
+    common = ["--train-steps", str(args.train_steps), "--decode-length", str(args.decode_length)]
+    if args.skip_decode:
+        common.append("--skip-decode")
+    textrnn = [sys.executable, str(HERE / "translate.py"), "--opennmt-worker", "--model"]
+    textrnn += [args.model, "--data-dir", str(data), "--train-pairs", str(train_pairs), *common]
+    opennmt = [args.opennmt_python, str(HERE / "opennmt_runner.py"), "--data", str(data), *common]
+    rounds: dict[str, list[dict]] = {"textrnn": [], "opennmt": []}
+    loads = [os.getloadavg()[0]]
+    for _ in range(args.rounds):
+        rounds["textrnn"].append(run_worker(textrnn, "textrnn"))
+        rounds["opennmt"].append(run_worker(opennmt, "OpenNMT-tf"))
+        loads.append(os.getloadavg()[0])
+    report(args, rounds, loads)
+
+
+def report(args: argparse.Namespace, rounds: dict[str, list[dict]], loads: list[float]) -> None:
+    def median(which: str, key: str) -> float:
+        return statistics.median(r[key] for r in rounds[which])
+
+    results = {
+        "textrnn_train_pairs_per_s": median("textrnn", "train_pairs_per_s"),
+        "opennmt_train_pairs_per_s": median("opennmt", "train_pairs_per_s"),
+    }
+    results["train_ratio"] = (
+        results["textrnn_train_pairs_per_s"] / results["opennmt_train_pairs_per_s"]
+    )
+    if not args.skip_decode:
+        results["textrnn_beam5_sentences_per_s"] = median("textrnn", "beam5_sentences_per_s")
+        results["opennmt_beam5_sentences_per_s"] = median("opennmt", "beam5_sentences_per_s")
+        results["decode_ratio"] = (
+            results["textrnn_beam5_sentences_per_s"] / results["opennmt_beam5_sentences_per_s"]
+        )
+    results = {key: round(value, 3) for key, value in results.items()}
+    extra = {
+        "rounds": args.rounds,
+        "train_steps": args.train_steps,
+        "decode_sentences": args.decode_sentences,
+        "decode_length": args.decode_length,
+        "cpu_count": os.cpu_count(),
+        "load_1min": [round(x, 2) for x in loads],
+        "runs": rounds,
+    }
+    if args.json:
+        print(json.dumps({**results, **extra}))
+        return
+    print(
+        f"{os.cpu_count()} CPU(s), 1-min load {min(loads):.1f}-{max(loads):.1f}; "
+        f"{args.rounds} alternating round(s), medians; batch {BATCH}"
+    )
+    for key, value in results.items():
+        print(f"{key:<32}{value:>10.3f}")
