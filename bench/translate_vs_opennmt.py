@@ -10,7 +10,8 @@ token sequences: the run's WordPiece tokenizers encode the data once and OpenNMT
 them as space-separated tokens with the same vocabularies (`bench/opennmt_runner.py`).
 
 Decoding runs exactly `--decode-length` (80) tokens per sentence in both: the end token
-is blocked until then (textrnn: its output bias set to -1e9, the cap forced to 80;
+is blocked until then (textrnn: its output bias for it set to -100, never among the beam's
+best, and the cap set to 80, where the search forces it;
 OpenNMT-tf: minimum = maximum decoding length), so both do the same work whatever the
 weights (OpenNMT-tf's are untrained). Printed: pairs/s and sentences/s of each, their
 ratios (textrnn / OpenNMT-tf), medians over the rounds, and the machine load.
@@ -19,11 +20,13 @@ ratios (textrnn / OpenNMT-tf), medians over the rounds, and the machine load.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import statistics
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -122,7 +125,7 @@ def textrnn_decode_speed(run, sentences: list[str], length: int) -> tuple[float,
     every sentence decoded to `length` tokens (end token blocked until the cap)."""
     decoder = run.model.get_layer("decoder")
     bias = decoder.output_layer.bias
-    bias.assign(tf.tensor_scatter_nd_update(bias, [[EOS_ID]], [-1e9]))
+    bias.assign(tf.tensor_scatter_nd_update(bias, [[EOS_ID]], [-100.0]))
     translator = translation.Translator.from_run(run)
 
     def translate(texts):
@@ -166,6 +169,18 @@ def textrnn_worker(args: argparse.Namespace) -> None:
 # ----------------------------------------------------------------------------- driver
 
 
+def extract_revision(ref: str, directory: Path) -> str:
+    """The `textrnn` package at git `ref`, extracted under `directory`; returns its root."""
+    root = directory / "baseline_code"
+    root.mkdir(exist_ok=True)
+    archive = subprocess.run(
+        ["git", "-C", str(HERE.parent), "archive", ref, "textrnn"], capture_output=True, check=True
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(root, filter="data")
+    return str(root)
+
+
 def run_worker(command: list[str], name: str) -> dict:
     output = subprocess.run(command, capture_output=True, text=True)
     if output.returncode:
@@ -188,12 +203,19 @@ def compare(args: argparse.Namespace) -> None:
     textrnn = [sys.executable, str(HERE / "translate.py"), "--opennmt-worker", "--model"]
     textrnn += [args.model, "--data-dir", str(data), "--train-pairs", str(train_pairs), *common]
     opennmt = [args.opennmt_python, str(HERE / "opennmt_runner.py"), "--data", str(data), *common]
-    rounds: dict[str, list[dict]] = {"textrnn": [], "opennmt": []}
+    workers = {"textrnn": textrnn, "opennmt": opennmt}
+    if args.baseline_ref:  # textrnn before (the code at that git ref) in the same rounds
+        workers = {
+            "textrnn_before": [*textrnn, "--code", extract_revision(args.baseline_ref, data)]
+        }
+        workers.update(textrnn=textrnn, opennmt=opennmt)
+    rounds: dict[str, list[dict]] = {name: [] for name in workers}
     loads = [os.getloadavg()[0]]
-    for _ in range(args.rounds):
-        rounds["textrnn"].append(run_worker(textrnn, "textrnn"))
-        rounds["opennmt"].append(run_worker(opennmt, "OpenNMT-tf"))
-        loads.append(os.getloadavg()[0])
+    for index in range(args.rounds):
+        for name, command in workers.items():
+            rounds[name].append(run_worker(command, name))
+            loads.append(os.getloadavg()[0])
+            print(f"round {index + 1} {name}: {rounds[name][-1]}", file=sys.stderr, flush=True)
     report(args, rounds, loads)
 
 
@@ -214,9 +236,18 @@ def report(args: argparse.Namespace, rounds: dict[str, list[dict]], loads: list[
         results["decode_ratio"] = (
             results["textrnn_beam5_sentences_per_s"] / results["opennmt_beam5_sentences_per_s"]
         )
+    if "textrnn_before" in rounds:
+        before = {"train": "train_pairs_per_s", "decode": "beam5_sentences_per_s"}
+        for name, key in before.items():
+            if name == "decode" and args.skip_decode:
+                continue
+            results[f"before_{key}"] = median("textrnn_before", key)
+            results[f"before_{name}_ratio"] = results[f"before_{key}"] / median("opennmt", key)
+            results[f"{name}_after_over_before"] = median("textrnn", key) / results[f"before_{key}"]
     results = {key: round(value, 3) for key, value in results.items()}
     extra = {
         "rounds": args.rounds,
+        "baseline_ref": args.baseline_ref,
         "train_steps": args.train_steps,
         "decode_sentences": args.decode_sentences,
         "decode_length": args.decode_length,

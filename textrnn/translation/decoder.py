@@ -8,7 +8,10 @@
 
 Training (teacher forcing) and decoding (`AttentionDecoder.step`, driven by
 `textrnn.decoding.search`) share `step_embedded`, so what is trained is what
-decodes.
+decodes. With input feeding and one GRU / LSTM layer, training on the fast stack
+runs the fused, XLA-compiled loop of `textrnn.layers.fast_rnn_decoder` (same
+variables, same numbers: `tests/layers/test_fast_rnn_decoder.py`) and decoding its
+one-step function (`fused_step_applies`); anything else keeps the step loop.
 """
 
 from __future__ import annotations
