@@ -101,10 +101,11 @@ def train_speed(model, data: str, warmup: int, steps: int) -> float:
     started = None
     for index, _ in enumerate(trainer._steps(dataset)):  # OpenNMT-tf's own training step
         if index + 1 == warmup:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
         if index + 1 == warmup + steps:
             break
-    return steps * BATCH / (time.perf_counter() - started)
+    pairs = steps * BATCH
+    return pairs / (time.perf_counter() - started), (time.process_time() - cpu) / pairs
 
 
 def decode_speed(model, data: str) -> tuple[float, float]:
@@ -113,12 +114,13 @@ def decode_speed(model, data: str) -> tuple[float, float]:
     batches = list(dataset)
     infer(batches[0])  # trace once
     sentences, tokens = 0, 0
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for features in batches:
         predictions = infer(features)
         sentences += int(predictions["length"].shape[0])
         tokens += int(tf.reduce_sum(predictions["length"][:, 0]))
-    return sentences / (time.perf_counter() - started), tokens / sentences
+    cpu_per_sentence = (time.process_time() - cpu) / sentences
+    return sentences / (time.perf_counter() - started), cpu_per_sentence, tokens / sentences
 
 
 def main() -> None:

@@ -85,8 +85,9 @@ def write_token_files(run, directory: Path, train_pairs: int, sentences: int) ->
 # ----------------------------------------------------------------------------- textrnn worker
 
 
-def textrnn_train_speed(config, tokenizers, steps: int, pairs_limit: int) -> float:
-    """Pairs/s of textrnn's training step (`train_on_batch`, fresh weights)."""
+def textrnn_train_speed(config, tokenizers, steps: int, pairs_limit: int) -> tuple[float, float]:
+    """(pairs/s, CPU seconds per pair) of textrnn's training step (`train_on_batch`, fresh
+    weights)."""
     pairs = translation.read_pairs(
         config.data.source,
         config.data.target,
@@ -112,17 +113,18 @@ def textrnn_train_speed(config, tokenizers, steps: int, pairs_limit: int) -> flo
         inputs, targets = next(batches)
         model.train_on_batch(inputs, targets)
     rows = 0
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for _ in range(steps):
         inputs, targets = next(batches)
         model.train_on_batch(inputs, targets)
         rows += int(targets.shape[0])
-    return rows / (time.perf_counter() - started)
+    return rows / (time.perf_counter() - started), (time.process_time() - cpu) / rows
 
 
-def textrnn_decode_speed(run, sentences: list[str], length: int) -> tuple[float, float]:
-    """Sentences/s of `Translator.translate` (the exports' function) at beam 5, batch 64,
-    every sentence decoded to `length` tokens (end token blocked until the cap)."""
+def textrnn_decode_speed(run, sentences: list[str], length: int) -> tuple[float, float, float]:
+    """(sentences/s, CPU seconds per sentence, mean output length) of
+    `Translator.translate` (the exports' function) at beam 5, batch 64, every sentence
+    decoded to `length` tokens (end token blocked until the cap)."""
     decoder = run.model.get_layer("decoder")
     bias = decoder.output_layer.bias
     bias.assign(tf.tensor_scatter_nd_update(bias, [[EOS_ID]], [-100.0]))
@@ -141,27 +143,29 @@ def textrnn_decode_speed(run, sentences: list[str], length: int) -> tuple[float,
 
     translate(sentences[:BATCH])  # trace once
     tokens = 0
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for start in range(0, len(sentences), BATCH):
         result = translate(sentences[start : start + BATCH])
         tokens += int(tf.reduce_sum(result["target_lengths"]))
-    return len(sentences) / (time.perf_counter() - started), tokens / len(sentences)
+    cpu_per_sentence = (time.process_time() - cpu) / len(sentences)
+    return (
+        len(sentences) / (time.perf_counter() - started),
+        cpu_per_sentence,
+        tokens / len(sentences),
+    )
 
 
 def textrnn_worker(args: argparse.Namespace) -> None:
     run = translation.load_run(args.model)
     sentences = (Path(args.data_dir) / "sentences.json").read_text(encoding="utf-8")
-    result = {
-        "train_pairs_per_s": textrnn_train_speed(
-            run.config,
-            (run.source_tokenizer, run.target_tokenizer),
-            args.train_steps,
-            args.train_pairs,
-        )
-    }
+    speed, cpu = textrnn_train_speed(
+        run.config, (run.source_tokenizer, run.target_tokenizer), args.train_steps, args.train_pairs
+    )
+    result = {"train_pairs_per_s": speed, "train_cpu_ms_per_pair": 1000 * cpu}
     if not args.skip_decode:
-        speed, length = textrnn_decode_speed(run, json.loads(sentences), args.decode_length)
+        speed, cpu, length = textrnn_decode_speed(run, json.loads(sentences), args.decode_length)
         result["beam5_sentences_per_s"] = speed
+        result["beam5_cpu_ms_per_sentence"] = 1000 * cpu
         result["mean_output_length"] = length
     print(json.dumps(result))
 
@@ -244,6 +248,13 @@ def report(args: argparse.Namespace, rounds: dict[str, list[dict]], loads: list[
             results[f"before_{key}"] = median("textrnn_before", key)
             results[f"before_{name}_ratio"] = results[f"before_{key}"] / median("opennmt", key)
             results[f"{name}_after_over_before"] = median("textrnn", key) / results[f"before_{key}"]
+    # CPU time per pair / sentence (all threads of the worker): steadier than wall time
+    # when other jobs share the cores; ratios as speed ratios (OpenNMT-tf's / textrnn's).
+    for name, key in (("train", "train_cpu_ms_per_pair"), ("decode", "beam5_cpu_ms_per_sentence")):
+        if all(key in r for runs in rounds.values() for r in runs):
+            for which in rounds:
+                results[f"{which}_{key}"] = median(which, key)
+            results[f"{name}_cpu_ratio"] = median("opennmt", key) / median("textrnn", key)
     results = {key: round(value, 3) for key, value in results.items()}
     extra = {
         "rounds": args.rounds,
