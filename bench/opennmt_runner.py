@@ -80,7 +80,7 @@ def make_model() -> opennmt.models.SequenceToSequence:
     )
 
 
-def train_speed(model, data: str, warmup: int, steps: int) -> float:
+def train_speed(model, data: str, warmup: int, steps: int) -> tuple[float, float]:
     optimizer = tf.keras.optimizers.legacy.Adam(0.002)
     model.create_variables(optimizer=optimizer)
     dataset = model.examples_inputter.make_training_dataset(
@@ -108,7 +108,7 @@ def train_speed(model, data: str, warmup: int, steps: int) -> float:
     return pairs / (time.perf_counter() - started), (time.process_time() - cpu) / pairs
 
 
-def decode_speed(model, data: str) -> tuple[float, float]:
+def decode_speed(model, data: str) -> tuple[float, float, float]:
     dataset = model.features_inputter.make_inference_dataset(os.path.join(data, "valid.src"), BATCH)
     infer = tf.function(model.infer, input_signature=(dataset.element_spec,))
     batches = list(dataset)
@@ -146,12 +146,12 @@ def main() -> None:
             "minimum_decoding_length": args.decode_length,
         },
     )
-    result = {
-        "train_pairs_per_s": train_speed(model, args.data, args.warmup_steps, args.train_steps)
-    }
+    speed, cpu = train_speed(model, args.data, args.warmup_steps, args.train_steps)
+    result = {"train_pairs_per_s": speed, "train_cpu_ms_per_pair": 1000 * cpu}
     if not args.skip_decode:
-        speed, length = decode_speed(model, args.data)
+        speed, cpu, length = decode_speed(model, args.data)
         result["beam5_sentences_per_s"] = speed
+        result["beam5_cpu_ms_per_sentence"] = 1000 * cpu
         result["mean_output_length"] = length
     print(json.dumps(result))
 
