@@ -6,9 +6,10 @@ One run alternates worker processes, textrnn, OpenNMT-tf, textrnn, ... (`--round
 pairs), so both see the same machine load; each worker trains `--train-steps` timed
 steps of 64 pairs (fresh weights; textrnn after a warm-up pass over the same batches, so
 XLA's per-shape compilations, paid once per shape in a real training, are not timed),
-then decodes the same 1,000 validation sentences (sorted by length, batch 64, beam 5). Both toolkits read the same
-token sequences: the run's WordPiece tokenizers encode the data once and OpenNMT-tf gets
-them as space-separated tokens with the same vocabularies (`bench/opennmt_runner.py`).
+then decodes the same 1,000 validation sentences (sorted by length, batch 64, beam 5).
+Both toolkits read the same token sequences: the run's WordPiece tokenizers encode the
+data once and OpenNMT-tf gets them as space-separated tokens with the same vocabularies
+(`bench/opennmt_runner.py`).
 
 Decoding runs exactly `--decode-length` (80) tokens per sentence in both: the end token
 is blocked until then (textrnn: its output bias for it set to -100, never among the beam's
