@@ -260,7 +260,6 @@ def _backward(spec, forward_inputs, saved, d_outputs, d_attention):
     c_previous = _shift_in(states0[1], states_seq[1]) if spec.cell == "lstm" else None
     attentional_t = tf.transpose(attentional_kernel)  # (F, M + U)
     feed_kernel_t = tf.transpose(cell_weights[0])  # (kU, F)
-    query_kernel_t = tf.transpose(attention_weights[0]) if attention_weights else None
 
     def array(width):
         return tf.TensorArray(dtype, size=steps, element_shape=(x.shape[1], width))
@@ -287,25 +286,11 @@ def _backward(spec, forward_inputs, saved, d_outputs, d_attention):
         w = attention[t]
         d_w = tf.linalg.matvec(memory, d_context) + d_attention[t]  # (B, S)
         d_scores = w * (d_w - tf.reduce_sum(w * d_w, axis=-1, keepdims=True))
-        written = [d_pre, d_context]
-        if spec.attention == "additive":
-            hidden = tf.tanh(queries[t][:, None, :] + keys)  # (B, S, A), recomputed
-            d_hidden = d_scores[..., None] * attention_weights[1] * (1.0 - hidden * hidden)
-            accumulators = [
-                accumulators[0] + d_hidden,
-                accumulators[1] + tf.reduce_sum(d_scores[..., None] * hidden, axis=(0, 1)),
-            ]
-            d_query = tf.reduce_sum(d_hidden, axis=1)  # (B, A)
-            d_h_total += tf.matmul(d_query, query_kernel_t)
-            written.append(d_query)
-        else:
-            d_query = tf.linalg.matvec(memory, d_scores, transpose_a=True)  # (B, M)
-            written.append(d_scores)
-            if spec.attention == "general":
-                written.append(d_query)
-                d_query = tf.matmul(d_query, query_kernel_t)
-            d_h_total += d_query
-        d_h_total += d_h
+        d_query, accumulators, attention_written = _attend_backward(
+            spec, d_scores, queries[t], memory, keys, attention_weights, accumulators
+        )
+        d_h_total += d_query + d_h
+        written = [d_pre, d_context, *attention_written]
         c_prev = c_previous[t] if c_previous is not None else None
         c_new = states_seq[1][t] if spec.cell == "lstm" else None
         d_gates, d_h_prev, d_c_prev = _cell_backward(
@@ -325,20 +310,9 @@ def _backward(spec, forward_inputs, saved, d_outputs, d_attention):
     )
     d_gates, d_pre, d_contexts, *attention_saved = [a.stack() for a in arrays]
     d_cell = _cell_weight_gradients(spec, d_gates, cell_saved, h_previous, feed0, outputs)
-    d_memory = tf.einsum("tbs,tbm->bsm", attention, d_contexts)
-    d_keys = tf.zeros_like(keys)
-    if spec.attention == "additive":
-        d_keys, d_score_vector = accumulators
-        d_attention_weights = [_flat_inner(h_seq, attention_saved[0]), d_score_vector]
-    elif spec.attention == "dot":
-        d_memory += tf.einsum("tbs,tbu->bsu", attention_saved[0], h_seq)
-        d_attention_weights = []
-    else:
-        d_scores, d_projected = attention_saved
-        d_memory += tf.einsum("tbs,tbm->bsm", d_scores, queries)
-        d_attention_weights = [_flat_inner(h_seq, d_projected)]
-        if spec.query_bias:
-            d_attention_weights.append(tf.reduce_sum(d_projected, axis=(0, 1)))
+    d_memory, d_keys, d_attention_weights = _attention_gradients(
+        spec, attention, d_contexts, attention_saved, accumulators, h_seq, queries, keys
+    )
     d_attentional = _flat_inner(tf.concat([contexts, h_seq], axis=-1), d_pre)
     d_states0 = [d_h0, d_c0][: spec.state_count]
     return (
@@ -351,6 +325,43 @@ def _backward(spec, forward_inputs, saved, d_outputs, d_attention):
         *d_attention_weights,
         d_attentional,
     )
+
+
+def _attend_backward(spec, d_scores, query, memory, keys, attention_weights, accumulators):
+    """One step's attention derivatives from the scores' `d_scores` (B, S): `(d_h from the
+    query (B, U), updated accumulators, values to save for after the loop)`."""
+    if spec.attention == "additive":
+        query_kernel, score_vector = attention_weights
+        hidden = tf.tanh(query[:, None, :] + keys)  # (B, S, A), recomputed
+        d_hidden = d_scores[..., None] * score_vector * (1.0 - hidden * hidden)
+        accumulators = [
+            accumulators[0] + d_hidden,  # d_keys
+            accumulators[1] + tf.reduce_sum(d_scores[..., None] * hidden, axis=(0, 1)),
+        ]
+        d_query = tf.reduce_sum(d_hidden, axis=1)  # (B, A)
+        return tf.matmul(d_query, query_kernel, transpose_b=True), accumulators, [d_query]
+    d_query = tf.linalg.matvec(memory, d_scores, transpose_a=True)  # (B, M)
+    if spec.attention == "dot":
+        return d_query, accumulators, [d_scores]
+    d_h = tf.matmul(d_query, attention_weights[0], transpose_b=True)
+    return d_h, accumulators, [d_scores, d_query]
+
+
+def _attention_gradients(spec, attention, d_contexts, saved, accumulators, h_seq, queries, keys):
+    """After the loop: `(d_memory, d_keys, attention weight gradients)`."""
+    d_memory = tf.einsum("tbs,tbm->bsm", attention, d_contexts)
+    if spec.attention == "additive":
+        d_keys, d_score_vector = accumulators
+        return d_memory, d_keys, [_flat_inner(h_seq, saved[0]), d_score_vector]
+    d_keys = tf.zeros_like(keys)
+    if spec.attention == "dot":
+        return d_memory + tf.einsum("tbs,tbu->bsu", saved[0], h_seq), d_keys, []
+    d_scores, d_projected = saved
+    d_memory += tf.einsum("tbs,tbm->bsm", d_scores, queries)
+    gradients = [_flat_inner(h_seq, d_projected)]
+    if spec.query_bias:
+        gradients.append(tf.reduce_sum(d_projected, axis=(0, 1)))
+    return d_memory, d_keys, gradients
 
 
 def _cell_weight_gradients(spec, d_gates, cell_saved, h_previous, feed0, outputs):
