@@ -201,14 +201,7 @@ def validation_sentences(args: argparse.Namespace, config) -> list[str]:
 
 def training_speed(config, tokenizers, steps: int) -> tuple[float, float]:
     """(target tokens/s, seconds per step) of the run's architecture on its own training data."""
-    pairs = translation.read_pairs(
-        config.data.source,
-        config.data.target,
-        config.data.train,
-        config.data.source_column,
-        config.data.target_column,
-        config.data.encoding,
-    )
+    pairs = translation.read_training_pairs(config)[0]  # as `train` reads them
     limit = min(len(pairs.sources), (steps + 5) * config.training.batch_size * 4)
     pairs = translation.Pairs(pairs.sources[:limit], pairs.targets[:limit])
     encoded = translation.encode_pairs(*tokenizers, pairs, config)

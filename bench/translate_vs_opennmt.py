@@ -50,14 +50,7 @@ def write_token_files(run, directory: Path, train_pairs: int, sentences: int) ->
     """The training subset and the validation sources as token files and vocabularies for
     OpenNMT-tf; returns the validation sentences (raw, in the written order) for textrnn."""
     config = run.config
-    pairs = translation.read_pairs(
-        config.data.source,
-        config.data.target,
-        config.data.train,
-        config.data.source_column,
-        config.data.target_column,
-        config.data.encoding,
-    )
+    pairs = translation.read_training_pairs(config)[0]  # as `train` reads them
     valid = [
         line
         for line in data_lib.read_lines(config.data.valid_source, config.data.encoding)
@@ -90,14 +83,7 @@ def write_token_files(run, directory: Path, train_pairs: int, sentences: int) ->
 def textrnn_train_speed(config, tokenizers, steps: int, pairs_limit: int) -> tuple[float, float]:
     """(pairs/s, CPU seconds per pair) of textrnn's training step (`train_on_batch`, fresh
     weights)."""
-    pairs = translation.read_pairs(
-        config.data.source,
-        config.data.target,
-        config.data.train,
-        config.data.source_column,
-        config.data.target_column,
-        config.data.encoding,
-    )
+    pairs = translation.read_training_pairs(config)[0]  # as `train` reads them
     pairs = translation.Pairs(pairs.sources[:pairs_limit], pairs.targets[:pairs_limit])
     encoded = translation.encode_pairs(*tokenizers, pairs, config)
     longest = max(config.data.source_max_length, config.data.target_max_length)

@@ -47,6 +47,7 @@ from textrnn.translation.data import (
     load_datasets,
     load_tokenizers,
     read_pairs,
+    read_training_pairs,
 )
 from textrnn.translation.decoder import AttentionDecoder, Bridge
 from textrnn.translation.inference import (
@@ -106,6 +107,7 @@ __all__ = [
     "open_model",
     "plot_attention",
     "read_pairs",
+    "read_training_pairs",
     "serving_signatures",
     "translate_texts",
     "validate_decoding",
