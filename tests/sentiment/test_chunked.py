@@ -93,3 +93,17 @@ def test_training_path_matches_in_a_compiled_step_and_two_chunks_reach_further()
 def test_only_unidirectional_stacks_read_in_chunks():
     with pytest.raises(ValueError, match="unidirectional"):
         ChunkedRNNStack(4, bidirectional=True)
+
+
+def test_a_chunked_classifier_has_the_layer_groups_gradual_unfreezing_thaws(tmp_path):
+    from textrnn import sentiment
+    from textrnn.config import TokenizerConfig, load_config
+    from textrnn.tokenizers import build_tokenizer
+    from textrnn.training.layer_groups import layer_groups
+
+    overrides = {"model.chunk_length": 4, "model.stack.num_layers": 2, "model.stack.units": 4}
+    config = load_config(sentiment.Config, None, overrides)
+    tokenizer = build_tokenizer(TokenizerConfig(kind="word"), ["a good film"], tmp_path)
+    model = sentiment.build_model(config, tokenizer, compile=False)
+    groups = layer_groups(model)  # embedding, layer 0, layer 1, the head
+    assert [len(group) for group in groups] == [1, 3, 3, 2]
