@@ -28,6 +28,7 @@ LONG_TEXT_SETTINGS = {
     "model.chunk_length": 4,
     "model.pooling": "mean",
     "training.bptt_chunks": 2,
+    "training.static_shapes": True,  # with jit_compile "auto": XLA, which chunked reading skips
 }
 
 # Runs in a fresh interpreter: only tensorflow and tensorflow_text, never textrnn.

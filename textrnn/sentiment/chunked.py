@@ -19,7 +19,8 @@ gradients (`tests/sentiment/test_chunked.py`).
 
 Masks follow Keras's recurrent layers: on a padded step the states are carried
 unchanged, so a chunk of padding leaves them as they were. Dropout between
-layers and weight drop draw new masks in each chunk.
+layers and weight drop draw new masks in each chunk. The training step is not
+compiled whole with XLA (`training.jit_compile` is not used).
 """
 
 from __future__ import annotations
@@ -75,6 +76,10 @@ class ChunkedRNNStack(RNNStack):
         self.bptt_chunks = bptt_chunks
         self.pooling = pooling
         self.pool = None if pooling == "final" else MaskedPooling(pooling, name="pool")
+        # XLA cannot compile a whole training step around the chunk loop (the recurrent
+        # layers' own compiled loops inside it keep gradient accumulators XLA rejects); the
+        # fast CPU loop inside each chunk is still compiled.
+        self.supports_jit = False
 
     def call(self, inputs, mask=None, training=None, initial_state=None):
         if initial_state is not None:

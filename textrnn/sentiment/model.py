@@ -62,7 +62,10 @@ def build_model(
         optimizer=optimizer_lib.make_optimizer(config.training, total_steps),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        jit_compile=optimizer_lib.jit_compile_flag(config.training),
+        # Reading in chunks: no whole-step XLA (`ChunkedRNNStack.supports_jit`).
+        jit_compile=False
+        if model_config.chunk_length
+        else optimizer_lib.jit_compile_flag(config.training),
     )
     return model
 
