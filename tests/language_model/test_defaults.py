@@ -100,3 +100,13 @@ def test_lm_train_without_a_recipe_prints_the_chosen_defaults_first_and_trains_w
     saved = json.loads((run_dir / "config.json").read_text())
     assert saved["data"]["layout"] == "lines" and saved["training"]["batch_size"] == 16
     assert saved["model"]["tie_embeddings"] and saved["model"]["stack"]["units"] == 128
+
+
+def test_word_models_leave_words_seen_once_out_unless_the_vocabulary_is_chosen(tmp_path):
+    text = "the cat sat on the mat .\n" * 50 + "a rare word\n"
+    chosen, lines = _chosen(tmp_path, text)
+    assert chosen.tokenizer.min_frequency == 2 and "tokenizer.min_frequency = 2" in lines[0]
+    sized, _ = _chosen(tmp_path, text, **{"tokenizer.vocabulary_size": 50})
+    assert sized.tokenizer.min_frequency == 1
+    subword, _ = _chosen(tmp_path, text, **{"tokenizer.kind": "subword"})
+    assert subword.tokenizer.min_frequency == 1  # pieces cover every word
