@@ -18,6 +18,7 @@ requests with 0 errors and no memory growth (`--requests 3125` with 32 clients).
     python bench/serve_load.py                       # default-size model, 32 clients x 200
     python bench/serve_load.py --requests 3125       # the 100,000-request soak
     python bench/serve_load.py --model-base-path saved_models   # an existing sentiment export
+    python bench/serve_load.py --baseline-tree ../other-worktree   # compare two source trees
     python bench/serve_load.py --stream              # :generate_stream (bench/serve_stream.py)
 """
 
@@ -191,9 +192,10 @@ def rss_mb(pid: int) -> float:
 
 
 class ServerProcess:
-    def __init__(self, base: Path, *options: str) -> None:
+    def __init__(self, base: Path, *options: str, tree: Path = REPO) -> None:
+        """`textrnn serve` of the source tree `tree` (this one, or --baseline-tree's)."""
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree), env.get("PYTHONPATH", "")]))
         command = [
             sys.executable,
             "-m",
@@ -314,27 +316,28 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(fraction * len(sorted_values)))]
 
 
-def run_plan(servers: dict[str, ServerProcess], args: argparse.Namespace) -> tuple:
-    """Batch-1 latency on each server, then `args.rounds` throughput rounds alternating
-    between them (so load from the machine's other work falls on each alike)."""
+def run_plan(servers: dict[tuple[str, str], ServerProcess], args: argparse.Namespace) -> tuple:
+    """Batch-1 latency on each server, then `args.rounds` throughput rounds visiting each
+    in turn (so load from the machine's other work falls on each alike). `servers` is keyed
+    by (tree, batching mode)."""
     rss = {}
-    for mode, server in servers.items():
+    for key, server in servers.items():
         run_clients(server.port, 4, 25, 120, args.model)  # warm connections and code paths
-        rss[mode] = [rss_mb(server.process.pid)]
+        rss[key] = [rss_mb(server.process.pid)]
     print(
-        f"{'round':<6} {'batching':<9} {'clients':>7} {'requests':>8} {'req/s':>8} "
-        f"{'p50 ms':>7} {'p99 ms':>7} {'errors':>6} {'server CPU us/req':>17}"
+        f"{'round':<6} {'tree':<9} {'batching':<9} {'clients':>7} {'requests':>8} "
+        f"{'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} {'server CPU us/req':>17}"
     )
-    rates: dict[str, list[float]] = {mode: [] for mode in servers}
-    cpus: dict[str, list[float]] = {mode: [] for mode in servers}
+    rates: dict[tuple[str, str], list[float]] = {key: [] for key in servers}
+    cpus: dict[tuple[str, str], list[float]] = {key: [] for key in servers}
     errors = 0
-    plan = [("-", mode, 1, args.latency_requests) for mode in servers] + [
-        (str(r + 1), mode, args.clients, args.requests)
+    plan = [("-", key, 1, args.latency_requests) for key in servers] + [
+        (str(r + 1), key, args.clients, args.requests)
         for r in range(args.rounds)
-        for mode in servers
+        for key in servers
     ]
-    for label, mode, clients, requests in plan:
-        server = servers[mode]
+    for label, key, clients, requests in plan:
+        server = servers[key]
         cpu_before = cpu_seconds(server.process.pid)
         result = run_clients(
             server.port, clients, requests, args.max_seconds, args.model, args.client_processes
@@ -344,43 +347,68 @@ def run_plan(servers: dict[str, ServerProcess], args: argparse.Namespace) -> tup
         cpu = (cpu_seconds(server.process.pid) - cpu_before) / max(1, len(lat))
         errors += result["errors"]
         if clients == args.clients:
-            rates[mode].append(rate)
-            cpus[mode].append(cpu)
+            rates[key].append(rate)
+            cpus[key].append(cpu)
         print(
-            f"{label:<6} {mode:<9} {clients:>7} {len(lat):>8} {rate:>8.0f} "
+            f"{label:<6} {key[0]:<9} {key[1]:<9} {clients:>7} {len(lat):>8} {rate:>8.0f} "
             f"{percentile(lat, 0.5) * 1e3:>7.2f} {percentile(lat, 0.99) * 1e3:>7.2f} "
             f"{result['errors']:>6} {cpu * 1e6:>17.0f}",
             flush=True,
         )
-    for mode, server in servers.items():
-        rss[mode].append(rss_mb(server.process.pid))
+    for key, server in servers.items():
+        rss[key].append(rss_mb(server.process.pid))
     return rates, cpus, errors, rss
 
 
-def report_rates(rates: dict, cpus: dict, clients: int) -> None:
-    """Medians, server CPU per request, and batching on / off per round."""
-    off, on = rates["off"], rates["on"]
-    if not (off and on):
+def report_rates(rates: dict, cpus: dict, trees: list[str], clients: int) -> None:
+    """Medians per tree, batching on / off per round, and this tree against the baseline's."""
+    for tree in trees:
+        off, on = rates[tree, "off"], rates[tree, "on"]
+        if not (off and on):
+            continue
+        ratios = [b / a for a, b in zip(off, on, strict=True)]
+        print(
+            f"{tree}: batching at {clients} clients: off {statistics.median(off):.0f} req/s "
+            f"({statistics.median(cpus[tree, 'off']) * 1e6:.0f} us server CPU/req), "
+            f"on {statistics.median(on):.0f} req/s "
+            f"({statistics.median(cpus[tree, 'on']) * 1e6:.0f} us server CPU/req); on / off "
+            "per round "
+            + ", ".join(f"{r:.2f}" for r in ratios)
+            + f"; median {statistics.median(ratios):.2f}x (goal >= 5x)"
+        )
+    if "baseline" not in trees:
         return
-    ratios = [b / a for a, b in zip(off, on, strict=True)]
-    print(
-        f"batching at {clients} clients: off {statistics.median(off):.0f} req/s "
-        f"({statistics.median(cpus['off']) * 1e6:.0f} us server CPU/req), "
-        f"on {statistics.median(on):.0f} req/s "
-        f"({statistics.median(cpus['on']) * 1e6:.0f} us server CPU/req); on / off per round "
-        + ", ".join(f"{r:.2f}" for r in ratios)
-        + f"; median {statistics.median(ratios):.2f}x (goal >= 5x)"
+    for mode in ("off", "on"):
+        ratios = [
+            new / old for old, new in zip(rates["baseline", mode], rates["this", mode], strict=True)
+        ]
+        cpu_ratio = statistics.median(cpus["baseline", mode]) / statistics.median(
+            cpus["this", mode]
+        )
+        print(
+            f"this tree / baseline tree, batching {mode}: throughput per round "
+            + ", ".join(f"{r:.2f}" for r in ratios)
+            + f"; median {statistics.median(ratios):.2f}x; "
+            f"baseline / this server CPU per request {cpu_ratio:.2f}x"
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    # `--stream` picks the benchmark; the options after it are that benchmark's own.
+    mode = argparse.ArgumentParser(add_help=False)
+    mode.add_argument(
+        "--stream",
+        action="store_true",
+        help="Measure :generate_stream against :predict on a language model instead "
+        "(bench/serve_stream.py; `--stream --help` lists its options).",
     )
-
-
-def main() -> None:
-    if "--stream" in sys.argv[1:]:  # issue 17: streaming vs :predict, in bench/serve_stream.py
-        sys.argv.remove("--stream")
+    known, rest = mode.parse_known_args(argv)
+    if known.stream:  # issue 17
         import serve_stream
 
-        serve_stream.main()
+        serve_stream.main(rest, prog=f"{Path(sys.argv[0]).name} --stream")
         return
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], parents=[mode])
     parser.add_argument(
         "--model-base-path", type=Path, help="Holds <model>/<version>/; default: build one."
     )
@@ -428,7 +456,13 @@ def main() -> None:
         default=0,
         help="--tensorflow-intra-op-parallelism for both servers (0: TensorFlow's default).",
     )
-    args = parser.parse_args()
+    parser.add_argument(
+        "--baseline-tree",
+        type=Path,
+        help="Also serve from this source tree (a git worktree of another commit or branch) "
+        "and compare: both trees' servers take turns in every round.",
+    )
+    args = parser.parse_args(rest)
 
     workdir = Path(tempfile.mkdtemp(prefix="serve_load-"))
     try:
@@ -458,20 +492,26 @@ def main() -> None:
             flush=True,
         )
         threads = ("--tensorflow-intra-op-parallelism", str(args.intra_op_threads))
-        servers: dict[str, ServerProcess] = {}
+        trees = {"this": REPO}
+        if args.baseline_tree:
+            trees["baseline"] = args.baseline_tree.resolve()
+        servers: dict[tuple[str, str], ServerProcess] = {}
         try:
-            servers["off"] = ServerProcess(base, *threads)
-            servers["on"] = ServerProcess(base, *batching, *threads)
+            for name, tree in trees.items():
+                servers[name, "off"] = ServerProcess(base, *threads, tree=tree)
+                servers[name, "on"] = ServerProcess(base, *batching, *threads, tree=tree)
             rates, cpus, errors, rss = run_plan(servers, args)
         finally:
             for server in servers.values():
                 server.stop()
         print(
             "server RSS MB before -> after: "
-            + ", ".join(f"batching {m} {a:.0f} -> {b:.0f}" for m, (a, b) in rss.items())
+            + ", ".join(
+                f"{tree} batching {mode} {a:.0f} -> {b:.0f}" for (tree, mode), (a, b) in rss.items()
+            )
         )
         print(f"errors: {errors}")
-        report_rates(rates, cpus, args.clients)
+        report_rates(rates, cpus, list(trees), args.clients)
         floor = in_process_floor(base, args.model, args.latency_requests)
         lat = floor["latencies"]
         print(

@@ -6,7 +6,9 @@ generation request both ways: streamed (server-sent events, one piece per
 token) and as one `:predict` on the `generate` signature. It prints the time
 to first token (for `:predict`, the whole answer: nothing shows before it),
 tokens/s per stream, and the aggregate tokens/s, with streaming's aggregate as
-a ratio of `:predict`'s measured in the same run. Only 127.0.0.1 is used.
+a ratio of `:predict`'s measured in the same run, and the server's rows per
+model call (from its Prometheus counters: how many requests or streams each
+call merged). Only 127.0.0.1 is used.
 
 Goals (issue 17, on a 2-core machine): first token within 20 ms at one
 stream; at 32 streams, streaming tokens/s >= 80% of `:predict`'s request rate
@@ -95,18 +97,31 @@ async def _clients(port: int, model: str, how, clients: int, rounds: int, knobs:
     }
 
 
-def _row(mode: str, clients: int, kind: str, result: dict, cpu: float) -> str:
+def _counters(port: int) -> dict[str, float]:
+    """The server's Prometheus counters (model calls, rows they merged)."""
+    from urllib.request import urlopen
+
+    with urlopen(f"http://127.0.0.1:{port}/monitoring/prometheus/metrics", timeout=30) as answer:
+        lines = answer.read().decode().splitlines()
+    return {
+        name: float(value)
+        for name, value in (line.split() for line in lines if line and not line.startswith("#"))
+    }
+
+
+def _row(mode: str, clients: int, kind: str, result: dict, cpu: float, rows: float) -> str:
     aggregate = result["tokens"] / result["seconds"]
     return (
         f"{mode:<9} {clients:>7} {kind:<8} {percentile(result['first'], 0.5) * 1e3:>11.1f} "
         f"{percentile(result['first'], 0.99) * 1e3:>11.1f} "
         f"{statistics.median(result['per_stream'] or [0]):>12.0f} {aggregate:>10.0f} "
-        f"{len(result['errors']):>6} {cpu * 1e6 / max(result['tokens'], 1):>15.0f}"
+        f"{len(result['errors']):>6} {cpu * 1e6 / max(result['tokens'], 1):>15.0f} {rows:>9.1f}"
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    """Parse `argv` (default: the command line) and run the benchmark."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--model-base-path", type=Path, default=Path("saved_models"))
     parser.add_argument(
         "--model", default="lm", help="A language-model export under the base path."
@@ -119,7 +134,7 @@ def main() -> None:
     parser.add_argument("--top-p", type=float, default=0.95)
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--batch-timeout-micros", type=int, default=2000)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if not (args.model_base_path / args.model).is_dir():
         raise SystemExit(
             f"no {args.model_base_path / args.model}: run `make demo` (it exports saved_models/lm) "
@@ -146,7 +161,8 @@ def main() -> None:
     )
     print(
         f"{'batching':<9} {'clients':>7} {'way':<8} {'first p50 ms':>11} {'first p99 ms':>11} "
-        f"{'tok/s/stream':>12} {'tok/s all':>10} {'errors':>6} {'server CPU us/tok':>15}"
+        f"{'tok/s/stream':>12} {'tok/s all':>10} {'errors':>6} {'server CPU us/tok':>15} "
+        f"{'rows/call':>9}"
     )
     aggregate: dict[tuple[str, int, str], float] = {}
     firsts: dict[tuple[str, str], float] = {}
@@ -158,11 +174,20 @@ def main() -> None:
             for clients, rounds in ((1, args.single_rounds), (args.clients, args.rounds)):
                 for kind, how in (("stream", _stream), ("predict", _predict)):
                     before = cpu_seconds(server.process.pid)
+                    counted = _counters(server.port)
                     result = asyncio.run(
                         _clients(server.port, args.model, how, clients, rounds, knobs)
                     )
                     cpu = cpu_seconds(server.process.pid) - before
-                    print(_row(mode, clients, kind, result, cpu), flush=True)
+                    counts = _counters(server.port)
+                    calls, rows = (
+                        counts[key] - counted.get(key, 0)
+                        for key in (
+                            "textrnn_serving_model_calls_total",
+                            "textrnn_serving_batched_rows_total",
+                        )
+                    )
+                    print(_row(mode, clients, kind, result, cpu, rows / max(calls, 1)), flush=True)
                     for error in result["errors"][:3]:
                         print(f"  error: {error}")
                     aggregate[(mode, clients, kind)] = result["tokens"] / result["seconds"]

@@ -23,6 +23,8 @@ Usage:
     .venv/bin/python bench/translate.py [--model RUN_DIR] [--sentences 256]
                                         [--batch1-sentences 32] [--train-steps 30] [--json]
     nice .venv/bin/python bench/translate.py --model RUN_DIR --baseline-ref main [--rounds 2]
+    nice .venv/bin/python bench/translate.py --model RUN_DIR --opennmt-python PY \
+        [--rounds 3] [--train-steps 30] [--json]   (bench/translate_vs_opennmt.py)
 """
 
 from __future__ import annotations
@@ -256,12 +258,34 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="old / new worker pairs")
     parser.add_argument("--no-repeat-ngram", type=int, default=None)
     parser.add_argument("--coverage-penalty", type=float, default=None)
+    parser.add_argument(
+        "--opennmt-python",
+        default="",
+        help="compare with OpenNMT-tf run by this python (bench/translate_vs_opennmt.py)",
+    )
+    parser.add_argument("--decode-sentences", type=int, default=1000)
+    parser.add_argument("--decode-length", type=int, default=80)
+    parser.add_argument("--data-dir", default="", help="token files for OpenNMT-tf (a temp dir)")
+    parser.add_argument("--skip-decode", action="store_true", help="training speed only")
+    parser.add_argument("--opennmt-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--train-pairs", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--options", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--code", default=str(ROOT), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         comparison_worker(args)
+        return
+    if args.opennmt_worker or args.opennmt_python:
+        sys.path.insert(0, str(ROOT / "bench"))
+        import translate_vs_opennmt
+
+        if args.opennmt_worker:
+            translate_vs_opennmt.textrnn_worker(args)
+            return
+        with tempfile.TemporaryDirectory() as scratch:
+            args.data_dir = args.data_dir or scratch
+            translate_vs_opennmt.compare(args)
         return
     if args.baseline_ref:
         compare_with_revision(args)

@@ -16,7 +16,9 @@ from helpers import PYTHON, SUBPROCESS_TIMEOUT, subprocess_env
 from textrnn import export
 from textrnn import language_model as lm_lib
 from textrnn.tasks import ServingParts
-from textrnn.tokenizers import BOS_ID
+from textrnn.tokenizers import BOS_ID, EOS_ID
+
+from .tiny_lm import generate
 
 
 def test_step_signature_shapes(char_parts: ServingParts) -> None:
@@ -91,3 +93,68 @@ print(json.dumps({{"text": [t.decode() for t in out["text"].numpy()],
         result = CliRunner().invoke(app, args + extra)
         assert result.exit_code == 0, result.output
         assert result.output == "to be" + expected[0] + "\n"
+
+
+def test_merged_rows_continue_each_stream_as_generate_would(char_parts: ServingParts) -> None:
+    """`prime` + `generate_rows`: streams with their own knobs and seeds, at different steps,
+    joining and leaving, padded with rows that take no tokens, each give `generate`'s text."""
+    import numpy as np
+
+    signatures = char_parts.signatures
+    streams = [  # prompt, max_tokens, temperature, top_k, top_p, seed, batch row in generate
+        ("to be", 30, 1.0, 0, 1.0, 5, 0),
+        ("the", 17, 0.8, 5, 0.9, 6, 1),
+        ("", 25, 0.0, 0, 1.0, 7, 0),
+    ]
+    expected = []
+    for prompt, max_tokens, temperature, top_k, top_p, seed, row in streams:
+        batch = ["x"] * row + [prompt]  # the stream is row `row` of this request
+        expected.append(
+            generate(signatures["generate"], batch, max_tokens, temperature, top_k, top_p, seed)[
+                row
+            ]
+        )
+    primed = signatures["prime"](prompt=tf.constant([s[0] for s in streams]))
+    logits, states = primed["logits"].numpy(), primed["states"].numpy()
+    generated: list[list[int]] = [[] for _ in streams]
+    texts = [""] * len(streams)
+    ended = [False] * len(streams)  # drew [EOS]
+    open_rows = [0]  # stream 0 starts alone; the others join on later calls
+    for call, size in enumerate([1, 2, 4, 8, 3, 16, 16, 16]):
+        open_rows += [call] if call in (1, 2) else []
+        rows = [i for i in open_rows if len(generated[i]) < streams[i][1] and not ended[i]]
+        if not rows:
+            break
+        pad = 4 - len(rows)  # padding rows that take nothing (one batch size: one compile)
+        previous = np.zeros([4, max(len(generated[i]) for i in rows)], np.int32)
+        for j, i in enumerate(rows):
+            previous[j, : len(generated[i])] = generated[i]
+
+        def column(values, dtype, fill=0, pad=pad):
+            return tf.constant(list(values) + [fill] * pad, dtype)
+
+        def stacked(array, rows=rows, pad=pad):
+            return tf.constant(np.concatenate([array[rows], np.zeros_like(array[:pad])]))
+
+        outputs = signatures["generate_rows"](
+            logits=stacked(logits),
+            states=stacked(states),
+            start=column([len(generated[i]) for i in rows], tf.int32),
+            tokens=column([min(size, streams[i][1] - len(generated[i])) for i in rows], tf.int32),
+            temperature=column([streams[i][2] for i in rows], tf.float32, 1.0),
+            top_k=column([streams[i][3] for i in rows], tf.int32),
+            top_p=column([streams[i][4] for i in rows], tf.float32, 1.0),
+            seed=column([streams[i][5] for i in rows], tf.int64),
+            row=column([streams[i][6] for i in rows], tf.int32),
+            previous=tf.constant(previous),
+        )
+        counts = outputs["num_tokens"].numpy()
+        assert list(counts[len(rows) :]) == [0] * pad
+        for j, i in enumerate(rows):
+            generated[i] += list(outputs["token_ids"].numpy()[j, : counts[j]])
+            ended[i] = generated[i][-1] == EOS_ID
+            logits[i], states[i] = outputs["logits"].numpy()[j], outputs["states"].numpy()[j]
+            texts[i] = outputs["text"].numpy()[j].decode("utf-8")
+    assert all(ended[i] or len(generated[i]) == s[1] for i, s in enumerate(streams))
+    assert texts == expected
+    assert len(set(expected)) == 3

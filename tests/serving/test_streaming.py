@@ -1,8 +1,10 @@
-"""`:generate_stream`: generated text as server-sent events (serving/streaming.py, serving/sse.py).
+"""`:generate_stream`: generated text as server-sent events (serving/streaming.py,
+serving/stream_rows.py, serving/sse.py).
 
 Over a real server (`task_server`: the tiny language model and translation
-exports) and, for batching and the deadline, the streaming core in process
-over the same export. All slow: they need the language model export.
+exports) and, for merged rows, older exports' paths and the deadline, the
+streaming core in process over the same export. All slow: they need the
+language model export.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import json
 import socket
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -60,10 +61,16 @@ def test_stream_arrives_piece_by_piece_and_equals_predict(
     assert status == 200, answer
     assert streamed == answer["outputs"]["text"][0]
     assert streamed == _predicted_text(task_in_process, "the cat", **KNOBS, seed=11)
-    # Incremental: the first piece came long before the whole text was done (a ratio of
-    # the stream's own arrival times, not a wall-clock threshold).
-    assert pieces[0].arrived < 0.5 * done.arrived
     assert [e.arrived for e in events] == sorted(e.arrived for e in events)
+    # Incremental: the first piece came long before the whole text was done (a ratio of
+    # the stream's own arrival times, not a wall-clock threshold). Merged chunks make 120
+    # tokens of the tiny model take little longer than reading the prompt: a longer stream.
+    status, events = stream_events(
+        task_server, {"prompt": "the cat", **KNOBS, "seed": 11, "max_tokens": 2000}
+    )
+    assert status == 200 and events[-1].kind == "done", events
+    assert events[-1].data["text"].startswith(streamed)
+    assert events[0].arrived < 0.5 * events[-1].arrived
 
 
 def test_bad_knobs_are_a_400_before_anything_streams(task_server: ServerProcess, lm_export):
@@ -156,22 +163,46 @@ def test_32_concurrent_streams_finish_and_other_requests_answer(
 # ----------------------------------------------------------------------------- in process
 
 
-def _stream_in_process(export: Path, body: dict[str, Any], count: int = 1, **options: Any):
-    """Run `count` streams of `body` (seeds 0..count-1) through a `Streamer` in this process:
-    [(texts, final event or the raised ServingError)], and the counters."""
+@pytest.fixture(scope="module")
+def lm_servable(task_exports: Exports):
+    """The language model export loaded in this process and warmed up as the server does at
+    load (XLA compiles each batch size of `generate_rows`), once for this module's tests."""
+    from textrnn.serving.execution import replay_warmup
+    from textrnn.serving.servable import Servable
+
+    if "lm" not in task_exports.tasks:
+        pytest.skip("the language model task does not export yet")
+
+    servable = Servable("lm", 1, task_exports.base / "lm" / "1")
+    replay_warmup(servable)
+    return servable
+
+
+def _stream_in_process(
+    servable,
+    body: dict[str, Any],
+    count: int = 1,
+    without: tuple[str, ...] = (),
+    max_rows: int = 0,
+    **options: Any,
+):
+    """Run `count` streams of `body` (seeds 0..count-1) through a new `Streamer` in this
+    process: [(texts, final event or the raised ServingError)], and the counters. `without`:
+    signatures hidden meanwhile (as in older exports); `max_rows`: fewer rows per merged call
+    than the export's."""
     from textrnn.serving.errors import ServingError
-    from textrnn.serving.execution import Executor, replay_warmup
+    from textrnn.serving.execution import Executor
     from textrnn.serving.metrics import Stats
     from textrnn.serving.options import ServerOptions
-    from textrnn.serving.servable import Servable
     from textrnn.serving.streaming import Streamer
 
     server_options = ServerOptions(**options)
     stats = Stats()
     executor = Executor(server_options, stats)
     streamer = Streamer(executor, server_options, stats)
-    servable = Servable("lm", 1, export)
-    replay_warmup(servable)  # as the server does at load: XLA compiles each chunk size
+    hidden = {name: servable.signatures.pop(name) for name in without}
+    if max_rows:
+        streamer._scheduler(servable, {}).max_rows = max_rows
 
     async def one(seed: int):
         stream = streamer.open(servable, {**body, "seed": seed})
@@ -193,31 +224,52 @@ def _stream_in_process(export: Path, body: dict[str, Any], count: int = 1, **opt
     finally:
         streamer.shutdown(wait=True)  # every worker has finished its bookkeeping
         executor.shutdown()
+        servable.signatures.update(hidden)
+        servable.unload()  # its batchers (counting into this run's `stats`), not the model
     return results, stats
 
 
-def test_streams_merge_their_steps_with_batching_on(
-    task_exports: Exports, task_in_process, lm_export
-):
+def test_concurrent_streams_run_as_rows_of_one_call(lm_servable, task_in_process):
+    # Eight streams, at most three rows a call: the others wait their turn, then join.
     results, stats = _stream_in_process(
-        task_exports.base / "lm" / "1",
+        lm_servable, {"prompt": "the cat", **KNOBS}, count=8, max_rows=3
+    )
+    for seed, (text, done) in enumerate(results):
+        assert done.kind == "done" and text == done.data["text"]
+        assert text == _predicted_text(task_in_process, "the cat", **KNOBS, seed=seed)
+    assert 1 < stats.merged_requests / stats.model_calls <= 3  # prime and generate_rows calls
+    assert stats.streams_active == 0 and stats.streams == 8
+
+
+@pytest.mark.parametrize(
+    "hidden",
+    [("prime", "generate_rows"), ("prime", "generate_rows", "generate_chunk")],
+    ids=["generate_chunk", "step"],
+)
+def test_older_exports_stream_alike(lm_servable, task_in_process, hidden):
+    # Exports from before `generate_rows` stream through `generate_chunk`, older ones through
+    # `step`, whose per-token calls of several streams merge with batching on.
+    results, stats = _stream_in_process(
+        lm_servable,
         {"prompt": "the cat", **KNOBS},
-        count=8,
+        count=4,
+        without=hidden,
         enable_batching=True,
-        max_batch_size=8,
+        max_batch_size=4,
         batch_timeout_micros=5000,
     )
     for seed, (text, done) in enumerate(results):
         assert done.kind == "done" and text == done.data["text"]
         assert text == _predicted_text(task_in_process, "the cat", **KNOBS, seed=seed)
-    assert stats.merged_requests > stats.model_calls  # step calls of several streams merged
+    if "generate_chunk" in hidden:
+        assert stats.merged_requests > stats.model_calls  # step calls of several streams merged
 
 
-def test_a_stream_ends_at_the_request_timeout(task_exports: Exports, lm_export):
+def test_a_stream_ends_at_the_request_timeout(lm_servable):
     from textrnn.serving.errors import ServingError
 
     [(text, error)], stats = _stream_in_process(
-        task_exports.base / "lm" / "1",
+        lm_servable,
         {"prompt": "the", "max_tokens": 10000},
         request_timeout_ms=300,
     )

@@ -7,7 +7,9 @@ Randomness is stateless and seeded per step (`step_seed`), and comes from an
 integer hash of (seed, step, row, token) rather than TensorFlow's random ops,
 whose streams differ between XLA and the regular kernels: the same seed gives
 the same tokens in-process, under XLA, in a reloaded export and in a client
-that samples one row step by step (`first_row`).
+that samples one row step by step (`first_row`). The knobs and the seed may
+also be given per row (`[batch]`, seeds `[batch, 2]`), so rows of different
+requests sampled in one call draw what each would draw alone.
 
 Conventions: `temperature` 0 is greedy (argmax); `top_k` 0 keeps every
 token; `top_p` 1 keeps every token.
@@ -22,38 +24,11 @@ sample_logits(logits, temperature=0.8, top_k=2, top_p=0.9, seed=step_seed(7, 0))
 
 from __future__ import annotations
 
-import math
-
 import tensorflow as tf
 
-from textrnn.errors import ConfigError
-
-# Largest max_tokens a request may ask for: the output buffer is sized from it.
-MAX_TOKENS_CAP = 10000
-
-
-def validate_sampling_options(
-    max_tokens: int,
-    temperature: float,
-    top_k: int,
-    top_p: float,
-    vocabulary_size: int,
-    max_tokens_cap: int = MAX_TOKENS_CAP,
-) -> None:
-    """Raise `ConfigError` naming the option when a sampling knob is out of range."""
-    if not 0 <= max_tokens <= max_tokens_cap:
-        raise ConfigError(f"--max-tokens must be in [0, {max_tokens_cap}], got {max_tokens}")
-    if not (temperature >= 0 and math.isfinite(temperature)):
-        raise ConfigError(
-            f"--temperature must be a finite number >= 0 (0 is greedy), got {temperature}"
-        )
-    if not 0 <= top_k <= vocabulary_size:
-        raise ConfigError(
-            f"--top-k must be in [0, {vocabulary_size}] (the vocabulary size; 0 is off), "
-            f"got {top_k}"
-        )
-    if not 0.0 < top_p <= 1.0:
-        raise ConfigError(f"--top-p must be in (0, 1] (1 is off), got {top_p}")
+# The bounds live in `options` (TensorFlow-free, so the edge runtime checks them too);
+# re-exported here beside the graph assertions that mirror them.
+from textrnn.decoding.options import MAX_TOKENS_CAP, validate_sampling_options  # noqa: F401
 
 
 def assert_sampling_options(
@@ -88,8 +63,15 @@ def assert_sampling_options(
 
 
 def step_seed(seed: tf.Tensor | int, step: tf.Tensor | int) -> tf.Tensor:
-    """The stateless seed `[seed, step]` (int64, shape [2]) for decoding step `step`."""
-    return tf.stack([tf.cast(seed, tf.int64), tf.cast(step, tf.int64)])
+    """The stateless seed `[seed, step]` (int64, shape [2]) for decoding step `step`; for
+    per-row seeds and steps (`[batch]` each), one such pair per row (`[batch, 2]`)."""
+    return tf.stack([tf.cast(seed, tf.int64), tf.cast(step, tf.int64)], axis=-1)
+
+
+def _per_row(value: tf.Tensor | float, dtype: tf.DType) -> tf.Tensor:
+    """A knob, one value for all rows or one per row (`[batch]`), as a column `(1 or batch, 1)`
+    that broadcasts against `(batch, vocabulary)`: the same arithmetic either way."""
+    return tf.reshape(tf.cast(value, dtype), [-1, 1])
 
 
 def _very_negative(logits: tf.Tensor) -> tf.Tensor:
@@ -101,13 +83,15 @@ def top_k_filter(logits: tf.Tensor, top_k: tf.Tensor | int) -> tf.Tensor:
 
     Args:
         logits: `(batch, vocabulary)`.
-        top_k: int scalar tensor; may change per call without retracing.
+        top_k: int scalar tensor, or one per row (`[batch]`); may change per call without
+            retracing.
     """
     vocabulary = tf.shape(logits)[-1]
-    top_k = tf.cast(top_k, tf.int32)
+    top_k = _per_row(top_k, tf.int32)  # (1 or batch, 1)
     k = tf.clip_by_value(top_k, 1, vocabulary)
     ordered = tf.sort(logits, axis=-1, direction="DESCENDING")  # (batch, vocabulary)
-    kth = tf.gather(ordered, k - 1, axis=-1)[:, tf.newaxis]  # (batch, 1)
+    k = tf.broadcast_to(k, [tf.shape(logits)[0], 1])
+    kth = tf.gather(ordered, k - 1, axis=-1, batch_dims=1)  # (batch, 1)
     drop = tf.logical_and(top_k > 0, logits < kth)
     return tf.where(drop, _very_negative(logits), logits)
 
@@ -119,9 +103,9 @@ def top_p_filter(logits: tf.Tensor, top_p: tf.Tensor | float) -> tf.Tensor:
 
     Args:
         logits: `(batch, vocabulary)`.
-        top_p: float scalar in (0, 1]; 1 keeps all.
+        top_p: float scalar in (0, 1], or one per row (`[batch]`); 1 keeps all.
     """
-    top_p = tf.cast(top_p, logits.dtype)
+    top_p = _per_row(top_p, logits.dtype)  # (1 or batch, 1)
     ordered = tf.sort(logits, axis=-1, direction="DESCENDING")  # (batch, vocabulary)
     probabilities = tf.nn.softmax(ordered, axis=-1)
     before = tf.cumsum(probabilities, axis=-1, exclusive=True)  # mass of the better tokens
@@ -153,20 +137,27 @@ def _word(value: tf.Tensor, shift: int) -> tf.Tensor:
 def hash_uniform(shape: tf.Tensor, seed: tf.Tensor, first_row: tf.Tensor | int = 0) -> tf.Tensor:
     """Uniform floats in (0, 1) of `shape` (rows, columns) from a counter-based integer hash.
 
-    Value (r, c) depends only on `seed` (shape [2]), `first_row + r` and `c`:
-    identical under XLA and the regular kernels, and a client sampling row r
-    alone (`first_row=r`) draws what row r of a batch draws.
+    Value (r, c) depends only on the seed, the batch row and `c`: identical under
+    XLA and the regular kernels, and a client sampling row r alone
+    (`first_row=r`) draws what row r of a batch draws. `seed` is shape [2] for
+    every row or `[rows, 2]`, one per row; `first_row` a scalar (row r is batch
+    row `first_row + r`) or `[rows]`, the batch row of each row.
     """
-    seed = tf.cast(seed, tf.int64)
-    rows = tf.cast(tf.range(shape[0]), tf.int64) + tf.cast(first_row, tf.int64)
+    seed = tf.reshape(tf.cast(seed, tf.int64), [-1, 2])  # (1 or rows, 2)
+    first_row = tf.cast(first_row, tf.int64)
+    if first_row.shape.rank == 1:
+        rows = first_row
+    else:
+        rows = tf.cast(tf.range(shape[0]), tf.int64) + first_row
     columns = tf.cast(tf.range(shape[1]), tf.int64)
     counter = (
         rows[:, tf.newaxis] * tf.constant(1 << 20, tf.int64) + columns[tf.newaxis, :]
     )  # (rows, columns)
-    x = _mix32(_word(counter, 0) ^ _mix32(_word(seed[0], 0) + tf.constant(0x9E3779B9, tf.uint32)))
-    x = _mix32(x ^ _mix32(_word(seed[0], 32) ^ tf.constant(0x7F4A7C15, tf.uint32)))
-    x = _mix32(x ^ _mix32(_word(seed[1], 0) + tf.constant(0x632BE59B, tf.uint32)))
-    x = _mix32(x ^ _word(counter, 32) ^ _word(seed[1], 32))
+    seed_0, seed_1 = seed[:, 0:1], seed[:, 1:2]  # (1 or rows, 1): broadcast over columns
+    x = _mix32(_word(counter, 0) ^ _mix32(_word(seed_0, 0) + tf.constant(0x9E3779B9, tf.uint32)))
+    x = _mix32(x ^ _mix32(_word(seed_0, 32) ^ tf.constant(0x7F4A7C15, tf.uint32)))
+    x = _mix32(x ^ _mix32(_word(seed_1, 0) + tf.constant(0x632BE59B, tf.uint32)))
+    x = _mix32(x ^ _word(counter, 32) ^ _word(seed_1, 32))
     top24 = tf.cast(tf.bitwise.right_shift(x, tf.constant(8, tf.uint32)), tf.float32)
     return (top24 + 0.5) * (1.0 / (1 << 24))  # (rows, columns), strictly inside (0, 1)
 
@@ -186,11 +177,14 @@ def sample_logits(
     then one categorical draw per row seeded by `seed` (shape [2], see
     `step_seed`); `first_row` is the batch position of row 0 (for clients
     that sample one row of a larger batch). Temperature 0 returns the argmax.
+    Rows of different requests in one batch: `temperature`, `top_k`, `top_p`
+    and `first_row` `[batch]`, `seed` `[batch, 2]`; each row draws what it draws
+    alone with those values.
     `banned` (bool `(vocabulary,)`) marks tokens never drawn at any temperature:
     they are masked after the scaling, which a huge temperature would undo.
     """
     logits = tf.cast(logits, tf.float32)
-    temperature = tf.cast(temperature, tf.float32)
+    temperature = _per_row(temperature, tf.float32)  # (1 or batch, 1)
     scaled = logits / tf.maximum(temperature, 1e-6)
     if banned is not None:
         logits = tf.where(banned, _very_negative(logits), logits)
@@ -202,4 +196,4 @@ def sample_logits(
     uniform = hash_uniform(tf.shape(filtered), seed, first_row)
     gumbel = -tf.math.log(-tf.math.log(uniform))  # (batch, vocabulary)
     sampled = tf.argmax(filtered + gumbel, axis=-1, output_type=tf.int32)  # (batch,)
-    return tf.where(temperature > 0.0, sampled, greedy)
+    return tf.where(temperature[:, 0] > 0.0, sampled, greedy)

@@ -8,46 +8,15 @@ there whenever the logits agree; temperature 0 is greedy.
 
 from __future__ import annotations
 
-import math
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
+from textrnn.decoding.options import SamplingOptions
 from textrnn.edge import sampling
 from textrnn.edge.runtime import EdgeExport
 from textrnn.edge.text import BOS_ID, EOS_ID, PAD_ID
-from textrnn.errors import ConfigError
-
-MAX_TOKENS_CAP = 10000  # textrnn.decoding.sampling.MAX_TOKENS_CAP
-
-
-@dataclass(frozen=True)
-class SamplingOptions:
-    """max_tokens, temperature (0: greedy), top_k (0: off), top_p (1: off), seed."""
-
-    max_tokens: int = 200
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    seed: int | None = None  # None: a random seed
-
-    def resolved_seed(self) -> int:
-        return int(self.seed) if self.seed is not None else int.from_bytes(os.urandom(4), "little")
-
-    def check(self, vocabulary_size: int) -> None:
-        """Raise `ConfigError` naming the option out of range (as the SavedModel's checks)."""
-        if not 0 <= self.max_tokens <= MAX_TOKENS_CAP:
-            raise ConfigError(
-                f"--max-tokens must be in [0, {MAX_TOKENS_CAP}], got {self.max_tokens}"
-            )
-        if not (self.temperature >= 0 and math.isfinite(self.temperature)):
-            raise ConfigError(f"--temperature must be a finite number >= 0, got {self.temperature}")
-        if not 0 <= self.top_k <= vocabulary_size:
-            raise ConfigError(f"--top-k must be in [0, {vocabulary_size}], got {self.top_k}")
-        if not 0.0 < self.top_p <= 1.0:
-            raise ConfigError(f"--top-p must be in (0, 1] (1 is off), got {self.top_p}")
 
 
 @dataclass

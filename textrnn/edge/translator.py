@@ -16,12 +16,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from textrnn.decoding.options import check_decoding, flag_name
 from textrnn.edge import search
 from textrnn.edge.runtime import EdgeExport
 from textrnn.edge.text import PAD_ID
-from textrnn.errors import ConfigError
-
-MAX_BEAM_SIZE = 64  # textrnn.translation.config.MAX_BEAM_SIZE
 
 
 @functools.lru_cache(maxsize=1)
@@ -107,12 +105,11 @@ class EdgeTranslator:
         n_best: int = 1,
     ) -> EdgeTranslation:
         beam = int(self.decoding["beam_size"] if beam_size is None else beam_size)
-        if not 1 <= beam <= MAX_BEAM_SIZE:
-            raise ConfigError(f"--beam-size must be in [1, {MAX_BEAM_SIZE}], got {beam}")
         alpha = float(self.decoding["length_penalty"] if length_penalty is None else length_penalty)
         ratio = float(
             self.decoding["max_length_ratio"] if max_length_ratio is None else max_length_ratio
         )
+        check_decoding(beam, alpha, ratio, flag_name)
         ids = self.source_ids(text)
         length = int(np.count_nonzero(ids))
         limit = self.length_limit(length, max_length, ratio)

@@ -12,7 +12,8 @@ time, in the graph, so an export generates on its own.
     generation.py  `LanguageModel`: the in-graph scorer and sampling loop (`tf.while_loop`)
     run.py         `LanguageModelRun(config, tokenizer, model)`, `load_run(run_dir)`
     serving.py     `serving_signatures(run) -> ServingParts`: generate, score, step, tokenize,
-                   detokenize; manifest and warm-up request
+                   detokenize, generate_chunk, prime, generate_rows; manifest and warm-up
+                   requests
     inference.py   `evaluate` (perplexity over a file), `GenerationOptions`, `generate_texts`,
                    `stream_tokens`
 

@@ -24,6 +24,9 @@ from textrnn.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizer
 if TYPE_CHECKING:
     from textrnn.language_model.run import LanguageModelRun
 
+# Most tokens a row takes in one `generate_rows` call: the loop's fixed buffer.
+ROWS_CAPACITY = 64
+
 
 class LanguageModel(tf.Module):
     """The trained layers, wired for inference: sequence scoring and one-step decoding.
@@ -132,20 +135,25 @@ class LanguageModel(tf.Module):
     ):
         """Sample and step up to `max_tokens` tokens from `logits` / `states`: ids
         `(batch, capacity)` (0 after `[EOS]` and past the count), the count, and the
-        logits and states after the last step.
+        logits and states after each row's last token.
 
         Step t draws the noise of decoding step `start + t` for batch rows
         `first_row...`: `generate` runs it once from step 0, `generate_chunk` a few
         tokens at a time from where the previous chunk stopped, with the same draws.
+        `generate_rows` gives everything per row (`[batch]`: streams at different
+        steps, with their own knobs, seeds and token counts, in one loop); a row
+        stops at its own count or `[EOS]`, its logits and states kept from there.
         """
         # XLA compiles once per (batch size, capacity): capacity is max_tokens rounded
         # up to a power of two, so a new max_tokens rarely means a new compilation.
         batch = tf.shape(logits)[0]
         tokens = tf.TensorArray(tf.int32, size=capacity, element_shape=[None])
         start = tf.cast(start, tf.int32)
+        max_tokens = tf.cast(max_tokens, tf.int32)
+        limit = tf.broadcast_to(max_tokens, [batch])  # per row
 
         def keep_going(t, logits, states, finished, tokens):
-            return tf.logical_and(t < max_tokens, tf.logical_not(tf.reduce_all(finished)))
+            return tf.logical_not(tf.reduce_all(finished))
 
         def body(t, logits, states, finished, tokens):
             token = sampling.sample_logits(
@@ -159,14 +167,21 @@ class LanguageModel(tf.Module):
             )  # (batch,)
             token = tf.where(finished, tf.constant(PAD_ID, tf.int32), token)
             tokens = tokens.write(t, token)
-            finished = tf.logical_or(finished, tf.equal(token, EOS_ID))
-            logits, states = self.step(token, states)
+            new_logits, new_states = self.step(token, states)
+            # A row that took a token moves on; a finished one keeps where it stopped.
+            kept = finished[:, tf.newaxis]
+            logits = tf.where(kept, logits, new_logits)
+            states = [tf.where(kept, s, n) for s, n in zip(states, new_states, strict=True)]
+            finished = finished | tf.equal(token, EOS_ID) | (t + 1 >= limit)
             return t + 1, logits, states, finished, tokens
 
         t0 = tf.constant(0, tf.int32)
-        finished = tf.zeros([batch], tf.bool)
+        finished = limit <= 0
         t, logits, states, _, tokens = tf.while_loop(
-            keep_going, body, (t0, logits, states, finished, tokens), maximum_iterations=max_tokens
+            keep_going,
+            body,
+            (t0, logits, states, finished, tokens),
+            maximum_iterations=tf.reduce_max(limit),
         )
         # Slots past t stay 0 (padding); the caller trims to t outside XLA.
         return tf.transpose(tokens.stack()), t, logits, states  # (batch, capacity), (), ...
@@ -192,15 +207,67 @@ class LanguageModel(tf.Module):
         packed states to continue from, and the text of `previous` + these ids (the
         whole continuation so far, so pieces split across chunks join as in `generate`).
         """
+        ids, logits, new_states, text = self._continue(
+            logits,
+            states,
+            _capacity(tokens),
+            tokens,
+            (temperature, top_k, top_p, seed),
+            start,
+            row,
+            previous,
+            sampling.MAX_TOKENS_CAP,
+        )
+        return {"token_ids": ids, "logits": logits, "states": new_states, "text": text}
+
+    def generate_rows(
+        self, logits, states, start, tokens, temperature, top_k, top_p, seed, row, previous
+    ) -> dict[str, tf.Tensor]:
+        """Continue a batch of streams (the `generate_rows` signature), everything per row
+        (`[batch]`): row i takes up to `tokens[i]` (<= `ROWS_CAPACITY`) tokens from its
+        decoding step `start[i]`, with its own knobs, seed and batch row `row[i]` (the
+        noise it draws in `generate`). `tokens[i] == 0` is a padding row. Ids
+        `(batch, <= ROWS_CAPACITY)` (0 after `[EOS]` and past the row's count), the
+        count of each row, the logits and packed states to continue from, and the text of
+        each row's `previous` (its ids so far, right-padded with 0) + its new ids.
+        """
+        # A fixed capacity: XLA compiles once per batch size, whatever the counts.
+        ids, logits, new_states, text = self._continue(
+            logits,
+            states,
+            ROWS_CAPACITY,
+            tokens,
+            (temperature, top_k, top_p, seed),
+            start,
+            row,
+            previous,
+            ROWS_CAPACITY,
+        )
+        return {
+            "token_ids": ids,
+            "num_tokens": tf.reduce_sum(tf.cast(ids != PAD_ID, tf.int32), axis=1),
+            "logits": logits,
+            "states": new_states,
+            "text": text,
+        }
+
+    def _continue(
+        self, logits, states, capacity, tokens, knobs, start, row, previous, max_tokens_cap
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+        """`generate_chunk`'s and `generate_rows`'s work: check the knobs (temperature,
+        top_k, top_p, seed), decode up to `tokens` more ids into a buffer of `capacity`
+        from the given logits and packed states, and detokenize `previous` + the new ids.
+        Returns the new ids, the logits and packed states to continue from, and the text."""
+        temperature, top_k, top_p, seed = knobs
         checks = sampling.assert_sampling_options(
-            tokens, temperature, top_k, top_p, self.vocabulary_size
+            tokens, temperature, top_k, top_p, self.vocabulary_size, max_tokens_cap
         )
         with tf.control_dependencies(checks):
             tokens = tf.identity(tokens)
         ids, t, logits, new_states = self._decode(
             logits,
             self.unpack(states),
-            _capacity(tokens),
+            capacity,
             tokens,
             temperature,
             top_k,
@@ -211,7 +278,7 @@ class LanguageModel(tf.Module):
         )
         ids = ids[:, :t]
         text = self.tokenizer.detokenize(tf.concat([previous, ids], axis=1))
-        return {"token_ids": ids, "logits": logits, "states": self.pack(new_states), "text": text}
+        return ids, logits, self.pack(new_states), text
 
     def generate(self, prompt, max_tokens, temperature, top_k, top_p, seed) -> dict[str, tf.Tensor]:
         ids = self.generate_ids(prompt, max_tokens, temperature, top_k, top_p, seed)

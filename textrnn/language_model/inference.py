@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from textrnn.decoding import sampling
-from textrnn.decoding.sampling import MAX_TOKENS_CAP
+from textrnn.decoding.options import MAX_TOKENS_CAP, SamplingOptions
 from textrnn.errors import ConfigError, DataError
 from textrnn.language_model.data import (
     Corpus,
@@ -102,29 +102,16 @@ def evaluate(
 
 
 @dataclass(frozen=True)
-class GenerationOptions:
-    """Request-time knobs of `generate` (see `textrnn.decoding.sampling` for their meaning)."""
+class GenerationOptions(SamplingOptions):
+    """Request-time knobs of `generate`: the sampling knobs, and samples per prompt."""
 
-    max_tokens: int = 200
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    seed: int | None = None  # None: a random seed
     num_samples: int = 1
-
-    def resolved_seed(self) -> int:
-        if self.seed is not None:
-            return int(self.seed)
-        return int.from_bytes(os.urandom(4), "little")
 
 
 def check_options(serving: Any, options: GenerationOptions) -> None:
     """Raise `ConfigError` naming the option when a knob is out of range for this model."""
     vocabulary_size = int(serving.manifest.get("tokenizer", {}).get("vocabulary_size", 0))
-    cap = int(serving.manifest.get("max_tokens_cap", MAX_TOKENS_CAP))
-    sampling.validate_sampling_options(
-        options.max_tokens, options.temperature, options.top_k, options.top_p, vocabulary_size, cap
-    )
+    options.check(vocabulary_size, int(serving.manifest.get("max_tokens_cap", MAX_TOKENS_CAP)))
     if options.num_samples < 1:
         raise ConfigError(f"--num-samples must be >= 1, got {options.num_samples}")
 

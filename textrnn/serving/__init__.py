@@ -29,7 +29,8 @@ One module per concern, each importing only those above it:
 - `http_messages`, `rest`, `http_server`, `grpc_api`: the front ends (REST: request
   bodies and JSON answers; the route table and the API; aiohttp's server with
   textrnn's limits);
-- `streaming`: token streams (knobs checked first, generation on worker threads);
+- `stream_rows`, `streaming`: token streams (concurrent streams of a version as rows of
+  one batched call; knobs checked first);
 - `sse`, `playground/`: the `:generate_stream` route and the page, rows of `rest.ROUTES`;
 - `server`: `Server` and `serve()`, start, stop and signals.
 """

@@ -4,20 +4,24 @@
 `Streamer.open(servable, body)` checks the request (the `generate` knobs, and
 that the version can stream) and raises `ServingError` before anything is
 sent, so a bad knob is a 400 and not a broken stream. The returned
-`TokenStream` generates on a worker thread with
-`language_model.inference.stream_tokens`: the prompt through `step`, then
-chunks of tokens (1, 2, 4, ... up to 64) through the export's `generate_chunk`
-signature, the in-graph loop of `generate` (exports without it sample through
-`step` / `detokenize` token by token), with the same seeds: the streamed text
-is the text `:predict` on `generate` answers for the same seed (row 0 of its
-batch). Its `step` and `generate_chunk` calls go through the server's
-`Executor`, so they keep `--num-workers` (and, with `--enable-batching`, the
-per-token `step` calls of older exports merge with other streams').
+`TokenStream` is generated one of two ways, with the same seeds either way:
+the streamed text is the text `:predict` on `generate` answers for the same
+seed (row 0 of its batch).
+
+- Exports with `prime` and `generate_rows`: the version's `RowScheduler`
+  (`stream_rows`) runs every open stream as a row of one batched call per
+  chunk, on one thread.
+- Older exports: a worker thread per stream runs
+  `language_model.inference.stream_tokens`: the prompt through `step`, then
+  chunks of tokens through `generate_chunk` (or, older still, token by token
+  through `step` / `detokenize`). Those calls go through the server's
+  `Executor`, so they keep `--num-workers` (and, with `--enable-batching`,
+  the per-token `step` calls merge with other streams').
 
 The consumer (on the event loop) reads `await stream.next_event()`: pieces
 as they come (pieces queued while the client was slow go out as one event),
 then the `done` event; a failure is raised as its `ServingError`.
-`stream.cancel()` (the client left) stops the worker before its next model
+`stream.cancel()` (the client left) stops the work before its next model
 call; the request timeout bounds the whole stream.
 """
 
@@ -29,6 +33,7 @@ import json
 import math
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +48,7 @@ from textrnn.serving.execution import Executor
 from textrnn.serving.metrics import Stats
 from textrnn.serving.options import ServerOptions
 from textrnn.serving.servable import Servable
+from textrnn.serving.stream_rows import ROW_SIGNATURES, RowScheduler, StreamCancelledError
 
 STREAM_SIGNATURES = ("tokenize", "step", "detokenize")
 # A stream holds one worker thread while it generates; more concurrent streams wait for one.
@@ -71,10 +77,6 @@ class StreamEvent:
         """SSE framing: an `event:` line (but for pieces, the default "message"), `data:`."""
         head = "" if self.kind == "piece" else f"event: {self.kind}\n"
         return f"{head}data: {json.dumps(self.data, ensure_ascii=False)}\n\n".encode()
-
-
-class _CancelledError(Exception):
-    """The stream was cancelled (the client left, or the server stops)."""
 
 
 def parse_request(body: dict[str, Any], manifest: dict[str, Any]) -> tuple[str, Any]:
@@ -139,6 +141,11 @@ class Streamer:
         self._threads = concurrent.futures.ThreadPoolExecutor(
             MAX_STREAM_THREADS, thread_name_prefix="stream"
         )
+        # One per version that merges its streams; gone with the version.
+        self._schedulers: weakref.WeakKeyDictionary[Servable, RowScheduler] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._schedulers_lock = threading.Lock()
 
     def open(self, servable: Servable, body: dict[str, Any]) -> TokenStream:
         """Check the request and start generating; call on the event loop."""
@@ -155,16 +162,31 @@ class Streamer:
         stream = TokenStream(self, servable, manifest, prompt, options)
         self.stats.add(streams=1, streams_active=1)
         try:
-            self._threads.submit(stream.run)
-        except RuntimeError:  # the pool is shut down: the server is stopping
+            if all(name in servable.signatures for name in ROW_SIGNATURES):
+                self._scheduler(servable, manifest).add(stream)
+            else:
+                self._threads.submit(stream.run)
+        except (RuntimeError, ServingError):  # shut down: the server is stopping
             self._finished(cancelled=True)
             raise ServingError("UNAVAILABLE", "the server is shutting down") from None
         return stream
+
+    def _scheduler(self, servable: Servable, manifest: dict[str, Any]) -> RowScheduler:
+        with self._schedulers_lock:
+            scheduler = self._schedulers.get(servable)
+            if scheduler is None:
+                scheduler = RowScheduler(servable, manifest, self.stats)
+                self._schedulers[servable] = scheduler
+            return scheduler
 
     def _finished(self, cancelled: bool) -> None:
         self.stats.add(streams_active=-1, streams_cancelled=int(cancelled))
 
     def shutdown(self, wait: bool = False) -> None:
+        with self._schedulers_lock:
+            schedulers = list(self._schedulers.values())
+        for scheduler in schedulers:
+            scheduler.stop(wait)
         self._threads.shutdown(wait=wait, cancel_futures=True)
 
 
@@ -186,7 +208,7 @@ class _StepClient:
     def _call(self, signature: Any, **inputs: Any) -> dict[str, np.ndarray]:
         stream = self._stream
         if stream.cancelled.is_set():
-            raise _CancelledError
+            raise StreamCancelledError
         remaining = stream.deadline - time.monotonic()
         if remaining <= 0:
             raise stream.deadline_error()
@@ -223,6 +245,7 @@ class TokenStream:
         self._items: deque[tuple[str, Any]] = deque()  # touched on the loop only
         self._arrived = asyncio.Event()
         self._ended = False
+        self._finished = False  # counted as ended (by `finish`, once)
 
     def cancel(self) -> None:
         """Stop generating before the next model call (the client left)."""
@@ -238,24 +261,31 @@ class TokenStream:
     # ------------------------------------------------------------------ the worker thread
 
     def run(self) -> None:
-        """Generate, queueing each piece for the loop, then `done` (or the failure)."""
-        ending: tuple[str, Any] | None = None
+        """Generate on this worker thread (exports without `generate_rows`), queueing each
+        piece for the loop, then `done` (or the failure)."""
         try:
-            ending = ("done", self._generate())
-        except _CancelledError:
-            pass  # the client is gone: nobody to tell
+            self.finish("done", self._generate())
+        except StreamCancelledError:
+            self.finish(None, None)  # the client is gone: nobody to tell
         except ServingError as error:
-            ending = ("error", error)
+            self.finish("error", error)
         except Exception as error:  # noqa: BLE001 - reported to the client as the stream's end
             message = f"{type(error).__name__}: {first_line(error)}"
-            ending = ("error", ServingError("INTERNAL", message))
-        try:
-            if ending is not None:
-                self._put(*ending)
-        except _CancelledError:
-            ending = None
-        finally:
-            self.streamer._finished(cancelled=ending is None)
+            self.finish("error", ServingError("INTERNAL", message))
+
+    def finish(self, kind: str | None, value: Any) -> None:
+        """End the stream once: queue `done` or `error` (`kind` None: it was cancelled,
+        nobody to tell) and count it as ended."""
+        if self._finished:
+            return
+        self._finished = True
+        cancelled = kind is None
+        if not cancelled:
+            try:
+                self.put(kind, value)
+            except StreamCancelledError:
+                cancelled = True
+        self.streamer._finished(cancelled=cancelled)
 
     def _generate(self) -> dict[str, Any]:
         """Queue the pieces; the `done` event's data."""
@@ -272,16 +302,18 @@ class TokenStream:
             except StopIteration as stop:
                 return {"text": "".join(pieces), "tokens": stop.value, "seed": self.seed}
             pieces.append(piece)
-            self._put("piece", piece)
+            self.put("piece", piece)
 
-    def _put(self, kind: str, value: Any) -> None:
+    def put(self, kind: str, value: Any) -> None:
+        """Queue an event for the loop (from the generating thread); `StreamCancelledError` once
+        the client is gone."""
         if self.cancelled.is_set():
-            raise _CancelledError
+            raise StreamCancelledError
         try:
             self._loop.call_soon_threadsafe(self._deliver, kind, value)
         except RuntimeError:  # the loop is closed: the server stopped
             self.cancelled.set()
-            raise _CancelledError from None
+            raise StreamCancelledError from None
 
     # ------------------------------------------------------------------ the event loop
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from typing import Any
 
 from textrnn.config import StackConfig, TokenizerConfig, TrainingConfig, at_least, choice, fraction
+from textrnn.decoding.options import (  # noqa: F401 - re-exported for the translator
+    MAX_BEAM_SIZE,
+    MAX_COVERAGE_PENALTY,
+    MAX_NO_REPEAT_NGRAM,
+    check_decoding,
+)
 from textrnn.errors import ConfigError
 
 
@@ -74,14 +78,6 @@ class TranslationModelConfig:
             )
 
 
-# Largest translation beam: a request's beam_size is checked against it in the exported graph,
-# since a huge beam would hold a server's memory and cores for minutes.
-MAX_BEAM_SIZE = 64
-# Bounds of the repeat and coverage options, checked the same way (recipe, flags, requests).
-MAX_NO_REPEAT_NGRAM = 16  # longer n-grams hardly ever repeat within one sentence
-MAX_COVERAGE_PENALTY = 10.0  # GNMT tuned beta in [0, 1]; far beyond, it swamps log P
-
-
 @dataclass(frozen=True)
 class DecodingConfig:
     beam_size: int = 5  # 1 = greedy; at most MAX_BEAM_SIZE
@@ -101,40 +97,6 @@ class DecodingConfig:
             self.coverage_penalty,
         )
         at_least("decoding.max_length_offset", self.max_length_offset, 0)
-
-
-def check_decoding(
-    beam_size: int,
-    length_penalty: float,
-    max_length_ratio: float,
-    name: Any,
-    no_repeat_ngram: int = 0,
-    coverage_penalty: float = 0.0,
-) -> None:
-    """Raise `ConfigError` if a decoding setting is out of range; `name(key)` names it
-    (a recipe key such as "decoding.beam_size", or a flag such as "--beam-size")."""
-    if not 1 <= beam_size <= MAX_BEAM_SIZE:
-        raise ConfigError(
-            f"{name('beam_size')} must be in [1, {MAX_BEAM_SIZE}] (1 is greedy), got {beam_size}"
-        )
-    if not (math.isfinite(length_penalty) and length_penalty >= 0):
-        raise ConfigError(
-            f"{name('length_penalty')} must be a finite number >= 0, got {length_penalty}"
-        )
-    if not (math.isfinite(max_length_ratio) and max_length_ratio > 0):
-        raise ConfigError(
-            f"{name('max_length_ratio')} must be a finite number > 0, got {max_length_ratio}"
-        )
-    if not 0 <= no_repeat_ngram <= MAX_NO_REPEAT_NGRAM:
-        raise ConfigError(
-            f"{name('no_repeat_ngram')} must be in [0, {MAX_NO_REPEAT_NGRAM}] (0: off), "
-            f"got {no_repeat_ngram}"
-        )
-    if not (math.isfinite(coverage_penalty) and 0 <= coverage_penalty <= MAX_COVERAGE_PENALTY):
-        raise ConfigError(
-            f"{name('coverage_penalty')} must be a finite number in [0, {MAX_COVERAGE_PENALTY:g}]"
-            f" (0: off), got {coverage_penalty}"
-        )
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,10 @@
 
 Training (teacher forcing) and decoding (`AttentionDecoder.step`, driven by
 `textrnn.decoding.search`) share `step_embedded`, so what is trained is what
-decodes.
+decodes. With input feeding and one GRU / LSTM layer, training on the fast stack
+runs the fused, XLA-compiled loop of `textrnn.layers.fast_rnn_decoder` (same
+variables, same numbers: `tests/layers/test_fast_rnn_decoder.py`) and decoding its
+one-step function (`fused_step_applies`); anything else keeps the step loop.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from textrnn.layers import fast_rnn_decoder
 from textrnn.layers.attention import make_attention
+from textrnn.layers.fast_rnn import FastGRU, FastLSTM
 from textrnn.layers.rnn_stack import RNNStack
 
 
@@ -322,11 +327,16 @@ class AttentionDecoder(keras.layers.Layer):
 
         `state` is `{"states": decoder states, "feed": last attentional vector}`.
         """
-        # (batch, embedding_dim), no mask
-        embedded = ops.take(self.embedding.embeddings, ids, axis=0)
-        attentional, weights, states = self.step_embedded(
-            embedded, state["feed"], state["states"], memory, processed_memory, source_mask
-        )
+        if self.fused_step_applies():
+            attentional, weights, states = self._fused_step(
+                ids, state, memory, processed_memory, source_mask
+            )
+        else:
+            # (batch, embedding_dim), no mask
+            embedded = ops.take(self.embedding.embeddings, ids, axis=0)
+            attentional, weights, states = self.step_embedded(
+                embedded, state["feed"], state["states"], memory, processed_memory, source_mask
+            )
         log_probs = tf.nn.log_softmax(self.logits(attentional), axis=-1)  # (batch, vocabulary)
         return log_probs, {"states": states, "feed": attentional}, weights
 
@@ -357,11 +367,120 @@ class AttentionDecoder(keras.layers.Layer):
         output = outputs[0]  # (batch, time, units)
         return self._attend(output, memory, processed_memory, source_mask, training)
 
+    def fused_step_applies(self) -> bool:
+        """True when decoding steps run `fast_rnn_decoder.decoder_step` (the training loop's
+        step, the same arithmetic as `step_embedded`): with input feeding, one GRU
+        (reset_after) or LSTM layer with Keras's default activations and a bias."""
+        cell = self.stack.recurrent_layers[0].cell
+        return (
+            self.input_feeding
+            and self.num_layers == 1
+            and self.cell in ("gru", "lstm")
+            and cell.activation is keras.activations.tanh
+            and cell.recurrent_activation is keras.activations.sigmoid
+            and cell.use_bias
+            and getattr(cell, "reset_after", True)
+            and self.compute_dtype in ("float32", "float64")
+        )
+
+    def _fused_step(self, ids, state, memory, processed_memory, source_mask):
+        weights, embedding_kernel, input_bias = self.fused_weights()
+        embedded = ops.take(self.embedding.embeddings, ids, axis=0)  # (batch, embedding_dim)
+        keys = processed_memory if self.attention == "additive" else memory
+        return fast_rnn_decoder.decoder_step(
+            self.fused_spec(),
+            tf.matmul(embedded, embedding_kernel) + input_bias,
+            state["feed"],
+            list(state["states"]),
+            memory,
+            keys,
+            tf.cast(source_mask, tf.bool),
+            weights,
+        )
+
+    def fast_loop_applies(self, training) -> bool:
+        """True when teacher forcing with input feeding runs the fused loop of
+        `textrnn.layers.fast_rnn_decoder`: training, on the fast stack (CPU), one GRU or
+        LSTM layer in a configuration the fast stack computes exactly, float32 / float64.
+        Inference keeps the step loop below (XLA compiles per shape; see `fast_rnn`)."""
+        layer = self.stack.recurrent_layers[0]
+        return (
+            bool(training)
+            and self.input_feeding
+            and self.num_layers == 1
+            and isinstance(layer, (FastGRU, FastLSTM))
+            and layer.fast_path_supported(training)
+            and not layer.dropout
+            and self.compute_dtype in ("float32", "float64")
+        )
+
+    def fused_spec(self, dropout: bool = False) -> fast_rnn_decoder.DecoderSpec:
+        """The static configuration of the fused loop for this decoder."""
+        return fast_rnn_decoder.DecoderSpec(
+            cell=self.cell,
+            attention=self.attention,
+            query_bias=bool(getattr(self.attention_layer, "use_bias", False)),
+            dropout=dropout,
+        )
+
+    def fused_weights(self) -> tuple[list, tf.Tensor, tf.Tensor]:
+        """`(flat weights in fast_rnn_decoder.split_weights' order, embedding rows of the
+        input kernel (E, kU), input bias (kU,))`, read from this layer's own variables."""
+        cell = self.stack.recurrent_layers[0].cell
+        kernel = _tensor(cell.kernel)  # (E + F, kU): embedding rows, then feed rows
+        bias = _tensor(cell.bias)  # GRU: (2, 3U) input and recurrent rows; LSTM: (4U,)
+        weights = [kernel[self.embedding_dim :], _tensor(cell.recurrent_kernel)]
+        input_bias = bias
+        if self.cell == "gru":
+            input_bias = bias[0]
+            weights.append(bias[1])
+        attention = self.attention_layer
+        if self.attention == "additive":
+            weights += [_tensor(attention.query_projection.kernel), _tensor(attention.score_vector)]
+        elif self.attention == "general":
+            weights.append(_tensor(attention.query_projection.kernel))
+            if attention.use_bias:
+                weights.append(_tensor(attention.query_projection.bias))
+        weights.append(_tensor(self.attentional.kernel))
+        return weights, kernel[: self.embedding_dim], input_bias
+
+    def _fused_loop(self, embedded, memory, processed_memory, source_mask, states, training):
+        """`_input_feeding_loop`'s result from the fused, XLA-compiled loop."""
+        weights, embedding_kernel, input_bias = self.fused_weights()
+        time_major = tf.transpose(embedded, [1, 0, 2])  # (time, batch, embedding_dim)
+        # Hoisted out of the loop: the embedding part of the input projection, one product.
+        projected = tf.einsum("tbe,eg->tbg", time_major, embedding_kernel) + input_bias
+        dropout_mask = None
+        if self.output_dropout:
+            ones = tf.ones(tf.concat([tf.shape(projected)[:2], [self.feed_dim]], 0), memory.dtype)
+            dropout_mask = self.output_dropout_layer(ones, training=training)
+        keys = processed_memory if self.attention == "additive" else memory
+        outputs, weights_seq = fast_rnn_decoder.attention_decoder_sequence(
+            self.fused_spec(dropout=dropout_mask is not None),
+            projected,
+            list(states),
+            self.initial_feed(memory),
+            memory,
+            keys,
+            tf.cast(source_mask, tf.bool),
+            dropout_mask,
+            weights,
+        )
+        return tf.transpose(outputs, [1, 0, 2]), tf.transpose(weights_seq, [1, 0, 2])
+
     def _input_feeding_loop(
         self, target_ids, embedded, memory, processed_memory, source_mask, states, training
     ):
         """With input feeding: step through time in a `tf.while_loop`, each step fed the last
         attentional vector. Padded steps run too; the loss masks them."""
+        if self.fast_loop_applies(training):
+            return self._fused_loop(
+                embedded, memory, processed_memory, source_mask, states, training
+            )
+        return self._step_loop(embedded, memory, processed_memory, source_mask, states, training)
+
+    def _step_loop(self, embedded, memory, processed_memory, source_mask, states, training):
+        """The reference loop: `step_embedded` at every target position."""
         time_major = tf.transpose(embedded, [1, 0, 2])  # (time, batch, embedding_dim)
         steps = tf.shape(time_major)[0]
         feed = self.initial_feed(memory)
@@ -402,3 +521,8 @@ class AttentionDecoder(keras.layers.Layer):
         config = super().get_config()
         config.update({name: getattr(self, name) for name in self.CONFIG_KEYS})
         return config
+
+
+def _tensor(variable):
+    """A Keras variable's value as a tensor (the tape still sees the read)."""
+    return variable.value if hasattr(variable, "value") else variable

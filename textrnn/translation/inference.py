@@ -22,9 +22,9 @@ import tensorflow as tf
 from textrnn import data as data_lib
 from textrnn import export
 from textrnn.decoding import search
+from textrnn.decoding.options import check_decoding, flag_name
 from textrnn.errors import ConfigError, DataError, UserError
 from textrnn.fileio import atomic_write_text, check_output_file
-from textrnn.translation.config import check_decoding
 from textrnn.translation.data import Pairs, encode_pairs
 from textrnn.translation.model import MaskedSequenceLoss
 from textrnn.translation.run import TranslationRun
@@ -79,7 +79,7 @@ def validate_decoding(
         beam_size,
         length_penalty,
         max_length_ratio,
-        lambda key: "--" + key.replace("_", "-"),
+        flag_name,
         no_repeat_ngram,
         coverage_penalty,
     )
