@@ -159,7 +159,12 @@ class ChunkedRNNStack(RNNStack):
                 training=training,
                 initial_state=list(states),
             )
-            return index + 1, result[1:], outputs.write(index - start, result[0])
+            new_states = list(result[1:])
+            for state, new_state in zip(states, new_states, strict=True):
+                # A layer may return a less specific shape (batch None) than the states came
+                # in with; the loop needs the same one every iteration.
+                new_state.set_shape(state.shape)
+            return index + 1, new_states, outputs.write(index - start, result[0])
 
         _, states, outputs = tf.while_loop(
             lambda index, *_: index < stop, step, (tf.convert_to_tensor(start), states, outputs)
