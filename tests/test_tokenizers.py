@@ -261,3 +261,26 @@ def test_a_vocabulary_rewritten_at_the_same_path_is_read_anew(tmp_path, monkeypa
         path.unlink()
     second = build_tokenizer(TokenizerConfig(kind="word"), ["bad movie", "bad"], "run")
     assert second.tokenize(tf.constant(["bad movie"])).to_list() == [[4, 5]]  # not [UNK]s
+
+
+@pytest.mark.parametrize(
+    ("truncate", "kept"),
+    [
+        ("head", list(range(8))),
+        ("tail", list(range(92, 100))),
+        ("head+tail", [0, 1, *range(94, 100)]),  # a quarter from the start, the rest the end
+    ],
+)
+def test_long_texts_keep_their_head_their_tail_or_both(tmp_path, truncate, kept):
+    words = [f"w{i}" for i in range(100)]
+    tokenizer = build_tokenizer(TokenizerConfig(kind="word"), [" ".join(words)], tmp_path)
+    texts = tf.constant([" ".join(words), "w5 w6", " ".join(words * 40)])  # the last: 23 KB
+    ids = tokenizer.tokenize(texts, max_length=8, truncate=truncate)
+    rows = [_texts(tokenizer.detokenize(ids[i : i + 1]))[0].split() for i in range(3)]
+    assert rows[0] == [words[i] for i in kept]
+    assert rows[1] == ["w5", "w6"]  # shorter texts stay whole
+    assert rows[2] == rows[0]  # cut to 8 x 64 bytes at each end first: the ends survive
+    padded = tokenizer.encode_padded(texts, 8, truncate)
+    assert padded.shape == (3, 8)
+    with pytest.raises(ValueError, match="truncate must be one of"):
+        tokenizer.tokenize(texts, 8, truncate="middle")

@@ -53,3 +53,60 @@ def test_given_keys_reads_the_recipe_tables(tmp_path):
         "model.stack.cell",
         "training.seed",
     }
+
+
+def _chosen(tmp_path, text: str, **overrides):
+    train = tmp_path / "train.txt"
+    train.write_text(text, encoding="utf-8")
+    overrides = {"data.train": str(train), "tokenizer.kind": "word", **overrides}
+    config = load_config(LanguageModelConfig, None, overrides)
+    return choose_defaults(config, given_keys(None, overrides))
+
+
+def test_a_text_of_short_lines_is_read_line_by_line_and_a_stream_of_paragraphs_is_not(tmp_path):
+    verse, lines = _chosen(tmp_path, "But soft, what light through yonder window breaks?\n" * 500)
+    assert verse.data.layout == "lines" and "data.layout = lines" in lines[0]
+    assert "in 500 lines" in lines[0]
+    paragraph = " ".join(["the cat sat on the mat ."] * 40) + "\n\n"  # 280 tokens a line
+    book, lines = _chosen(tmp_path, paragraph * 100)
+    assert book.data.layout == "continuous" and "data.layout" not in lines[0]
+    chars, _ = _chosen(tmp_path, "To be or not to be.\n" * 500, **{"tokenizer.kind": "char"})
+    assert chars.data.layout == "continuous"
+    carried, _ = _chosen(tmp_path, "To be or not to be.\n" * 500, **{"data.carry_state": True})
+    assert carried.data.layout == "continuous"  # carrying states is for a stream
+
+
+def test_lm_train_without_a_recipe_prints_the_chosen_defaults_first_and_trains_with_them(
+    tmp_path,
+):
+    import json
+
+    from typer.testing import CliRunner
+
+    from textrnn.cli.main import app
+
+    train = tmp_path / "train.txt"
+    train.write_text("the cat sat on the mat .\nthe dog sat on a log .\n" * 60, encoding="utf-8")
+    run_dir = tmp_path / "run"
+    result = CliRunner().invoke(
+        app,
+        ["lm", "train", "--train", str(train), "--tokenizer", "word", "--epochs", "1"]
+        + ["--run-dir", str(run_dir)],
+    )
+    assert result.exit_code == 0, result.output
+    first = result.output.splitlines()[0]
+    assert first.startswith("defaults for a word model on about 840 tokens in 120 lines")
+    assert "data.layout = lines" in first and "training.batch_size = 16" in first
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["data"]["layout"] == "lines" and saved["training"]["batch_size"] == 16
+    assert saved["model"]["tie_embeddings"] and saved["model"]["stack"]["units"] == 128
+
+
+def test_word_models_leave_words_seen_once_out_unless_the_vocabulary_is_chosen(tmp_path):
+    text = "the cat sat on the mat .\n" * 50 + "a rare word\n"
+    chosen, lines = _chosen(tmp_path, text)
+    assert chosen.tokenizer.min_frequency == 2 and "tokenizer.min_frequency = 2" in lines[0]
+    sized, _ = _chosen(tmp_path, text, **{"tokenizer.vocabulary_size": 50})
+    assert sized.tokenizer.min_frequency == 1
+    subword, _ = _chosen(tmp_path, text, **{"tokenizer.kind": "subword"})
+    assert subword.tokenizer.min_frequency == 1  # pieces cover every word

@@ -72,8 +72,9 @@ def assert_copied(model, lm_model) -> None:
         ({"model.stack.cell": "gru", "model.stack.num_layers": 2}, {}),
         ({"model.stack.cell": "rnn", "model.stack.num_layers": 2}, {}),
         ({"model.stack.num_layers": 2, "model.tie_embeddings": True}, {}),
+        ({"model.stack.num_layers": 2}, {"model.chunk_length": 4, "model.pooling": "mean"}),
     ],
-    ids=["lstm", "bidirectional", "gru-2", "rnn-2", "tied-2"],
+    ids=["lstm", "bidirectional", "gru-2", "rnn-2", "tied-2", "chunked-2"],
 )
 def test_init_from_copies_embedding_and_stack_exactly(tmp_path, lm, classifier):
     lm_model = make_lm_run(tmp_path / "lm", **lm)

@@ -11,14 +11,29 @@ tokenizer kind, sized to the corpus, and says what it chose:
   embeddings of the same width, windows of 64 tokens, the AWD-style dropouts of
   `tasks/lm/shakespeare_word.toml` (embedding 0.2, between layers 0.3, output
   0.3), Adam at 0.003 with 100 warm-up steps and a cosine decay, clipping at 1;
+- word: words seen once left out of the vocabulary (`tokenizer.min_frequency = 2`).
+  They become `[UNK]` in the training text, so the model learns to predict
+  `[UNK]`. On Tiny Shakespeare every training word fitted in the default 20,000,
+  so the 3.4% of validation words unseen in training were a target the model had
+  never met; after 3 epochs its validation loss was 4.55 where the word recipe
+  (10,000 words, the rarest ones `[UNK]`) was at 4.28 (docs/results.md);
 - char: 2 x 256 LSTM from 200,000 characters on (1 x 128 below), windows of
   100, cosine decay at 0.003 with clipping at 1;
-- both: the largest batch of 64, 32, 16 that still gives 100 steps an epoch.
+- both: the largest batch of 64, 32, 16 that still gives 100 steps an epoch
+  (counted in windows of `data.seq_len` tokens);
+- word / subword on a text of short lines (at most `data.seq_len` tokens a
+  non-empty line on average: one sentence or verse a line, as newswire corpora and
+  Tiny Shakespeare are): `data.layout = "lines"`, each line `[BOS] ... [EOS]`,
+  as the word recipe reads Shakespeare. On Tiny Shakespeare the same model read as
+  one stream (`continuous`, windows of 64 shuffled, 115 steps an epoch) was still
+  at a validation loss of 6.67 (perplexity 787) after 5 epochs, where read by
+  lines it reached 4.74 after one (docs/results.md).
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,20 +44,40 @@ MIN_STEPS_PER_EPOCH = 100
 BATCH_SIZES = (64, 32, 16)
 SMALL_WORD_CORPUS = 30_000  # words
 SMALL_CHAR_CORPUS = 200_000  # characters
+LINE_TOKENS = 64  # a text whose lines average at most this many tokens is read line by line
 
 
-def corpus_tokens(config: LanguageModelConfig) -> int | None:
-    """Tokens in the training file, roughly (words and punctuation, or characters); None
-    if it cannot be read here (the data loader reports that)."""
+@dataclass(frozen=True)
+class CorpusShape:
+    """About how many tokens the training text holds, and in how many non-empty lines."""
+
+    tokens: int
+    lines: int
+
+    @property
+    def short_lines(self) -> bool:
+        return self.lines > 0 and self.tokens / self.lines <= LINE_TOKENS
+
+
+def corpus_shape(config: LanguageModelConfig) -> CorpusShape | None:
+    """Tokens (words and punctuation, or characters) and non-empty lines of the training
+    file, roughly; None if it cannot be read here (the data loader reports that)."""
     path = Path(config.data.train)
     try:
         text = path.read_text(encoding=config.data.encoding, errors="replace")
     except (OSError, LookupError):
         return None
+    lines = sum(1 for line in text.splitlines() if line.strip())
     if config.tokenizer.kind == "char":
-        return len(text)
+        return CorpusShape(len(text), lines)
     # Words and punctuation marks, about what the word tokenizer's script split makes.
-    return sum(1 for _ in re.finditer(r"\w+|[^\w\s]", text))
+    return CorpusShape(sum(1 for _ in re.finditer(r"\w+|[^\w\s]", text)), lines)
+
+
+def corpus_tokens(config: LanguageModelConfig) -> int | None:
+    """Tokens in the training file, roughly; None if it cannot be read here."""
+    shape = corpus_shape(config)
+    return None if shape is None else shape.tokens
 
 
 def suggested(kind: str, tokens: int | None) -> dict[str, Any]:
@@ -60,6 +95,11 @@ def suggested(kind: str, tokens: int | None) -> dict[str, Any]:
             "model.stack.dropout": 0.3,
             "training.warmup_steps": 100,
         }
+        if kind == "word":
+            # Words seen once become [UNK] in training, so the model learns to predict it:
+            # with every training word in the vocabulary, [UNK] is never a training target
+            # and each unseen word of new text costs ~10 nats (see the module).
+            values["tokenizer.min_frequency"] = 2
     width = 128 if small else 256
     values.update(
         {
@@ -89,14 +129,26 @@ def choose_defaults(
     config: LanguageModelConfig, given: set[str]
 ) -> tuple[LanguageModelConfig, list[str]]:
     """`config` with the suggested values for every key not in `given`; the lines to print."""
-    tokens = corpus_tokens(config)
+    shape = corpus_shape(config)
+    tokens = None if shape is None else shape.tokens
     values = suggested(config.tokenizer.kind, tokens)
     if "model.embedding_dim" in given or "model.stack.units" in given:
         values.pop("model.tie_embeddings", None)  # tying needs equal widths (or a projection)
+    if given & {"tokenizer.vocabulary_size", "tokenizer.min_frequency"}:
+        values.pop("tokenizer.min_frequency", None)  # the user chose the vocabulary
+    if (
+        config.tokenizer.kind != "char"
+        and shape is not None
+        and shape.short_lines
+        and not given & {"data.carry_state", "data.text_column"}  # settings of one layout
+    ):
+        values["data.layout"] = "lines"
     chosen = {key: value for key, value in values.items() if key not in given}
     if not chosen:
         return config, []
     size = "an unread corpus" if tokens is None else f"about {tokens:,} tokens"
+    if shape is not None and shape.lines:
+        size += f" in {shape.lines:,} lines"
     settings = ", ".join(f"{key} = {value}" for key, value in chosen.items())
     lines = [
         f"defaults for a {config.tokenizer.kind} model on {size} (no recipe or flag sets "

@@ -379,8 +379,8 @@ def load_datasets(config: SentimentConfig, run_dir: str | os.PathLike) -> fit_li
     report += lines
     train, valid, lines = keep_known_labels(train_rows, valid_rows, labels, data, run_dir)
     report += lines
-    train_tokens = encode_texts(tokenizer, train.texts, data.max_length)
-    valid_tokens = encode_texts(tokenizer, valid.texts, data.max_length)
+    train_tokens = encode_texts(tokenizer, train.texts, data.max_length, data.truncate)
+    valid_tokens = encode_texts(tokenizer, valid.texts, data.max_length, data.truncate)
     report.append(describe_data(train, valid, valid_tokens, labels, tokenizer))
     if len(valid.ids) == 0:
         raise DataError(f"{valid_rows.source}: no validation rows with known labels")

@@ -5,7 +5,9 @@ One signature per length bucket, `classify_<L>`: `token_ids int32 [1, L]`
 Buckets are 16, 32, 64, ... up to the maximum length (the run's `data.max_length`,
 or `--max-length`): a short text runs a short loop. The weights are stored once;
 the host (`textrnn.edge`) tokenizes, picks the smallest bucket that holds the ids,
-and names the label.
+and names the label. A model that reads in chunks (`model.chunk_length`) converts
+as it is (its chunk loop becomes a WHILE subgraph); a run that keeps the end of long
+texts (`data.truncate`) does not, since the host keeps their head.
 """
 
 from __future__ import annotations
@@ -33,6 +35,12 @@ def litert_functions(run: SentimentRun, max_length: int | None = None) -> LiteRT
     longest = max_length or run.config.data.max_length
     if longest < 1:
         raise ConfigError(f"--max-length must be at least 1, got {longest}")
+    if run.config.data.truncate != "head":
+        raise ConfigError(
+            f"export-litert: this run keeps the {run.config.data.truncate!r} of long texts "
+            "(data.truncate) and the LiteRT host keeps their head; export it with "
+            "`sentiment export` (SavedModel) instead"
+        )
     model = run.model
 
     def classify_at(length: int):

@@ -7,6 +7,7 @@ import keras
 from textrnn.layers.dropout import EmbeddingDropout, TokenDropout
 from textrnn.layers.pooling import MaskedPooling
 from textrnn.layers.rnn_stack import RNNStack
+from textrnn.sentiment.chunked import ChunkedRNNStack
 from textrnn.sentiment.config import SentimentConfig
 from textrnn.sentiment.transfer import initialize_from_language_model
 from textrnn.tokenizers import UNK_ID, Tokenizer
@@ -23,10 +24,13 @@ def build_model(
 ) -> keras.Model:
     """Embedding -> RNNStack -> pooling -> dropout -> dense; compiled unless `compile=False`.
 
+    With `model.chunk_length` the stack reads the text chunk by chunk and pools over all of
+    them (`textrnn.sentiment.chunked`, ULMFiT's BPT3C).
+
     `init_from` (training only; a language-model run directory) copies that
     model's embedding and recurrent weights in before training starts.
     """
-    model_config, stack = config.model, config.model.stack
+    model_config = config.model
     token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")  # (batch, time)
     ids = token_ids
     if model_config.token_dropout:
@@ -44,20 +48,8 @@ def build_model(
         x = keras.layers.SpatialDropout1D(model_config.embedding_dropout, name="embedding_dropout")(
             x
         )
-    final = model_config.pooling == "final"
-    x = RNNStack(
-        cell=stack.cell,
-        num_layers=stack.num_layers,
-        units=stack.units,
-        bidirectional=stack.bidirectional,
-        dropout=stack.dropout,
-        residual=stack.residual,
-        locked_dropout=stack.locked_dropout,
-        weight_drop=stack.weight_drop,
-        return_sequences=not final,
-        name="rnn_stack",
-    )(x)  # (batch, features) or (batch, time, features)
-    if not final:
+    x = _recurrent_and_pooling(config)(x)  # (batch, features) or (batch, time, features)
+    if model_config.pooling != "final" and not model_config.chunk_length:
         x = MaskedPooling(model_config.pooling, name=f"{model_config.pooling}_pooling")(x)
     x = keras.layers.Dropout(model_config.dropout, name="dropout")(x)
     logits = keras.layers.Dense(num_classes, dtype="float32", name="logits")(x)  # (batch, classes)
@@ -70,6 +62,34 @@ def build_model(
         optimizer=optimizer_lib.make_optimizer(config.training, total_steps),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        jit_compile=optimizer_lib.jit_compile_flag(config.training),
+        # Reading in chunks: no whole-step XLA (`ChunkedRNNStack.supports_jit`).
+        jit_compile=False
+        if model_config.chunk_length
+        else optimizer_lib.jit_compile_flag(config.training),
     )
     return model
+
+
+def _recurrent_and_pooling(config: SentimentConfig) -> RNNStack:
+    """The recurrent stack, named `rnn_stack`: whole texts, or chunk by chunk (BPT3C), which
+    also pools."""
+    model_config, stack = config.model, config.model.stack
+    settings = dict(
+        cell=stack.cell,
+        num_layers=stack.num_layers,
+        units=stack.units,
+        bidirectional=stack.bidirectional,
+        dropout=stack.dropout,
+        residual=stack.residual,
+        locked_dropout=stack.locked_dropout,
+        weight_drop=stack.weight_drop,
+        name="rnn_stack",
+    )
+    if model_config.chunk_length:
+        return ChunkedRNNStack(
+            chunk_length=model_config.chunk_length,
+            bptt_chunks=config.training.bptt_chunks,
+            pooling=model_config.pooling,
+            **settings,
+        )
+    return RNNStack(return_sequences=model_config.pooling != "final", **settings)

@@ -23,10 +23,10 @@ def classification_signatures(run: SentimentRun) -> dict[str, Any]:
     """`serving_default`: text tf.string [batch] -> label, probabilities, classes; `classify`."""
     model, tokenizer = run.model, run.tokenizer
     names = tf.constant(list(run.labels.names))
-    max_length = run.config.data.max_length
+    max_length, truncate = run.config.data.max_length, run.config.data.truncate
 
     def classify_text(text: tf.Tensor) -> dict[str, tf.Tensor]:
-        ids = tokenizer.encode_padded(text, max_length)  # (batch, time)
+        ids = tokenizer.encode_padded(text, max_length, truncate)  # (batch, time)
         probabilities = tf.nn.softmax(
             tf.cast(model(ids, training=False), tf.float32)
         )  # (batch, classes)
@@ -56,13 +56,19 @@ def classification_signatures(run: SentimentRun) -> dict[str, Any]:
 
 def serving_signatures(run: SentimentRun) -> ServingParts:
     """The signatures, what the SavedModel tracks, the manifest and a warm-up request."""
+    manifest = {
+        "labels": list(run.labels.names),
+        "max_length": run.config.data.max_length,
+        "tokenizer": run.tokenizer.settings(),
+    }
+    # Long-text settings, named only when a run uses them (manifests stay as they were).
+    if run.config.data.truncate != "head":
+        manifest["truncate"] = run.config.data.truncate
+    if run.config.model.chunk_length:
+        manifest["chunk_length"] = run.config.model.chunk_length
     return ServingParts(
         signatures=classification_signatures(run),
         resources=[run.model, run.tokenizer],
-        manifest={
-            "labels": list(run.labels.names),
-            "max_length": run.config.data.max_length,
-            "tokenizer": run.tokenizer.settings(),
-        },
+        manifest=manifest,
         warmup_requests=[("serving_default", {"text": np.array(WARMUP_TEXTS, dtype=object)})],
     )
