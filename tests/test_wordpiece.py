@@ -9,6 +9,7 @@ from tokenizers import Tokenizer as HuggingFaceTokenizer
 from tokenizers import models
 
 from textrnn.config import TokenizerConfig
+from textrnn.errors import ConfigError
 from textrnn.tokenizers import RESERVED_TOKENS, UNK, build_tokenizer, count_pieces
 from textrnn.wordpiece import learn_wordpiece
 
@@ -70,3 +71,15 @@ def test_rare_words_are_left_out_and_both_learners_give_a_usable_vocabulary():
     with pytest.raises(ValueError, match="learner must be one of"):
         learn_wordpiece(counts, 200, RESERVED_TOKENS, learner="bpe")
     assert learn_wordpiece({}, 200, RESERVED_TOKENS) == list(RESERVED_TOKENS)
+
+
+def test_the_recipe_key_tokenizer_learner_picks_the_learner(tmp_path):
+    counts = count_pieces(TokenizerConfig(kind="subword"), CORPUS)
+    for learner in ("huggingface", "tensorflow_text"):
+        config = TokenizerConfig(kind="subword", vocabulary_size=150, learner=learner)
+        tokenizer = build_tokenizer(config, CORPUS, tmp_path / learner)
+        assert tokenizer.vocabulary == learn_wordpiece(
+            counts, 150, RESERVED_TOKENS, learner=learner
+        )
+    with pytest.raises(ConfigError, match="tokenizer.learner must be one of"):
+        TokenizerConfig(kind="subword", learner="bpe")

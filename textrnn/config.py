@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 import tomllib
 
 from textrnn.errors import ConfigError
+from textrnn.wordpiece import LEARNERS
 
 T = TypeVar("T")
 
@@ -45,11 +46,16 @@ class TokenizerConfig:
     vocabulary_size: int = 20000  # including the reserved tokens
     min_frequency: int = 1
     unknown_aliases: tuple[str, ...] = ()  # corpus tokens that already mean "unknown", e.g. "<unk>"
+    # subword only: which WordPiece learner picks the pieces (textrnn.wordpiece): huggingface
+    # (seconds) | tensorflow_text (the BERT learner, minutes on large corpora; what recipes
+    # measured before 2026-12-02 used)
+    learner: str = "huggingface"
 
     def __post_init__(self) -> None:
         choice("tokenizer.kind", self.kind, ("word", "subword", "char"))
         choice("tokenizer.split", self.split, ("script", "whitespace"))
         choice("tokenizer.normalization", self.normalization, ("NFKC", "NFC", "NFKD", "NFD", ""))
+        choice("tokenizer.learner", self.learner, LEARNERS)
         at_least("tokenizer.vocabulary_size", self.vocabulary_size, 8)
         at_least("tokenizer.min_frequency", self.min_frequency, 1)
 

@@ -381,11 +381,11 @@ def count_pieces(config: TokenizerConfig, texts: Iterable[str], batch_size: int 
 
 
 def learn_vocabulary(
-    config: TokenizerConfig, texts: Iterable[str], learner: str = "huggingface"
+    config: TokenizerConfig, texts: Iterable[str], learner: str | None = None
 ) -> list[str]:
     """Learn a vocabulary from `texts` with the same in-graph splitting used at run time.
 
-    `learner` (subword only): `textrnn.wordpiece.LEARNERS`.
+    `learner` (subword only): one of `textrnn.wordpiece.LEARNERS`; default `config.learner`.
     """
     counts = count_pieces(config, texts)
     if config.kind == "subword":
@@ -394,7 +394,7 @@ def learn_vocabulary(
             config.vocabulary_size,
             RESERVED_TOKENS,
             min_frequency=config.min_frequency,
-            learner=learner,
+            learner=learner or config.learner,
         )
     ranked = sorted(
         (item for item in counts.items() if item[1] >= config.min_frequency),
