@@ -408,6 +408,11 @@ def main(argv: list[str] | None = None) -> None:
 
         serve_stream.main(rest, prog=f"{Path(sys.argv[0]).name} --stream")
         return
+    run(parse_args(mode, rest))
+
+
+def parse_args(mode: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """The load benchmark's options (`mode` holds --stream, so --help lists it too)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], parents=[mode])
     parser.add_argument(
         "--model-base-path", type=Path, help="Holds <model>/<version>/; default: build one."
@@ -462,8 +467,11 @@ def main(argv: list[str] | None = None) -> None:
         help="Also serve from this source tree (a git worktree of another commit or branch) "
         "and compare: both trees' servers take turns in every round.",
     )
-    args = parser.parse_args(rest)
+    return parser.parse_args(argv)
 
+
+def run(args: argparse.Namespace) -> None:
+    """Serve the export from each tree (batching off and on), load it, report."""
     workdir = Path(tempfile.mkdtemp(prefix="serve_load-"))
     try:
         if args.model_base_path:

@@ -229,6 +229,44 @@ def training_speed(config, tokenizers, steps: int) -> tuple[float, float]:
     return tokens / seconds, seconds / steps
 
 
+def report(args: argparse.Namespace, config, valid: str, results: dict[str, float]) -> None:
+    """Print the speeds and their ratios (one JSON object with --json)."""
+    ratios = {
+        "greedy_batch64_over_batch1": results["greedy_batch64_sentences_per_s"]
+        / results["greedy_batch1_sentences_per_s"],
+        "beam5_batch64_over_batch1": results["beam5_batch64_sentences_per_s"]
+        / results["beam5_batch1_sentences_per_s"],
+        "beam5_over_greedy_batch64": results["beam5_batch64_sentences_per_s"]
+        / results["greedy_batch64_sentences_per_s"],
+    }
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "model": args.model,
+                    "cpu_count": os.cpu_count(),
+                    **results,
+                    **{k: round(v, 3) for k, v in ratios.items()},
+                }
+            )
+        )
+        return
+    print(f"model {args.model}; {os.cpu_count()} CPU(s); decoding {valid}")
+    print(f"{'decoding':<10}{'batch 1':>14}{'batch 64':>14}{'64 / 1':>10}")
+    for name in ("greedy", "beam5"):
+        one, many = (
+            results[f"{name}_batch1_sentences_per_s"],
+            results[f"{name}_batch64_sentences_per_s"],
+        )
+        print(f"{name:<10}{one:>11.1f} s/s{many:>11.1f} s/s{many / one:>9.1f}x")
+    print(f"beam 5 / greedy at batch 64: {ratios['beam5_over_greedy_batch64']:.2f}x")
+    print(
+        f"training: {results['train_target_tokens_per_s']:.0f} target tokens/s "
+        f"({results['train_seconds_per_step'] * 1000:.0f} ms per step of "
+        f"{config.training.batch_size} pairs)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -303,40 +341,7 @@ def main() -> None:
     results["train_target_tokens_per_s"] = tokens_per_s
     results["train_seconds_per_step"] = step_seconds
     results = {key: round(value, 3) for key, value in results.items()}
-    ratios = {
-        "greedy_batch64_over_batch1": results["greedy_batch64_sentences_per_s"]
-        / results["greedy_batch1_sentences_per_s"],
-        "beam5_batch64_over_batch1": results["beam5_batch64_sentences_per_s"]
-        / results["beam5_batch1_sentences_per_s"],
-        "beam5_over_greedy_batch64": results["beam5_batch64_sentences_per_s"]
-        / results["greedy_batch64_sentences_per_s"],
-    }
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "model": args.model,
-                    "cpu_count": os.cpu_count(),
-                    **results,
-                    **{k: round(v, 3) for k, v in ratios.items()},
-                }
-            )
-        )
-        return
-    print(f"model {args.model}; {os.cpu_count()} CPU(s); decoding {valid}")
-    print(f"{'decoding':<10}{'batch 1':>14}{'batch 64':>14}{'64 / 1':>10}")
-    for name in ("greedy", "beam5"):
-        one, many = (
-            results[f"{name}_batch1_sentences_per_s"],
-            results[f"{name}_batch64_sentences_per_s"],
-        )
-        print(f"{name:<10}{one:>11.1f} s/s{many:>11.1f} s/s{many / one:>9.1f}x")
-    print(f"beam 5 / greedy at batch 64: {ratios['beam5_over_greedy_batch64']:.2f}x")
-    print(
-        f"training: {results['train_target_tokens_per_s']:.0f} target tokens/s "
-        f"({results['train_seconds_per_step'] * 1000:.0f} ms per step of "
-        f"{config.training.batch_size} pairs)"
-    )
+    report(args, config, valid, results)
 
 
 if __name__ == "__main__":
