@@ -75,6 +75,19 @@ class StackConfig:
     locked_dropout: bool = False
     weight_drop: float = 0.0  # DropConnect on the recurrent kernels, one mask per batch
 
+    def layer_arguments(self) -> dict[str, Any]:
+        """The `RNNStack` arguments these settings give (a task adds its own: name, states)."""
+        return {
+            "cell": self.cell,
+            "num_layers": self.num_layers,
+            "units": self.units,
+            "bidirectional": self.bidirectional,
+            "dropout": self.dropout,
+            "residual": self.residual,
+            "locked_dropout": self.locked_dropout,
+            "weight_drop": self.weight_drop,
+        }
+
     def __post_init__(self) -> None:
         choice("model.stack.cell", self.cell, ("lstm", "gru", "rnn"))
         at_least("model.stack.num_layers", self.num_layers, 1)

@@ -79,16 +79,10 @@ def build_model(
     if model_config.embedding_dropout:
         x = dropout_class(model_config.embedding_dropout, name="embedding_dropout")(x)
     outputs = RNNStack(
-        cell=stack.cell,
-        num_layers=stack.num_layers,
-        units=stack.units,
-        dropout=stack.dropout,
-        residual=stack.residual,
+        **stack.layer_arguments(),
         return_sequences=True,
         return_state=True,
         stateful=stateful,
-        locked_dropout=stack.locked_dropout,
-        weight_drop=stack.weight_drop,
         name="rnn_stack",
     )(x)
     x = raw = outputs[0]  # (batch, time, units)

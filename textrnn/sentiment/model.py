@@ -74,17 +74,7 @@ def _recurrent_and_pooling(config: SentimentConfig) -> RNNStack:
     """The recurrent stack, named `rnn_stack`: whole texts, or chunk by chunk (BPT3C), which
     also pools."""
     model_config, stack = config.model, config.model.stack
-    settings = dict(
-        cell=stack.cell,
-        num_layers=stack.num_layers,
-        units=stack.units,
-        bidirectional=stack.bidirectional,
-        dropout=stack.dropout,
-        residual=stack.residual,
-        locked_dropout=stack.locked_dropout,
-        weight_drop=stack.weight_drop,
-        name="rnn_stack",
-    )
+    settings = dict(stack.layer_arguments(), name="rnn_stack")
     if model_config.chunk_length:
         return ChunkedRNNStack(
             chunk_length=model_config.chunk_length,

@@ -136,12 +136,7 @@ def _encode(
     )(source_ids)  # (batch, source_time, embedding_dim)
     x = keras.layers.Dropout(model_config.embedding_dropout, name="source_embedding_dropout")(x)
     encoded = RNNStack(
-        cell=encoder.cell,
-        num_layers=encoder.num_layers,
-        units=encoder.units,
-        bidirectional=encoder.bidirectional,
-        dropout=encoder.dropout,
-        residual=encoder.residual,
+        **encoder.layer_arguments(),
         return_sequences=True,
         return_state=True,
         implementation=implementation,
