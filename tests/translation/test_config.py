@@ -20,3 +20,11 @@ def test_partial_config_tables_keep_translation_defaults(tmp_path):
         load_config(translation.Config, None, {"model.decoder.bidirectional": True})
     for name in ("config.toml", "multi30k.toml"):  # the shipped recipes parse
         load_config(translation.Config, REPO / "tasks" / "translation" / name)
+
+
+def test_decoder_settings_the_attention_decoder_would_ignore_are_refused():
+    for key, value in (("model.decoder.weight_drop", 0.3), ("model.decoder.locked_dropout", True)):
+        with pytest.raises(ConfigError, match="not supported by the attention decoder"):
+            load_config(translation.Config, None, {key: value})
+    config = load_config(translation.Config, None, {"model.encoder.weight_drop": 0.3})
+    assert config.model.encoder.layer_arguments()["weight_drop"] == 0.3

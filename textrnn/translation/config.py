@@ -76,6 +76,11 @@ class TranslationModelConfig:
             raise ConfigError(
                 "model.decoder.bidirectional must be false (a decoder reads left to right)"
             )
+        if self.decoder.locked_dropout or self.decoder.weight_drop:
+            raise ConfigError(
+                "model.decoder.locked_dropout and model.decoder.weight_drop are not supported by "
+                "the attention decoder (the encoder takes them); remove them"
+            )
 
 
 @dataclass(frozen=True)
