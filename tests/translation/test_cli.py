@@ -45,6 +45,20 @@ TINY_RUN = REPO / "tests" / "fixtures" / "compat" / "translation" / "run"
 TINY_DATA = TINY_RUN.parent / "data"
 
 
+def _evaluate_tiny(run_dir, *flags: str) -> list[str]:
+    """`evaluate` of the run on the tiny bundled validation pair, plus `flags`."""
+    return [
+        "evaluate",
+        "--run-dir",
+        str(run_dir),
+        "--source",
+        str(TINY_DATA / "valid.en"),
+        "--target",
+        str(TINY_DATA / "valid.de"),
+        *flags,
+    ]
+
+
 def test_bad_repeat_and_coverage_values_are_one_line_errors(tmp_path):
     shutil.copytree(TINY_RUN, tmp_path / "run")
     for flags, message in (
@@ -56,17 +70,7 @@ def test_bad_repeat_and_coverage_values_are_one_line_errors(tmp_path):
     ):
         for command in (
             ["translate", "--model", str(tmp_path / "run"), "A man."],
-            [
-                "evaluate",
-                "--run-dir",
-                str(tmp_path / "run"),
-                "--source",
-                str(TINY_DATA / "valid.en"),
-                "--target",
-                str(TINY_DATA / "valid.de"),
-                "--output",
-                str(tmp_path / "hypotheses.txt"),
-            ],
+            _evaluate_tiny(tmp_path / "run", "--output", str(tmp_path / "hypotheses.txt")),
         ):
             result = CliRunner().invoke(app, ["translation", *command, *flags])
             assert result.exit_code == 2, result.output
@@ -84,13 +88,7 @@ def test_evaluate_reports_capped_and_repeats_and_writes_hypotheses(tmp_path):
             app,
             [
                 "translation",
-                "evaluate",
-                "--run-dir",
-                str(tmp_path / "run"),
-                "--source",
-                str(TINY_DATA / "valid.en"),
-                "--target",
-                str(TINY_DATA / "valid.de"),
+                *_evaluate_tiny(tmp_path / "run"),
                 "--beam-size",
                 "1",
                 "--no-repeat-ngram",
