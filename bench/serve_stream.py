@@ -27,6 +27,7 @@ import os
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 from serve_load import ServerProcess, cpu_seconds, percentile
 
@@ -121,25 +122,7 @@ def _row(mode: str, clients: int, kind: str, result: dict, cpu: float, rows: flo
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     """Parse `argv` (default: the command line) and run the benchmark."""
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
-    parser.add_argument("--model-base-path", type=Path, default=Path("saved_models"))
-    parser.add_argument(
-        "--model", default="lm", help="A language-model export under the base path."
-    )
-    parser.add_argument("--clients", type=int, default=32, help="Concurrent streams / requests.")
-    parser.add_argument("--rounds", type=int, default=2, help="Requests per client, in sequence.")
-    parser.add_argument("--single-rounds", type=int, default=10, help="Requests at 1 client.")
-    parser.add_argument("--max-tokens", type=int, default=200)
-    parser.add_argument("--temperature", type=float, default=0.8)
-    parser.add_argument("--top-p", type=float, default=0.95)
-    parser.add_argument("--max-batch-size", type=int, default=32)
-    parser.add_argument("--batch-timeout-micros", type=int, default=2000)
-    args = parser.parse_args(argv)
-    if not (args.model_base_path / args.model).is_dir():
-        raise SystemExit(
-            f"no {args.model_base_path / args.model}: run `make demo` (it exports saved_models/lm) "
-            "or pass --model-base-path and --model"
-        )
+    args = parse_args(argv, prog)
     knobs = {
         "max_tokens": args.max_tokens,
         "temperature": args.temperature,
@@ -169,32 +152,74 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     for mode, options in (("off", ()), ("on", batching)):
         server = ServerProcess(args.model_base_path, *options)
         try:
-            for how in (_stream, _predict):  # warm-up: traces, connections
-                asyncio.run(_clients(server.port, args.model, how, 4, 1, knobs))
-            for clients, rounds in ((1, args.single_rounds), (args.clients, args.rounds)):
-                for kind, how in (("stream", _stream), ("predict", _predict)):
-                    before = cpu_seconds(server.process.pid)
-                    counted = _counters(server.port)
-                    result = asyncio.run(
-                        _clients(server.port, args.model, how, clients, rounds, knobs)
-                    )
-                    cpu = cpu_seconds(server.process.pid) - before
-                    counts = _counters(server.port)
-                    calls, rows = (
-                        counts[key] - counted.get(key, 0)
-                        for key in (
-                            "textrnn_serving_model_calls_total",
-                            "textrnn_serving_batched_rows_total",
-                        )
-                    )
-                    print(_row(mode, clients, kind, result, cpu, rows / max(calls, 1)), flush=True)
-                    for error in result["errors"][:3]:
-                        print(f"  error: {error}")
-                    aggregate[(mode, clients, kind)] = result["tokens"] / result["seconds"]
-                    if clients == 1:
-                        firsts[(mode, kind)] = percentile(result["first"], 0.5)
+            _measure(server, args, knobs, mode, aggregate, firsts)
         finally:
             server.stop()
+    _report(args, aggregate, firsts)
+
+
+def parse_args(argv: list[str] | None, prog: str | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    parser.add_argument("--model-base-path", type=Path, default=Path("saved_models"))
+    parser.add_argument(
+        "--model", default="lm", help="A language-model export under the base path."
+    )
+    parser.add_argument("--clients", type=int, default=32, help="Concurrent streams / requests.")
+    parser.add_argument("--rounds", type=int, default=2, help="Requests per client, in sequence.")
+    parser.add_argument("--single-rounds", type=int, default=10, help="Requests at 1 client.")
+    parser.add_argument("--max-tokens", type=int, default=200)
+    parser.add_argument("--temperature", type=float, default=0.8)
+    parser.add_argument("--top-p", type=float, default=0.95)
+    parser.add_argument("--max-batch-size", type=int, default=32)
+    parser.add_argument("--batch-timeout-micros", type=int, default=2000)
+    args = parser.parse_args(argv)
+    if not (args.model_base_path / args.model).is_dir():
+        raise SystemExit(
+            f"no {args.model_base_path / args.model}: run `make demo` (it exports saved_models/lm) "
+            "or pass --model-base-path and --model"
+        )
+    return args
+
+
+def _measure(
+    server: ServerProcess,
+    args: argparse.Namespace,
+    knobs: dict[str, Any],
+    mode: str,
+    aggregate: dict[tuple[str, int, str], float],
+    firsts: dict[tuple[str, str], float],
+) -> None:
+    """Streams against `:predict` at 1 and `--clients` clients on one server; prints a row
+    each and fills `aggregate` (tokens/s) and `firsts` (first-token p50 at 1 client)."""
+    for how in (_stream, _predict):  # warm-up: traces, connections
+        asyncio.run(_clients(server.port, args.model, how, 4, 1, knobs))
+    for clients, rounds in ((1, args.single_rounds), (args.clients, args.rounds)):
+        for kind, how in (("stream", _stream), ("predict", _predict)):
+            before = cpu_seconds(server.process.pid)
+            counted = _counters(server.port)
+            result = asyncio.run(_clients(server.port, args.model, how, clients, rounds, knobs))
+            cpu = cpu_seconds(server.process.pid) - before
+            counts = _counters(server.port)
+            calls, rows = (
+                counts[key] - counted.get(key, 0)
+                for key in (
+                    "textrnn_serving_model_calls_total",
+                    "textrnn_serving_batched_rows_total",
+                )
+            )
+            print(_row(mode, clients, kind, result, cpu, rows / max(calls, 1)), flush=True)
+            for error in result["errors"][:3]:
+                print(f"  error: {error}")
+            aggregate[(mode, clients, kind)] = result["tokens"] / result["seconds"]
+            if clients == 1:
+                firsts[(mode, kind)] = percentile(result["first"], 0.5)
+
+
+def _report(
+    args: argparse.Namespace,
+    aggregate: dict[tuple[str, int, str], float],
+    firsts: dict[tuple[str, str], float],
+) -> None:
     for mode in ("off", "on"):
         ratio = (
             aggregate[(mode, args.clients, "stream")] / aggregate[(mode, args.clients, "predict")]
