@@ -152,9 +152,11 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     for mode, options in (("off", ()), ("on", batching)):
         server = ServerProcess(args.model_base_path, *options)
         try:
-            _measure(server, args, knobs, mode, aggregate, firsts)
+            rates, first_p50s = _measure(server, args, knobs, mode)
         finally:
             server.stop()
+        aggregate.update({(mode, *key): rate for key, rate in rates.items()})
+        firsts.update({(mode, kind): first for kind, first in first_p50s.items()})
     _report(args, aggregate, firsts)
 
 
@@ -186,11 +188,11 @@ def _measure(
     args: argparse.Namespace,
     knobs: dict[str, Any],
     mode: str,
-    aggregate: dict[tuple[str, int, str], float],
-    firsts: dict[tuple[str, str], float],
-) -> None:
+) -> tuple[dict[tuple[int, str], float], dict[str, float]]:
     """Streams against `:predict` at 1 and `--clients` clients on one server; prints a row
-    each and fills `aggregate` (tokens/s) and `firsts` (first-token p50 at 1 client)."""
+    each. Returns tokens/s by (clients, way) and the first-token p50 at 1 client by way."""
+    rates: dict[tuple[int, str], float] = {}
+    first_p50s: dict[str, float] = {}
     for how in (_stream, _predict):  # warm-up: traces, connections
         asyncio.run(_clients(server.port, args.model, how, 4, 1, knobs))
     for clients, rounds in ((1, args.single_rounds), (args.clients, args.rounds)):
@@ -210,9 +212,10 @@ def _measure(
             print(_row(mode, clients, kind, result, cpu, rows / max(calls, 1)), flush=True)
             for error in result["errors"][:3]:
                 print(f"  error: {error}")
-            aggregate[(mode, clients, kind)] = result["tokens"] / result["seconds"]
+            rates[(clients, kind)] = result["tokens"] / result["seconds"]
             if clients == 1:
-                firsts[(mode, kind)] = percentile(result["first"], 0.5)
+                first_p50s[kind] = percentile(result["first"], 0.5)
+    return rates, first_p50s
 
 
 def _report(
