@@ -119,6 +119,10 @@ class TrainingConfig:
     # gradual unfreezing trains the top group in the first epoch, one more each epoch.
     discriminative_lr: float = 1.0
     gradual_unfreeze: bool = False
+    # With gradual_unfreeze and the slanted schedule: 0 = one triangle over the whole run;
+    # D > 0 = each unfreezing stage its own triangle, stage k peaking at learning_rate * D**k
+    # (fastai's ULMFiT classifier recipe: one cycle per stage, 2e-2, 1e-2, 5e-3, ...).
+    stage_lr_decay: float = 0.0
     early_stopping_patience: int = 0  # epochs without improvement; 0 disables
     seed: int = 1234
     strategy: str = "auto"  # auto | cpu | mirrored | multiworker | tpu
@@ -156,6 +160,17 @@ class TrainingConfig:
         if self.discriminative_lr < 1.0:
             raise ConfigError(
                 f"training.discriminative_lr must be >= 1, got {self.discriminative_lr}"
+            )
+        if not 0.0 <= self.stage_lr_decay <= 1.0:
+            raise ConfigError(
+                f"training.stage_lr_decay must be in [0, 1] (0: off), got {self.stage_lr_decay}"
+            )
+        if self.stage_lr_decay and not (
+            self.gradual_unfreeze and self.lr_schedule == "slanted" and not self.time_budget_minutes
+        ):
+            raise ConfigError(
+                "training.stage_lr_decay needs training.gradual_unfreeze = true and "
+                'training.lr_schedule = "slanted", without a time budget'
             )
         if not 0.0 <= self.ema < 1.0:
             raise ConfigError(f"training.ema must be in [0, 1), got {self.ema}")

@@ -7,13 +7,16 @@ import numpy as np
 import pytest
 
 from textrnn.config import TrainingConfig
+from textrnn.errors import ConfigError
 from textrnn.layers.rnn_stack import RNNStack
 from textrnn.training.layer_groups import (
     GradualUnfreezing,
     group_rates,
     install_layer_rates,
     layer_groups,
+    unfreezing_stage,
 )
+from textrnn.training.schedules import peak_fraction
 
 
 def _classifier(seed: int = 0) -> keras.Model:
@@ -110,3 +113,64 @@ def test_discriminative_rates_scale_each_groups_first_step(factor):
         moves.append([np.abs(a[0] - b[0]).max() for a, b in zip(before, after, strict=True)])
     plain, grouped = np.array(moves[0]), np.array(moves[1])
     np.testing.assert_allclose(grouped / plain, group_rates(4, factor), rtol=1e-3)
+
+
+def test_unfreezing_stages_are_one_epoch_each_then_the_rest():
+    # 4 groups over 6 epochs: stages 0, 1, 2 are epochs 0, 1, 2; stage 3 is epochs 3-5.
+    assert [unfreezing_stage(e, 4, 6) for e in range(6)] == [
+        (0, 0, 1),
+        (1, 1, 1),
+        (2, 2, 1),
+        (3, 3, 3),
+        (3, 3, 3),
+        (3, 3, 3),
+    ]
+    assert unfreezing_stage(1, 4, 2) == (1, 1, 1)  # fewer epochs than groups
+
+
+def test_stage_cycles_set_each_batchs_learning_rate_from_its_stages_triangle():
+    model = _classifier()
+    x, y = _data()  # 32 rows, batches of 8: 4 steps an epoch
+    model.optimizer.build(model.trainable_variables)
+    training = TrainingConfig(
+        gradual_unfreeze=True, lr_schedule="slanted", learning_rate=0.01, stage_lr_decay=0.5
+    )
+    callback = GradualUnfreezing(
+        install_layer_rates(model, training), stage_cycles=(0.01, 0.5, 5, 4)
+    )
+
+    class Record(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.seen: list[float] = []
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self.seen.append(float(self.model.optimizer.learning_rate.numpy()))
+
+    record = Record()
+    model.fit(x, y, batch_size=8, epochs=5, verbose=0, callbacks=[callback, record])
+    expected = []
+    for epoch in range(5):
+        stage, first, length = unfreezing_stage(epoch, 4, 5)
+        for batch in range(4):
+            progress = ((epoch - first) * 4 + batch) / (length * 4)
+            expected.append(0.01 * 0.5**stage * peak_fraction("slanted", progress))
+    np.testing.assert_allclose(record.seen, expected, rtol=1e-6)
+    # Each stage restarts low: the first batch of epochs 1, 2, 3 is its stage's floor.
+    assert record.seen[4] == pytest.approx(0.005 / 32) and record.seen[12] == pytest.approx(
+        0.00125 / 32
+    )
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        dict(stage_lr_decay=-0.5, gradual_unfreeze=True, lr_schedule="slanted"),
+        dict(stage_lr_decay=1.5, gradual_unfreeze=True, lr_schedule="slanted"),
+        dict(stage_lr_decay=0.5, gradual_unfreeze=False, lr_schedule="slanted"),
+        dict(stage_lr_decay=0.5, gradual_unfreeze=True, lr_schedule="cosine"),
+    ],
+)
+def test_stage_cycles_refuse_settings_they_cannot_honour(settings):
+    with pytest.raises(ConfigError, match="stage_lr_decay"):
+        TrainingConfig(**settings)

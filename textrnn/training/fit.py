@@ -216,7 +216,15 @@ def _set_up(
     with strategy.scope():
         layer_rates = install_layer_rates(model, training)
     if layer_rates is not None and training.gradual_unfreeze:
-        data.callbacks.insert(0, GradualUnfreezing(layer_rates, echo))
+        stage_cycles = None
+        if training.stage_lr_decay:
+            stage_cycles = (
+                training.learning_rate,
+                training.stage_lr_decay,
+                training.epochs,
+                data.steps_per_epoch or 100,
+            )
+        data.callbacks.insert(0, GradualUnfreezing(layer_rates, echo, stage_cycles))
     return data, model, backup
 
 

@@ -5,7 +5,11 @@ group: lower groups (general features) learn more slowly than upper ones
 (discriminative learning rates: each group's rate is the one above it divided
 by `training.discriminative_lr`, 2.6 in the paper), and with
 `training.gradual_unfreeze` the first epoch trains only the top group, the
-second the top two, and so on until everything trains.
+second the top two, and so on until everything trains. With
+`training.stage_lr_decay` D > 0 each of those stages (the last one: every epoch
+from the one that thaws the bottom group on) runs its own slanted triangular
+schedule peaking at `learning_rate * D**stage`, as fastai's ULMFiT recipe fits
+one cycle per stage; otherwise one schedule spans the run.
 
 Groups, bottom to top, of any model with an `RNNStack` named `rnn_stack`:
 everything before the stack (the embedding), each recurrent layer of the
@@ -29,6 +33,7 @@ import tensorflow as tf
 from keras import ops
 
 from textrnn.config import TrainingConfig
+from textrnn.training.schedules import peak_fraction
 
 
 def layer_groups(model: keras.Model) -> list[list[Any]]:
@@ -102,20 +107,59 @@ def install_layer_rates(model: keras.Model, training: TrainingConfig) -> LayerRa
     return layer_rates
 
 
-class GradualUnfreezing(keras.callbacks.Callback):
-    """Epoch k (from 0) trains the top k + 1 layer groups."""
+def unfreezing_stage(epoch: int, groups: int, epochs: int) -> tuple[int, int, int]:
+    """(stage, its first epoch, its epochs) of `epoch` (from 0) when `groups` layer groups
+    thaw one an epoch over `epochs`: stage k < groups - 1 is epoch k; the last stage is
+    every epoch from groups - 1 on."""
+    last = groups - 1
+    if epoch < last:
+        return epoch, epoch, 1
+    return last, last, max(1, epochs - last)
 
-    def __init__(self, layer_rates: LayerRates, echo=None):
+
+class GradualUnfreezing(keras.callbacks.Callback):
+    """Epoch k (from 0) trains the top k + 1 layer groups.
+
+    With `stage_cycles` = (peak, decay, epochs, steps_per_epoch) it also sets the
+    learning rate before every batch: the slanted triangle of the batch's stage
+    (`unfreezing_stage`), peaking at peak * decay**stage.
+    """
+
+    def __init__(
+        self,
+        layer_rates: LayerRates,
+        echo=None,
+        stage_cycles: tuple[float, float, int, int] | None = None,
+    ):
         super().__init__()
         self.layer_rates = layer_rates
         self.echo = echo
+        self.stage_cycles = stage_cycles
+        self.epoch = 0
 
     def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
         total = len(self.layer_rates.groups)
         unfrozen = min(epoch + 1, total)
         self.layer_rates.set_unfrozen(unfrozen)
         if self.echo:
+            cycle = ""
+            if self.stage_cycles:
+                peak, decay, epochs, _ = self.stage_cycles
+                stage = unfreezing_stage(epoch, total, epochs)[0]
+                cycle = f" (stage {stage + 1}, peak learning rate {peak * decay**stage:.3g})"
             self.echo(
                 f"gradual unfreezing: epoch {epoch + 1} trains the top {unfrozen} of "
-                f"{total} layer groups"
+                f"{total} layer groups{cycle}"
             )
+
+    def stage_learning_rate(self, epoch: int, batch: int) -> float:
+        """The learning rate of `batch` (from 0) of `epoch` under the stage cycles."""
+        peak, decay, epochs, steps_per_epoch = self.stage_cycles
+        stage, first, length = unfreezing_stage(epoch, len(self.layer_rates.groups), epochs)
+        progress = ((epoch - first) * steps_per_epoch + batch) / (length * steps_per_epoch)
+        return peak * decay**stage * peak_fraction("slanted", progress)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.stage_cycles:
+            self.model.optimizer.learning_rate.assign(self.stage_learning_rate(self.epoch, batch))

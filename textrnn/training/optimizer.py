@@ -18,6 +18,8 @@ def make_optimizer(
     decay_steps = max(1, (total_steps or 1000) - training.warmup_steps)
     if training.time_budget_minutes:
         pass  # `schedules.TimeBudget` sets the learning rate from the time spent
+    elif training.stage_lr_decay:
+        pass  # `layer_groups.GradualUnfreezing` runs one slanted triangle per stage
     elif training.lr_schedule == "slanted":
         learning_rate = SlantedTriangular(training.learning_rate, total_steps or 1000)
     elif training.lr_schedule == "cosine":
