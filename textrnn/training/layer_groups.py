@@ -145,20 +145,25 @@ class GradualUnfreezing(keras.callbacks.Callback):
         if self.echo:
             cycle = ""
             if self.stage_cycles:
-                peak, decay, epochs, _ = self.stage_cycles
-                stage = unfreezing_stage(epoch, total, epochs)[0]
-                cycle = f" (stage {stage + 1}, peak learning rate {peak * decay**stage:.3g})"
+                stage, _, _, peak = self._stage(epoch)
+                cycle = f" (stage {stage + 1}, peak learning rate {peak:.3g})"
             self.echo(
                 f"gradual unfreezing: epoch {epoch + 1} trains the top {unfrozen} of "
                 f"{total} layer groups{cycle}"
             )
 
+    def _stage(self, epoch: int) -> tuple[int, int, int, float]:
+        """`unfreezing_stage` of `epoch` and that stage's peak learning rate."""
+        peak, decay, epochs, _ = self.stage_cycles
+        stage, first, length = unfreezing_stage(epoch, len(self.layer_rates.groups), epochs)
+        return stage, first, length, peak * decay**stage
+
     def stage_learning_rate(self, epoch: int, batch: int) -> float:
         """The learning rate of `batch` (from 0) of `epoch` under the stage cycles."""
-        peak, decay, epochs, steps_per_epoch = self.stage_cycles
-        stage, first, length = unfreezing_stage(epoch, len(self.layer_rates.groups), epochs)
+        steps_per_epoch = self.stage_cycles[3]
+        _, first, length, peak = self._stage(epoch)
         progress = ((epoch - first) * steps_per_epoch + batch) / (length * steps_per_epoch)
-        return peak * decay**stage * peak_fraction("slanted", progress)
+        return peak * peak_fraction("slanted", progress)
 
     def on_train_batch_begin(self, batch, logs=None):
         if self.stage_cycles:
