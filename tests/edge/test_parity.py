@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 from textrnn import export
+from textrnn.decoding import stream_text
 from textrnn.edge.classifier import EdgeClassifier
 from textrnn.edge.generator import EdgeLanguageModel, SamplingOptions
 from textrnn.edge.runtime import EdgeExport
@@ -61,6 +62,15 @@ def test_lm_generation_gives_the_savedmodel_ids(lm_run, litert_lm, temperature):
     )
     expected = [t.decode("utf-8") for t in outputs["text"].numpy()]
     assert [lm.generate(p, options, row=r) for r, p in enumerate(PROMPTS)] == expected
+
+
+def test_lm_stream_pieces_join_to_generate(litert_lm, monkeypatch):
+    # A window of 3 ids: the stream's window moves every few tokens of the 40.
+    monkeypatch.setattr(stream_text, "DEFAULT_WINDOW", 3)
+    lm = EdgeLanguageModel(EdgeExport.open(litert_lm))
+    options = SamplingOptions(max_tokens=40, temperature=0.8, seed=4)
+    for row, prompt in enumerate(PROMPTS):
+        assert "".join(lm.stream(prompt, options, row=row)) == lm.generate(prompt, options, row)
 
 
 @pytest.mark.parametrize("beam_size", [1, 3])

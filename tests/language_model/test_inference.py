@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from textrnn import export
 from textrnn import language_model as lm_lib
+from textrnn.decoding import stream_text
 from textrnn.language_model.serving import manifest as lm_manifest
 from textrnn.language_model.serving import signature_functions as lm_signatures
 from textrnn.tasks import ServingParts
@@ -106,6 +107,22 @@ def test_chunked_stream_equals_generate(char_run: Path, knobs: dict) -> None:
     for seed in (1, 2):
         options = lm_lib.GenerationOptions(max_tokens=40, seed=seed, num_samples=2, **knobs)
         _assert_streams_equal_generate(serving, options)
+
+
+def test_streams_whose_window_moves_equal_generate(char_run: Path, monkeypatch) -> None:
+    # A window of 4 ids: a stream sends only the last few ids as `previous` (chunks) or
+    # detokenizes only them (token by token); the text is still `generate`'s.
+    monkeypatch.setattr(stream_text, "DEFAULT_WINDOW", 4)
+    moves = []
+    move = stream_text.StreamText.move
+    monkeypatch.setattr(
+        stream_text.StreamText, "move", lambda self, text: moves.append(move(self, text))
+    )
+    serving = export.load_serving(char_run, expected_task="lm")
+    options = lm_lib.GenerationOptions(max_tokens=40, temperature=0.9, seed=3, num_samples=2)
+    _assert_streams_equal_generate(serving, options)
+    _assert_streams_equal_generate(_without_chunks(serving), options)
+    assert moves and all(moves)  # the windows moved: characters join at any boundary
 
 
 def test_chunked_stream_stops_at_eos_inside_a_chunk(char_run: Path) -> None:

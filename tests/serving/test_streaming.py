@@ -241,6 +241,26 @@ def test_concurrent_streams_run_as_rows_of_one_call(lm_servable, task_in_process
     assert stats.streams_active == 0 and stats.streams == 8
 
 
+def test_rows_whose_window_moves_equal_predict(lm_servable, task_in_process, monkeypatch):
+    # A window of 4 ids: each row sends only its last few ids as `previous`, and the windows
+    # due to move are detokenized in one call; every text is still `:predict`'s.
+    from textrnn.decoding import stream_text
+
+    monkeypatch.setattr(stream_text, "DEFAULT_WINDOW", 4)
+    moves = []
+    move = stream_text.StreamText.move
+    monkeypatch.setattr(
+        stream_text.StreamText, "move", lambda self, text: moves.append(move(self, text))
+    )
+    results, _ = _stream_in_process(
+        lm_servable, {"prompt": "the cat", **KNOBS}, count=6, max_rows=4
+    )
+    for seed, (text, done) in enumerate(results):
+        assert done.kind == "done" and text == done.data["text"]
+        assert text == _predicted_text(task_in_process, "the cat", **KNOBS, seed=seed)
+    assert len(moves) >= 6 and any(moves)
+
+
 @pytest.mark.parametrize(
     "hidden",
     [("prime", "generate_rows"), ("prime", "generate_rows", "generate_chunk")],

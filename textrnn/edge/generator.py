@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from textrnn.decoding.options import SamplingOptions
+from textrnn.decoding.stream_text import StreamText
 from textrnn.edge import sampling
 from textrnn.edge.runtime import EdgeExport
 from textrnn.edge.text import BOS_ID, EOS_ID, PAD_ID
@@ -97,12 +98,11 @@ class EdgeLanguageModel:
 
     def stream(self, prompt: str, options: SamplingOptions, row: int = 0) -> Iterator[str]:
         """The continuation piece by piece, as `textrnn generate --stream` prints it."""
-        generated: list[int] = []
-        shown = ""
+        text = StreamText()  # each token detokenizes its window, not the whole continuation
         for token in self.token_stream(prompt, options, row):
-            generated.append(token)
-            text = self.tokenizer.detokenize(generated)
-            if text.startswith(shown):
-                piece, shown = text[len(shown) :], text
-                if piece:
-                    yield piece
+            text.extend([token])
+            piece = text.update(self.tokenizer.detokenize(text.tail))
+            if piece:
+                yield piece
+            if text.move_due:
+                text.move(self.tokenizer.detokenize(text.move_ids))

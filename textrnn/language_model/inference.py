@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from textrnn.decoding import sampling
 from textrnn.decoding.options import MAX_TOKENS_CAP, SamplingOptions
+from textrnn.decoding.stream_text import StreamText
 from textrnn.errors import ConfigError, DataError
 from textrnn.language_model.data import (
     Corpus,
@@ -189,19 +190,16 @@ def stream_tokens(
     return (yield from _stream_steps(serving, logits, states, options, seed, row))
 
 
-class _Pieces:
-    """The new text of a growing continuation: each time the whole continuation so far is
-    detokenized, the suffix not shown yet (text already shown never changes)."""
+def _decoded(text_tensor: Any) -> str:
+    """The one string of a `(1,)` text output."""
+    return np.asarray(text_tensor)[0].decode("utf-8", errors="replace")
 
-    def __init__(self) -> None:
-        self.shown = ""
 
-    def new(self, text: bytes) -> str:
-        decoded = text.decode("utf-8", errors="replace")
-        if not decoded.startswith(self.shown):  # a later token rewrote shown text: wait
-            return ""
-        piece, self.shown = decoded[len(self.shown) :], decoded
-        return piece
+def _move_window(signatures: dict[str, Any], text: StreamText) -> None:
+    """Move the stream's window when it is due (one `detokenize` call)."""
+    if text.move_due:
+        token_ids = tf.constant([text.move_ids], tf.int32)
+        text.move(_decoded(signatures["detokenize"](token_ids=token_ids)["text"]))
 
 
 def _stream_chunks(
@@ -215,30 +213,30 @@ def _stream_chunks(
         "seed": tf.constant(seed, tf.int64),
         "row": tf.constant(row, tf.int32),
     }
-    generated = np.zeros([1, 0], np.int32)
-    pieces = _Pieces()
+    text = StreamText()  # `previous` is its window: the cost of a chunk stays flat
     size = 1
-    while generated.shape[1] < options.max_tokens:
-        tokens = min(size, options.max_tokens - generated.shape[1])
+    while len(text) < options.max_tokens:
+        tokens = min(size, options.max_tokens - len(text))
         outputs = signatures["generate_chunk"](
             logits=logits,
             states=states,
-            start=tf.constant(generated.shape[1], tf.int32),
+            start=tf.constant(len(text), tf.int32),
             tokens=tf.constant(tokens, tf.int32),
-            previous=tf.constant(generated),
+            previous=tf.constant([text.tail], tf.int32),
             **knobs,
         )
-        ids = np.asarray(outputs["token_ids"])  # (1, <= tokens); ends at [EOS] if drawn
-        stopped = ids.shape[1] > 0 and ids[0, -1] == EOS_ID
-        generated = np.concatenate([generated, ids[:, : ids.shape[1] - int(stopped)]], axis=1)
-        piece = pieces.new(np.asarray(outputs["text"])[0])
+        ids = np.asarray(outputs["token_ids"])[0]  # (<= tokens,); ends at [EOS] if drawn
+        stopped = len(ids) > 0 and ids[-1] == EOS_ID
+        text.extend(ids[: len(ids) - int(stopped)])
+        piece = text.update(_decoded(outputs["text"]))
         if piece:
             yield piece
-        if stopped or ids.shape[1] < tokens:
+        if stopped or len(ids) < tokens:
             break
+        _move_window(signatures, text)
         logits, states = outputs["logits"], outputs["states"]
         size = min(size * 2, MAX_CHUNK_TOKENS)
-    return int(generated.shape[1])
+    return len(text)
 
 
 def _stream_steps(
@@ -257,8 +255,7 @@ def _stream_steps(
     )
     first_row = tf.constant(row, tf.int32)  # the noise row r of a batched `generate` draws
     banned = tf.constant(banned)
-    generated: list[int] = []
-    pieces = _Pieces()
+    text = StreamText()  # each token detokenizes its window, not the whole continuation
     for t in range(options.max_tokens):
         token = int(
             _sample_logits(
@@ -266,12 +263,13 @@ def _stream_steps(
             )[0]
         )
         if token == EOS_ID:
-            return len(generated)
-        generated.append(token)
-        text = signatures["detokenize"](token_ids=tf.constant([generated], tf.int32))["text"]
-        piece = pieces.new(np.asarray(text)[0])
+            return len(text)
+        text.extend([token])
+        tail_text = signatures["detokenize"](token_ids=tf.constant([text.tail], tf.int32))
+        piece = text.update(_decoded(tail_text["text"]))
         if piece:
             yield piece
+        _move_window(signatures, text)
         outputs = signatures["step"](token_ids=tf.constant([token], tf.int32), states=states)
         logits, states = outputs["logits"], outputs["states"]
-    return len(generated)
+    return len(text)

@@ -20,6 +20,10 @@ wants, so with many streams open nearly every call runs 64 steps for all of
 them (a new stream's first piece then waits for one such call), and with one
 stream the first token comes after two short calls.
 
+A row sends only a window of its ids as `previous` (`decoding.stream_text`), so
+a call's detokenizing cost does not grow with the stream's length; when windows
+are due to move, one `detokenize` call gives the new windows' texts.
+
 Between calls the thread drops streams whose client left (`cancelled`) and
 ends those past their deadline, so a stream costs nothing once it is gone.
 The merged calls run on this thread, not through the `Executor` (they are a
@@ -31,11 +35,12 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from textrnn.decoding.stream_text import StreamText
 from textrnn.serving.errors import ServingError, first_line
 from textrnn.serving.metrics import Stats
 from textrnn.serving.servable import Servable
@@ -43,7 +48,7 @@ from textrnn.serving.servable import Servable
 if TYPE_CHECKING:
     from textrnn.serving.streaming import TokenStream
 
-ROW_SIGNATURES = ("prime", "generate_rows")
+ROW_SIGNATURES = ("prime", "generate_rows", "detokenize")
 DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
 DEFAULT_CAPACITY = 64
 EOS_ID = 3  # textrnn.tokenizers.EOS_ID (not imported: the server loads no task code)
@@ -60,13 +65,12 @@ class _Row:
     stream: TokenStream
     logits: np.ndarray  # (vocabulary,) the next token's
     states: np.ndarray  # (num_states, units)
-    ids: np.ndarray = field(default_factory=lambda: np.zeros([0], np.int32))  # without [EOS]
+    text: StreamText  # its ids (without [EOS]), their text, and what was sent
     size: int = 1  # tokens the next call takes for it
-    shown: str = ""  # the text sent so far
 
     @property
     def remaining(self) -> int:
-        return self.stream.options.max_tokens - len(self.ids)
+        return self.stream.options.max_tokens - len(self.text)
 
 
 class RowScheduler:
@@ -75,6 +79,7 @@ class RowScheduler:
     def __init__(self, servable: Servable, manifest: dict[str, Any], stats: Stats) -> None:
         self.prime = servable.signature("prime")
         self.generate_rows = servable.signature("generate_rows")
+        self.detokenize = servable.signature("detokenize")
         self.batch_sizes = tuple(manifest.get("rows_batch_sizes", DEFAULT_BATCH_SIZES))
         self.capacity = int(manifest.get("rows_capacity", DEFAULT_CAPACITY))
         self.max_rows = max(self.batch_sizes)
@@ -167,7 +172,7 @@ class RowScheduler:
         if outputs is None:
             return []
         return [
-            _Row(stream, outputs["logits"][i], outputs["states"][i])
+            _Row(stream, outputs["logits"][i], outputs["states"][i], StreamText())
             for i, stream in enumerate(streams)
         ]
 
@@ -183,17 +188,31 @@ class RowScheduler:
             count = int(outputs["num_tokens"][index])
             ids = outputs["token_ids"][index, :count]
             stopped = count > 0 and ids[-1] == EOS_ID
-            row.ids = np.concatenate([row.ids, ids[: count - int(stopped)]])
+            row.text.extend(ids[: count - int(stopped)])
             row.logits, row.states = outputs["logits"][index], outputs["states"][index]
             row.size = min(row.size * 2, self.capacity)
             if not self._deliver(row, outputs["text"][index]):
                 continue
             if stopped or not row.remaining:
-                done = {"text": row.shown, "tokens": len(row.ids), "seed": row.stream.seed}
+                done = {"text": row.text.shown, "tokens": len(row.text), "seed": row.stream.seed}
                 row.stream.finish("done", done)
             else:
                 open_rows.append(row)
-        return open_rows
+        return self._move_windows(open_rows)
+
+    def _move_windows(self, rows: list[_Row]) -> list[_Row]:
+        """Move the windows that are due, with one `detokenize` call for all of them; the
+        rows still open after it."""
+        moving = [row for row in rows if row.text.move_due]
+        if not moving:
+            return rows
+        token_ids = np.asarray([row.text.move_ids for row in moving], np.int32)
+        outputs = self._call(self.detokenize, {"token_ids": token_ids}, [r.stream for r in moving])
+        if outputs is None:  # those streams ended with the error
+            return [row for row in rows if not row.text.move_due]
+        for row, text in zip(moving, outputs["text"], strict=True):
+            row.text.move(text.decode("utf-8", errors="replace"))
+        return rows
 
     def _batch(self, rows: list[_Row], size: int) -> dict[str, np.ndarray]:
         """The inputs of one call, padded to the next warmed-up batch size with rows that
@@ -208,14 +227,15 @@ class RowScheduler:
             array = np.stack(values)
             return np.concatenate([array, np.zeros((pad, *array.shape[1:]), array.dtype)])
 
-        previous = np.zeros([batch, max(len(row.ids) for row in rows)], np.int32)
-        for index, row in enumerate(rows):
-            previous[index, : len(row.ids)] = row.ids
+        tails = [row.text.tail for row in rows]
+        previous = np.zeros([batch, max(len(tail) for tail in tails)], np.int32)
+        for index, tail in enumerate(tails):
+            previous[index, : len(tail)] = tail
         options = [row.stream.options for row in rows]
         return {
             "logits": stacked([row.logits for row in rows]),
             "states": stacked([row.states for row in rows]),
-            "start": column([len(row.ids) for row in rows], np.int32, 0),
+            "start": column([len(row.text) for row in rows], np.int32, 0),
             "tokens": column([min(size, row.remaining) for row in rows], np.int32, 0),
             "temperature": column([o.temperature for o in options], np.float32, 1.0),
             "top_k": column([o.top_k for o in options], np.int32, 0),
@@ -242,14 +262,12 @@ class RowScheduler:
             stream.finish("error", failure)
         return None
 
-    def _deliver(self, row: _Row, text: bytes) -> bool:
-        """Send the row's new text; False when its client is gone."""
-        decoded = text.decode("utf-8", errors="replace")
-        # Text already sent never changes: when a later token rewrites it, wait (what
-        # `generate` shows is the whole continuation, which ends up extending it).
-        if not decoded.startswith(row.shown) or decoded == row.shown:
+    def _deliver(self, row: _Row, tail_text: bytes) -> bool:
+        """Send the row's new text (`tail_text`: the text of its window); False when its
+        client is gone."""
+        piece = row.text.update(tail_text.decode("utf-8", errors="replace"))
+        if not piece:
             return True
-        piece, row.shown = decoded[len(row.shown) :], decoded
         try:
             row.stream.put("piece", piece)
         except StreamCancelledError:
