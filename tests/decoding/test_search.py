@@ -34,8 +34,11 @@ def test_beam_hypotheses_sorted_by_length_penalized_score():
     scores, ids, lengths = result["score"].numpy(), result["ids"].numpy(), result["lengths"].numpy()
     table = table.numpy()
     for row in range(2):
-        assert np.all(np.diff(scores[row]) <= 1e-6), scores[row]
         finished = scores[row] > search.NEGATIVE / 2  # unused slots when the search stops early
+        capped = lengths[row][finished] == [7, 9][row]  # cut at the cap: after the others
+        assert np.all(np.diff(capped.astype(int)) >= 0), capped
+        for group in (scores[row][finished][~capped], scores[row][finished][capped]):
+            assert np.all(np.diff(group) <= 1e-6), scores[row]
         assert finished[0]
         for k in np.flatnonzero(finished):
             length = lengths[row, k]
@@ -63,3 +66,61 @@ def test_output_is_capped_relative_to_source_length():
     np.testing.assert_array_equal(greedy["lengths"].numpy(), [2, 5])
     np.testing.assert_array_equal(beam["lengths"][:, 0].numpy(), [2, 5])
     assert greedy["ids"].numpy()[0].tolist()[:2] == [4, 3]  # forced EOS at the cap
+
+
+def _eos_shy_table() -> np.ndarray:
+    """Bigram log-probabilities (unnormalized; BOS 2, EOS 3): from BOS, token 4 (-0.01) or
+    EOS at once (-3); after 4, 4 again (-0.01) or EOS (-5); anything else -20."""
+    table = np.full([6, 6], -20.0, np.float32)
+    table[2, 4], table[2, 3] = -0.01, -3.0
+    table[4, 4], table[4, 3] = -0.01, -5.0
+    return table
+
+
+CAPPED_SCORE = (-0.05 - 5.0) / (11 / 6)  # "4 4 4 4 4 [EOS forced at 6]", alpha 1: -2.75
+NATURAL = [[3], [4, 4, 4, 4, 3]]  # what ends by itself, scored -3 and -5.04 / (10 / 6)
+
+
+def test_a_hypothesis_cut_at_the_cap_ranks_after_every_natural_end():
+    # The capped hypothesis scores -2.75, above every natural end; still, what ended by
+    # itself comes first (tensor2tensor's rule); with nothing else, the capped one is kept
+    # with its true score.
+    table = tf.constant(_eos_shy_table())
+
+    def step(ids, state):
+        return tf.gather(table, ids), state, tf.zeros([tf.shape(ids)[0], 2])
+
+    for beam, expected, scores in (
+        (2, NATURAL, [-3.0, -5.04 / (10 / 6)]),
+        (1, [[4] * 5 + [3]], [CAPPED_SCORE]),
+    ):
+        result = search.beam_search(
+            step, {"s": tf.zeros([1, 1])}, tf.constant([6]), beam, 2, 3, 2, 1.0, n_best=beam
+        )
+        lengths = result["lengths"].numpy()[0]
+        found = [result["ids"].numpy()[0, k, : lengths[k]].tolist() for k in range(beam)]
+        assert found == expected
+        np.testing.assert_allclose(result["score"].numpy()[0], scores, rtol=1e-5)
+    assert CAPPED_SCORE > -3.0
+
+
+def test_the_host_search_ranks_capped_hypotheses_alike():
+    from textrnn.edge import search as host_search
+
+    table = _eos_shy_table()
+    for beam, expected, scores in (
+        (2, NATURAL, [-3.0, -5.04 / (10 / 6)]),
+        (1, [[4] * 5 + [3]], [CAPPED_SCORE]),
+    ):
+        found = host_search.beam_search(
+            lambda ids, state: (table[ids], state, np.zeros([len(ids), 2], np.float32)),
+            {"s": np.zeros([1, 1], np.float32)},
+            max_length=6,
+            beam_size=beam,
+            bos_id=2,
+            eos_id=3,
+            alpha=1.0,
+            n_best=beam,
+        )
+        assert found.ids == expected
+        np.testing.assert_allclose(found.scores, scores, rtol=1e-5)

@@ -19,6 +19,12 @@ import tensorflow as tf
 from textrnn.decoding import penalties
 from textrnn.decoding.penalties import NEGATIVE  # "impossible" log-probability; finite
 
+# Added to the rank (not the score) of a hypothesis that ended only because EOS was forced
+# at its length cap: any hypothesis that chose EOS itself ranks first, as in tensor2tensor's
+# beam search (a capped one is kept only when nothing finished). Far below any score, far
+# above NEGATIVE.
+CAPPED_RANK = -1.0e4
+
 
 def gnmt_length_penalty(lengths: tf.Tensor, alpha: tf.Tensor | float) -> tf.Tensor:
     """GNMT length penalty ((5 + length) / 6) ** alpha (Wu et al. 2016); alpha 0 is 1."""
@@ -179,7 +185,8 @@ def beam_search(
     Each step expands every live hypothesis, keeps the `beam_size` best by
     log-probability, and moves those ending in EOS to a finished set of
     `beam_size` ranked by `log P / ((5 + length) / 6) ** alpha` (plus the coverage
-    penalty when `coverage_penalty` > 0). A sentence is done when the best
+    penalty when `coverage_penalty` > 0); hypotheses cut at the length cap (EOS forced)
+    rank after every one that ended by itself. A sentence is done when the best
     expansion ends in EOS and `n_best` hypotheses are finished, when no live
     hypothesis is left, or at its length cap (where EOS is forced). With
     `beam_size` 1 this is exactly `greedy_search`.
@@ -199,8 +206,8 @@ def beam_search(
 
     Returns:
         `ids` int32 (batch, beam, time), `lengths`, `log_prob`, `score`
-        (batch, beam) sorted by descending score (unused slots score
-        `NEGATIVE`), `attention` float32 (batch, beam, time, memory_length).
+        (batch, beam) sorted by descending score, those cut at the cap last (unused
+        slots score `NEGATIVE`), `attention` float32 (batch, beam, time, memory_length).
     """
     max_lengths = tf.cast(max_lengths, tf.int32)
     beam_size = tf.cast(beam_size, tf.int32)
@@ -241,6 +248,7 @@ def beam_search(
         finished_score,
         finished_lengths,
         finished_attention,
+        finished_capped,
         done,
     ):
         log_probs, state, attention = step_fn(
@@ -299,6 +307,7 @@ def beam_search(
             candidate_coverage, mask, coverage_penalty
         )
         new_score = tf.where(ends, new_score, NEGATIVE)
+        new_capped = tf.logical_and(ends, tf.reshape(force, [batch, beam_size]))
         all_ids = tf.concat([finished_ids, candidate_ids], axis=1)  # (batch, 2*beam, width)
         all_attention = tf.concat([finished_attention, candidate_attention], axis=1)
         all_score = tf.concat([finished_score, new_score], axis=1)
@@ -306,7 +315,10 @@ def beam_search(
             [finished_log_prob, tf.where(ends, top_log_prob, NEGATIVE)], axis=1
         )
         all_lengths = tf.concat([finished_lengths, tf.fill([batch, beam_size], length)], axis=1)
-        finished_score, keep = tf.math.top_k(all_score, k=beam_size)
+        all_capped = tf.concat([finished_capped, new_capped], axis=1)
+        _, keep = tf.math.top_k(tf.where(all_capped, all_score + CAPPED_RANK, all_score), beam_size)
+        finished_score = gather_beams(all_score, keep)
+        finished_capped = gather_beams(all_capped, keep)
         finished_ids = gather_beams(all_ids, keep)
         finished_attention = gather_beams(all_attention, keep)
         finished_log_prob = gather_beams(all_log_prob, keep)
@@ -334,6 +346,7 @@ def beam_search(
             finished_score,
             finished_lengths,
             finished_attention,
+            finished_capped,
             done,
         )
 
@@ -351,6 +364,7 @@ def beam_search(
         tf.fill([batch, beam_size], NEGATIVE),
         tf.zeros([batch, beam_size], tf.int32),
         empty_attention,
+        tf.zeros([batch, beam_size], tf.bool),  # finished_capped
         tf.zeros([batch], tf.bool),
     )
     loop = tf.while_loop(

@@ -16,13 +16,15 @@ from typing import Any
 import numpy as np
 
 NEGATIVE = np.float32(-1e9)
+CAPPED_RANK = np.float32(-1e4)  # decoding.search.CAPPED_RANK: cut at the cap ranks last
 
 StepFn = Callable[[np.ndarray, dict[str, np.ndarray]], tuple[np.ndarray, dict[str, Any], Any]]
 
 
 @dataclass
 class Hypotheses:
-    """Finished hypotheses, best first: ids end in EOS (or are cut at the cap)."""
+    """Finished hypotheses, best first (those cut at the cap after the others): ids end in
+    EOS (or are cut at the cap)."""
 
     ids: list[list[int]]
     scores: list[float]  # log-probability / GNMT length penalty
@@ -99,6 +101,7 @@ def beam_search(
     finished_score = np.full([beam], NEGATIVE, np.float32)
     finished_lengths = np.zeros([beam], np.int32)
     finished_attention: np.ndarray | None = None
+    finished_capped = np.zeros([beam], bool)
     previous = np.full([beam], bos_id, np.int32)
     step, done = 0, False
     while step < max_length and not done:
@@ -124,7 +127,9 @@ def beam_search(
         length = step + 1
         new_score = np.where(ends, top_log_prob / length_penalty(length, alpha), NEGATIVE)
         all_score = np.concatenate([finished_score, new_score.astype(np.float32)])
-        finished_score, keep = _top_k(all_score, beam)
+        all_capped = np.concatenate([finished_capped, ends & (step >= max_length - 1)])
+        _, keep = _top_k(np.where(all_capped, all_score + CAPPED_RANK, all_score), beam)
+        finished_score, finished_capped = all_score[keep], all_capped[keep]
         finished_ids = np.concatenate([finished_ids, candidate_ids])[keep]
         finished_attention = np.concatenate([finished_attention, candidate_attention])[keep]
         finished_log_prob = np.concatenate(
