@@ -33,8 +33,7 @@ def _stream(detokenize: Callable[[list[int]], str], ids: list[int], window: int,
         text.extend(ids[len(text) : len(text) + chunks.randint(1, 9)])
         longest = max(longest, len(text.tail))
         pieces.append(text.update(detokenize(text.tail)))
-        if text.move_due:
-            text.move(detokenize(text.move_ids))
+        text.move_if_due(detokenize)
     return pieces, text, longest
 
 

@@ -17,7 +17,7 @@ Plain Python (no TensorFlow, no numpy): the server and the edge runtime use it t
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 DEFAULT_WINDOW = 256  # ids kept after a move: many words of context around the boundary
 
@@ -65,6 +65,12 @@ class StreamText:
     @property
     def move_ids(self) -> list[int]:
         return self.ids[-self.window :]
+
+    def move_if_due(self, detokenize: Callable[[list[int]], str]) -> None:
+        """`move` with `detokenize(move_ids)` when a move is due (one stream's way; the
+        server's rows batch the `detokenize` calls of every stream due)."""
+        if self.move_due:
+            self.move(detokenize(self.move_ids))
 
     def move(self, window_text: str) -> bool:
         """Move the anchor to `move_ids`, given their text; False (anchor kept, next try a

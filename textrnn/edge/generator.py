@@ -104,5 +104,4 @@ class EdgeLanguageModel:
             piece = text.update(self.tokenizer.detokenize(text.tail))
             if piece:
                 yield piece
-            if text.move_due:
-                text.move(self.tokenizer.detokenize(text.move_ids))
+            text.move_if_due(self.tokenizer.detokenize)

@@ -195,11 +195,13 @@ def _decoded(text_tensor: Any) -> str:
     return np.asarray(text_tensor)[0].decode("utf-8", errors="replace")
 
 
-def _move_window(signatures: dict[str, Any], text: StreamText) -> None:
-    """Move the stream's window when it is due (one `detokenize` call)."""
-    if text.move_due:
-        token_ids = tf.constant([text.move_ids], tf.int32)
-        text.move(_decoded(signatures["detokenize"](token_ids=token_ids)["text"]))
+def _detokenizer(signatures: dict[str, Any]):
+    """The export's `detokenize` for one stream's ids, as `StreamText.move_if_due` takes it."""
+
+    def detokenize(ids: list[int]) -> str:
+        return _decoded(signatures["detokenize"](token_ids=tf.constant([ids], tf.int32))["text"])
+
+    return detokenize
 
 
 def _stream_chunks(
@@ -214,6 +216,7 @@ def _stream_chunks(
         "row": tf.constant(row, tf.int32),
     }
     text = StreamText()  # `previous` is its window: the cost of a chunk stays flat
+    detokenize = _detokenizer(signatures)
     size = 1
     while len(text) < options.max_tokens:
         tokens = min(size, options.max_tokens - len(text))
@@ -233,7 +236,7 @@ def _stream_chunks(
             yield piece
         if stopped or len(ids) < tokens:
             break
-        _move_window(signatures, text)
+        text.move_if_due(detokenize)
         logits, states = outputs["logits"], outputs["states"]
         size = min(size * 2, MAX_CHUNK_TOKENS)
     return len(text)
@@ -256,6 +259,7 @@ def _stream_steps(
     first_row = tf.constant(row, tf.int32)  # the noise row r of a batched `generate` draws
     banned = tf.constant(banned)
     text = StreamText()  # each token detokenizes its window, not the whole continuation
+    detokenize = _detokenizer(signatures)
     for t in range(options.max_tokens):
         token = int(
             _sample_logits(
@@ -265,11 +269,10 @@ def _stream_steps(
         if token == EOS_ID:
             return len(text)
         text.extend([token])
-        tail_text = signatures["detokenize"](token_ids=tf.constant([text.tail], tf.int32))
-        piece = text.update(_decoded(tail_text["text"]))
+        piece = text.update(detokenize(text.tail))
         if piece:
             yield piece
-        _move_window(signatures, text)
+        text.move_if_due(detokenize)
         outputs = signatures["step"](token_ids=tf.constant([token], tf.int32), states=states)
         logits, states = outputs["logits"], outputs["states"]
     return len(text)
