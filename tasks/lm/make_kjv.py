@@ -23,6 +23,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from textrnn.fileio import atomic_write_text
+
 WHOLE_BOOK = "Gen1:1-Rev22:21"
 # A verse is indented ("  12 And God said, ..."); a chapter heading is not ("1 Kings 3").
 VERSE = re.compile(r"^\s+\d+\s+(.*\S)\s*$")
@@ -84,9 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     for name, lines in split_chapters(chapters).items():
         path = args.out_dir / f"{name}.txt"
-        partial = path.with_suffix(".txt.partial")  # never leave half a file under the name
-        partial.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        partial.replace(path)
+        atomic_write_text(path, "\n".join(lines) + "\n")  # never half a file under the name
         words = sum(len(line.split()) for line in lines)
         print(f"{path}: {len(lines):,} verses, {words:,} words")
     return 0
