@@ -52,7 +52,7 @@ SENTIMENT = Section(
 LANGUAGE_MODEL = Section(
     "language model and generation",
     "demo model: ~50 s on 500 kB of Shakespeare, ~1.80 nats/char: verse and names, some words "
-    "misspelt; tasks/lm/shakespeare_char.toml reaches 1.42 (docs/results.md)",
+    "misspelt; tasks/lm/shakespeare_char.toml reaches 1.37 in 15 min (docs/results.md)",
     (
         "lm train --config tasks/lm/config.toml --run-dir runs/demo/lm --restart",
         "lm evaluate --run-dir runs/demo/lm --data tasks/lm/data/valid.txt",
