@@ -123,6 +123,37 @@ def test_batch_halves_match_keras(monkeypatch, cell, go_backwards, masked, zero_
     _assert_close(expected[1], actual[1])
 
 
+@pytest.mark.parametrize(
+    "go_backwards, masked, zero_output",
+    [(False, False, False), (True, True, False), (False, True, True)],
+)
+def test_wide_lstm_plain_loops_match_keras(monkeypatch, go_backwards, masked, zero_output):
+    """Wide LSTM layers too large for the halves run the per-gate loops without XLA."""
+    monkeypatch.setattr(fast_rnn_kernels, "_MIN_WIDE_UNITS", UNITS)
+    monkeypatch.setattr(fast_rnn_kernels, "_MAX_HALVES_KERNEL_BYTES", 0)
+    monkeypatch.setattr(fast_rnn_kernels, "_compiled", {})
+    x, mask = _data(11)
+    settings = dict(
+        units=UNITS, return_sequences=True, return_state=True, go_backwards=go_backwards
+    )
+    reference, fast = keras.layers.LSTM(**settings), FastLSTM(**settings)
+    reference.build(x.shape)
+    fast.build(x.shape)
+    _random_weights(reference)
+    fast.set_weights(reference.get_weights())
+    reference.zero_output_for_mask = fast.zero_output_for_mask = zero_output
+    rng = np.random.default_rng(12)
+    initial = [tf.constant(rng.normal(size=(BATCH, UNITS)).astype("float32")) for _ in range(2)]
+    expected = _outputs_and_gradients(reference, x, mask if masked else None, initial)
+    actual = _outputs_and_gradients(fast, x, mask if masked else None, initial)
+    _assert_close(expected[0], actual[0])
+    _assert_close(expected[1], actual[1])
+    loops = fast_rnn_kernels._compiled
+    assert {key[0] for key in loops} == {"lstm_fwd", "lstm_bwd"}
+    assert not any(key[-1] for key in loops)  # (name, ..., xla)
+    assert all(key[3] for key in loops)  # per gate
+
+
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 @pytest.mark.parametrize("batch", [1, BATCH, 20])
 def test_unknown_batch_size_matches_keras(monkeypatch, cell, batch):

@@ -25,6 +25,19 @@ def test_batch_halves_only_for_wide_layers_with_a_cache_sized_kernel(units, gate
     assert fast_rnn_kernels._halves_pay(tf.zeros((units, gates * units), dtype)) is halves
 
 
+@pytest.mark.parametrize(
+    "units, xla",
+    [
+        (64, True),  # narrow: fused layout, compiled
+        (256, True),  # halves pay: compiled
+        (384, False),  # 2.4 MB: one per-gate loop, faster as TensorFlow's own loop
+        (650, False),
+    ],
+)
+def test_lstm_loops_compile_with_xla_unless_wide_and_one_loop(units, xla):
+    assert fast_rnn_kernels._lstm_loops_use_xla(tf.zeros((units, 4 * units))) is xla
+
+
 @pytest.mark.parametrize("cell, wide", [("lstm", False), ("lstm", True), ("gru", False)])
 def test_finite_difference_gradient_float64(monkeypatch, cell, wide):
     if wide:  # the per-gate LSTM layout

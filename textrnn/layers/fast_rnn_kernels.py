@@ -325,11 +325,31 @@ def _gru_backward(
 _compiled: dict = {}
 
 
-def _jit(function, key):
-    """`function` compiled with XLA, one `tf.function` per static configuration."""
+def _jit(function, key, xla=True):
+    """`function` as a `tf.function` (compiled with XLA unless `xla` is False), one per key."""
+    key = (*key, xla)
     if key not in _compiled:
-        _compiled[key] = tf.function(function, jit_compile=True, autograph=False)
+        _compiled[key] = tf.function(function, jit_compile=xla, autograph=False)
     return _compiled[key]
+
+
+def _lstm_loops_use_xla(recurrent_kernel) -> bool:
+    """False for wide LSTM layers run as one loop: TensorFlow's own loop is faster there.
+
+    With a recurrent kernel too large for the two half-batch loops, the
+    per-gate loop runs faster as a plain TensorFlow graph than compiled with
+    XLA: the four per-gate (B, U) x (U, U) products of a step are four oneDNN
+    MatMul ops that TensorFlow's executor runs side by side on the two cores,
+    where XLA runs them one after another, each split across the cores.
+    Forward plus backward of one layer (issue 21, 2-core Xeon with AMX,
+    `tf.function` over the same loops, 7 alternating rounds): LSTM(650) at
+    batch 20, 35 steps, 83.9 against 72.6 ms (1.15x); LSTM(512) at batch 64
+    1.12x; LSTM(384) at batch 32, 100 steps, 1.21x. Where the halves run
+    (LSTM(256), batch 64) XLA stays ahead (0.96x without it), and so does the
+    fused GRU loop (GRU(650), batch 20: 0.91x), so both keep XLA. No XLA also
+    means no compile for each new (T, B).
+    """
+    return not _wide(recurrent_kernel.shape[0]) or _halves_pay(recurrent_kernel)
 
 
 # Two halves of the batch, run concurrently. One recurrence on this 2-core CPU
@@ -424,15 +444,18 @@ def lstm_sequence(x, h0, c0, mask, kernel, recurrent_kernel, bias, zero_output=F
 def _lstm_run(x, h0, c0, mask, kernel, recurrent_kernel, bias, zero_output):
     has_mask = mask is not None
     per_gate = _wide(recurrent_kernel.shape[0])
+    xla = _lstm_loops_use_xla(recurrent_kernel)
     forward = _jit(
         lambda *a: _lstm_forward(*a[:3], a[3] if has_mask else None, *a[4:], zero_output, per_gate),
         ("lstm_fwd", has_mask, zero_output, per_gate),
+        xla,
     )
     backward = _jit(
         lambda *a: _lstm_backward(
             *a[:3], a[3] if has_mask else None, *a[4:], zero_output, per_gate
         ),
         ("lstm_bwd", has_mask, zero_output, per_gate),
+        xla,
     )
     mask_arg = mask[..., None] if has_mask else tf.zeros((), tf.bool)
 

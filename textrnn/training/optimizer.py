@@ -7,6 +7,7 @@ from typing import Any
 import keras
 
 from textrnn.config import TrainingConfig
+from textrnn.training.fused_adam import FusedAdam, FusedAdamW
 from textrnn.training.schedules import SlantedTriangular
 
 
@@ -40,9 +41,9 @@ def make_optimizer(
     if training.ema:
         kwargs.update(use_ema=True, ema_momentum=training.ema)
     if training.optimizer == "adam":
-        return keras.optimizers.Adam(**kwargs)
+        return FusedAdam(**kwargs)
     if training.optimizer == "adamw":
-        return keras.optimizers.AdamW(weight_decay=training.weight_decay, **kwargs)
+        return FusedAdamW(weight_decay=training.weight_decay, **kwargs)
     if training.optimizer == "rmsprop":
         return keras.optimizers.RMSprop(**kwargs)
     return keras.optimizers.SGD(momentum=0.9, **kwargs)
