@@ -19,7 +19,10 @@ measures them):
   gradients as large products after the loop
   (`dR = H_prev^T dZ`, `dK = X^T dZ`, `dX = dZ K^T`) and one reduction for the
   bias, instead of TensorFlow's per-step automatic gradient;
-- forward and backward loops are each compiled with XLA (`jit_compile`);
+- forward and backward loops are each compiled with XLA (`jit_compile`), except
+  for LSTM layers too wide for the batch halves below (LSTM(362) and wider in
+  float32), whose per-gate loops run faster as TensorFlow's own graph
+  (`fast_rnn_kernels._lstm_loops_use_xla`);
 - wide layers (128 units or more) whose recurrent kernel fits a core's cache
   (up to 2 MB: LSTM(362), GRU(418) in float32) run batches of 16 or more as
   two half-batch loops, which TensorFlow's executor runs concurrently, one per
