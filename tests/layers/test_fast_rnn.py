@@ -55,6 +55,27 @@ def _assert_close(expected, actual, tolerance=1e-5):
         np.testing.assert_allclose(a, e, atol=tolerance, rtol=tolerance)
 
 
+def _assert_matches_keras(cell, settings, masked, zero_output, data_seed=0, state_seed=2):
+    """Keras's layer and the fast one, same weights and initial states: same outputs, gradients."""
+    keras_class, fast_class = PAIRS[cell]
+    x, mask = _data(data_seed)
+    reference, fast = keras_class(units=UNITS, **settings), fast_class(units=UNITS, **settings)
+    reference.build(x.shape)
+    fast.build(x.shape)
+    _random_weights(reference)
+    fast.set_weights(reference.get_weights())
+    reference.zero_output_for_mask = fast.zero_output_for_mask = zero_output
+    rng = np.random.default_rng(state_seed)
+    initial = [
+        tf.constant(rng.normal(size=(BATCH, UNITS)).astype("float32"))
+        for _ in range(2 if cell == "lstm" else 1)
+    ]
+    expected = _outputs_and_gradients(reference, x, mask if masked else None, initial)
+    actual = _outputs_and_gradients(fast, x, mask if masked else None, initial)
+    _assert_close(expected[0], actual[0])
+    _assert_close(expected[1], actual[1])
+
+
 CASES = [
     (cell, go_backwards, masked, zero_output)
     for cell, go_backwards, masked, zero_output in itertools.product(
@@ -69,26 +90,8 @@ def test_layer_matches_keras(cell, go_backwards, masked, zero_output):
     return_sequences = (
         not go_backwards or zero_output
     )  # both kinds of output, with and without masks
-    keras_class, fast_class = PAIRS[cell]
-    x, mask = _data()
-    settings = dict(
-        units=UNITS, return_sequences=return_sequences, return_state=True, go_backwards=go_backwards
-    )
-    reference, fast = keras_class(**settings), fast_class(**settings)
-    reference.build(x.shape)
-    fast.build(x.shape)
-    _random_weights(reference)
-    fast.set_weights(reference.get_weights())
-    reference.zero_output_for_mask = fast.zero_output_for_mask = zero_output
-    rng = np.random.default_rng(2)
-    initial = [
-        tf.constant(rng.normal(size=(BATCH, UNITS)).astype("float32"))
-        for _ in range(2 if cell == "lstm" else 1)
-    ]
-    expected = _outputs_and_gradients(reference, x, mask if masked else None, initial)
-    actual = _outputs_and_gradients(fast, x, mask if masked else None, initial)
-    _assert_close(expected[0], actual[0])
-    _assert_close(expected[1], actual[1])
+    settings = dict(return_sequences=return_sequences, return_state=True, go_backwards=go_backwards)
+    _assert_matches_keras(cell, settings, masked, zero_output, 0, 2)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
@@ -101,26 +104,8 @@ def test_batch_halves_match_keras(monkeypatch, cell, go_backwards, masked, zero_
     monkeypatch.setattr(fast_rnn_kernels, "_MIN_HALF_ROWS", 1)
     monkeypatch.setattr(fast_rnn_kernels, "_MIN_WIDE_UNITS", UNITS)
     assert fast_rnn_kernels._wide(UNITS) and not fast_rnn_kernels._wide(UNITS - 1)
-    keras_class, fast_class = PAIRS[cell]
-    x, mask = _data(9)
-    settings = dict(
-        units=UNITS, return_sequences=True, return_state=True, go_backwards=go_backwards
-    )
-    reference, fast = keras_class(**settings), fast_class(**settings)
-    reference.build(x.shape)
-    fast.build(x.shape)
-    _random_weights(reference)
-    fast.set_weights(reference.get_weights())
-    reference.zero_output_for_mask = fast.zero_output_for_mask = zero_output
-    rng = np.random.default_rng(10)
-    initial = [
-        tf.constant(rng.normal(size=(BATCH, UNITS)).astype("float32"))
-        for _ in range(2 if cell == "lstm" else 1)
-    ]
-    expected = _outputs_and_gradients(reference, x, mask if masked else None, initial)
-    actual = _outputs_and_gradients(fast, x, mask if masked else None, initial)
-    _assert_close(expected[0], actual[0])
-    _assert_close(expected[1], actual[1])
+    settings = dict(return_sequences=True, return_state=True, go_backwards=go_backwards)
+    _assert_matches_keras(cell, settings, masked, zero_output, 9, 10)
 
 
 @pytest.mark.parametrize(
@@ -132,22 +117,8 @@ def test_wide_lstm_plain_loops_match_keras(monkeypatch, go_backwards, masked, ze
     monkeypatch.setattr(fast_rnn_kernels, "_MIN_WIDE_UNITS", UNITS)
     monkeypatch.setattr(fast_rnn_kernels, "_MAX_HALVES_KERNEL_BYTES", 0)
     monkeypatch.setattr(fast_rnn_kernels, "_compiled", {})
-    x, mask = _data(11)
-    settings = dict(
-        units=UNITS, return_sequences=True, return_state=True, go_backwards=go_backwards
-    )
-    reference, fast = keras.layers.LSTM(**settings), FastLSTM(**settings)
-    reference.build(x.shape)
-    fast.build(x.shape)
-    _random_weights(reference)
-    fast.set_weights(reference.get_weights())
-    reference.zero_output_for_mask = fast.zero_output_for_mask = zero_output
-    rng = np.random.default_rng(12)
-    initial = [tf.constant(rng.normal(size=(BATCH, UNITS)).astype("float32")) for _ in range(2)]
-    expected = _outputs_and_gradients(reference, x, mask if masked else None, initial)
-    actual = _outputs_and_gradients(fast, x, mask if masked else None, initial)
-    _assert_close(expected[0], actual[0])
-    _assert_close(expected[1], actual[1])
+    settings = dict(return_sequences=True, return_state=True, go_backwards=go_backwards)
+    _assert_matches_keras("lstm", settings, masked, zero_output, 11, 12)
     loops = fast_rnn_kernels._compiled
     assert {key[0] for key in loops} == {"lstm_fwd", "lstm_bwd"}
     assert not any(key[-1] for key in loops)  # (name, ..., xla)

@@ -52,7 +52,7 @@ def test_same_weights_and_state_as_keras(kind, options):
         np.testing.assert_allclose(a, e, atol=2e-6, rtol=1e-5)
 
 
-def test_dense_gradients_take_the_fused_kernel_sparse_ones_keras_update():
+def test_dense_and_sparse_gradients_take_the_fused_kernel():
     dense = keras.Variable(np.ones((4, 3), "float32"))
     table = keras.Variable(np.ones((6, 3), "float32"))
     optimizer = FusedAdam(0.01)
@@ -64,10 +64,15 @@ def test_dense_gradients_take_the_fused_kernel_sparse_ones_keras_update():
         optimizer.apply_gradients([(tf.ones((4, 3)), dense), (rows, table)])
 
     op_types = [op.type for op in step.get_concrete_function().graph.get_operations()]
-    assert op_types.count("ResourceApplyAdam") == 1  # the dense variable only
+    assert op_types.count("ResourceApplyAdam") == 2
+    assert op_types.count("ResourceScatterAdd") == 1  # the sparse velocity's correction
     step()
     assert not np.allclose(dense.numpy(), 1.0)
     assert np.allclose(table.numpy()[[0, 2, 3, 5]], 1.0)  # rows never looked up: no gradient
+    # Row 1 was looked up twice with gradient 1: Keras's v is (1 - beta_2) * (1 + 1), not * 2^2.
+    velocity = optimizer._velocities[optimizer._get_variable_index(table)].numpy()
+    np.testing.assert_allclose(velocity[1], 2 * (1 - optimizer.beta_2), rtol=1e-4)
+    np.testing.assert_allclose(velocity[4], 1 - optimizer.beta_2, rtol=1e-4)
 
 
 def test_state_saved_by_keras_adam_loads_into_fused_adam(tmp_path):

@@ -7,7 +7,7 @@ language model's 10,000-word embedding and output layer that is most of the
 optimizer's time (issue 21: at 2 x LSTM(650), batch 20, sequence 35, the Adam
 ops took about a third of the CPU time of a training step).
 `tf.raw_ops.ResourceApplyAdam` computes the same formulas in one kernel, in
-place, over blocks of the variable spread across the cores:
+place, in one pass:
 
     alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)
     m += (g - m) * (1 - beta_1)
@@ -18,13 +18,16 @@ which is Keras's `Adam.update_step` term for term, so the two agree to float
 rounding (tested) and keep the same slot variables (`momentums`,
 `velocities`): checkpoints and backups move freely between them.
 Everything else (learning-rate schedules, clipping, EMA, AdamW's weight decay,
-gradient accumulation, `tf.distribute`) is Keras's, unchanged. `amsgrad`,
-variables that are not TensorFlow resource variables and sparse gradients
-(`tf.IndexedSlices`: an embedding's rows) take Keras's update. For sparse
-gradients that keeps Keras's numbers: Keras squares each looked-up row's
-gradient separately (`ops.square` maps over the slices), so a word seen k
-times in a batch adds the sum of k squares to `v`, not the square of the
-summed gradient that the dense kernel would add.
+gradient accumulation, `tf.distribute`) is Keras's, unchanged. `amsgrad` and
+variables that are not TensorFlow resource variables take Keras's update.
+
+Sparse gradients (`tf.IndexedSlices`: an embedding's looked-up rows) keep
+Keras's numbers too. Keras squares each looked-up row's gradient separately
+(`ops.square` maps over the slices), so a word seen k times in a batch adds
+the sum of its k squared gradients to `v`, not the square of their sum, which
+the dense kernel would add. Before the kernel runs, `v` gets the difference
+on just those rows, scaled so that the kernel's own `v` update lands on
+Keras's value (`_keras_sparse_velocity`).
 """
 
 from __future__ import annotations
@@ -38,6 +41,29 @@ def _resource(variable):
     return variable.value if isinstance(variable, keras.Variable) else variable
 
 
+def _keras_sparse_velocity(v, gradient: tf.IndexedSlices, beta_2):
+    """Prepare `v` for the dense kernel so that it ends at Keras's value; the dense gradient.
+
+    The kernel sets `v <- beta_2 v + (1 - beta_2) g^2` with `g` the summed
+    (dense) gradient; Keras's sparse update sets `v <- beta_2 v + (1 - beta_2) q`
+    with `q` the per-row sum of squared slices. Adding
+    `(1 - beta_2) / beta_2 * (q - g^2)` to `v` first makes the two agree. It is
+    zero except on rows looked up more than once, and is added to the unique
+    looked-up rows only.
+    """
+    rows, positions = tf.unique(gradient.indices)
+    values = tf.cast(gradient.values, v.dtype)
+    count = tf.shape(rows)[0]
+    summed = tf.math.unsorted_segment_sum(values, positions, count)
+    squares = tf.math.unsorted_segment_sum(tf.square(values), positions, count)
+    correction = (squares - tf.square(summed)) * ((1.0 - beta_2) / beta_2)
+    with tf.control_dependencies(
+        [tf.raw_ops.ResourceScatterAdd(resource=v.handle, indices=rows, updates=correction)]
+    ):
+        # The dense gradient: Adam's moments decay on every row.
+        return tf.identity(tf.convert_to_tensor(gradient))
+
+
 class _FusedAdamUpdate:
     """`update_step` of Adam-family optimizers through `ResourceApplyAdam`."""
 
@@ -46,16 +72,14 @@ class _FusedAdamUpdate:
         m = _resource(self._momentums[index])
         v = _resource(self._velocities[index])
         target = _resource(variable)
-        if (
-            self.amsgrad
-            or isinstance(gradient, tf.IndexedSlices)
-            or not all(hasattr(x, "handle") for x in (target, m, v))
-        ):
+        if self.amsgrad or not all(hasattr(x, "handle") for x in (target, m, v)):
             return super().update_step(gradient, variable, learning_rate)
         dtype = target.dtype
         local_step = tf.cast(self.iterations + 1, dtype)
         beta_1 = tf.cast(self.beta_1, dtype)
         beta_2 = tf.cast(self.beta_2, dtype)
+        if isinstance(gradient, tf.IndexedSlices):
+            gradient = _keras_sparse_velocity(v, gradient, beta_2)
         return tf.raw_ops.ResourceApplyAdam(
             var=target.handle,
             m=m.handle,
