@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from textrnn.decoding import search
 
-from .steps import toy_step
+from .steps import attending_step, toy_step
 
 
 def test_beam_one_equals_greedy():
@@ -124,3 +124,29 @@ def test_the_host_search_ranks_capped_hypotheses_alike():
         )
         assert found.ids == expected
         np.testing.assert_allclose(found.scores, scores, rtol=1e-5)
+
+
+def test_beam_attention_is_each_finished_hypothesis_own_history():
+    """The weights come back per hypothesis from the steps' records (not copied along):
+    column j is what the step attended to after the hypothesis's token j - 1 (BOS first),
+    zeros after its end and in unused slots."""
+    bos, eos, memory = 2, 3, 4
+    step, _ = attending_step(vocabulary=9, memory=memory, seed=7)  # lengths 3-5, unused slots
+    state = {"t": tf.zeros([3, 1])}
+    limits = tf.constant([7, 4, 9])
+    result = search.beam_search(
+        step, state, limits, 4, bos, eos, memory, 0.6, no_repeat_ngram=2, coverage_penalty=0.2
+    )
+    ids, lengths = result["ids"].numpy(), result["lengths"].numpy()
+    attention = result["attention"].numpy()
+    weights = step(tf.range(9), {"t": tf.zeros([9, 1])})[2].numpy()  # per previous token
+    assert attention.shape == ids.shape + (memory,)
+    checked = 0
+    for row, slot in np.ndindex(*lengths.shape):
+        length = lengths[row, slot]
+        previous = [bos, *ids[row, slot, : max(length - 1, 0)]]
+        expected = np.zeros_like(attention[row, slot])
+        expected[:length] = weights[previous][:length]
+        np.testing.assert_allclose(attention[row, slot], expected, atol=1e-6)
+        checked += length > 1
+    assert checked >= 4

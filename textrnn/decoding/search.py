@@ -223,7 +223,12 @@ def beam_search(
     width = tf.maximum(limit, 1)
     positions = tf.range(width)
     empty_ids = tf.zeros([batch, beam_size, width], tf.int32)
-    empty_attention = tf.zeros([batch, beam_size, width, memory_length], tf.float32)
+    # Attention weights are not copied along with each hypothesis (a (width, memory) history
+    # gathered and rewritten at every step was most of the search's bookkeeping): each step
+    # writes its candidates' weights and where they came from, and `_attention_histories`
+    # follows those back from where the finished hypotheses ended.
+    step_attention_ta = tf.TensorArray(tf.float32, size=width, element_shape=[None, None, None])
+    origin_ta = tf.TensorArray(tf.int32, size=width, element_shape=[None, None])
     beam_offsets = (tf.range(batch) * beam_size)[:, tf.newaxis]  # (batch, 1)
     mask = None if memory_mask is None else tf.cast(memory_mask, tf.bool)[:, tf.newaxis, :]
 
@@ -240,14 +245,15 @@ def beam_search(
         state,
         alive_ids,
         alive_log_prob,
-        alive_attention,
         alive_match,
         alive_coverage,
+        step_attention_ta,
+        origin_ta,
         finished_ids,
         finished_log_prob,
         finished_score,
         finished_lengths,
-        finished_attention,
+        finished_slot,
         finished_capped,
         done,
     ):
@@ -280,11 +286,8 @@ def beam_search(
         step_attention = gather_beams(
             tf.reshape(tf.cast(attention, tf.float32), [batch, beam_size, memory_length]), origin
         )
-        candidate_attention = tf.where(
-            at_step[:, tf.newaxis],
-            step_attention[:, :, tf.newaxis, :],
-            gather_beams(alive_attention, origin),
-        )  # (batch, beam, width, memory)
+        step_attention_ta = step_attention_ta.write(step, step_attention)
+        origin_ta = origin_ta.write(step, origin)
         candidate_match = tf.reshape(
             penalties.update_suffix_match(
                 tf.reshape(gather_beams(alive_match, origin), rows),
@@ -309,7 +312,8 @@ def beam_search(
         new_score = tf.where(ends, new_score, NEGATIVE)
         new_capped = tf.logical_and(ends, tf.reshape(force, [batch, beam_size]))
         all_ids = tf.concat([finished_ids, candidate_ids], axis=1)  # (batch, 2*beam, width)
-        all_attention = tf.concat([finished_attention, candidate_attention], axis=1)
+        # Where each finished hypothesis ended: its candidate slot at step `length - 1`.
+        all_slot = tf.concat([finished_slot, tf.zeros_like(origin) + tf.range(beam_size)], axis=1)
         all_score = tf.concat([finished_score, new_score], axis=1)
         all_log_prob = tf.concat(
             [finished_log_prob, tf.where(ends, top_log_prob, NEGATIVE)], axis=1
@@ -320,7 +324,7 @@ def beam_search(
         finished_score = gather_beams(all_score, keep)
         finished_capped = gather_beams(all_capped, keep)
         finished_ids = gather_beams(all_ids, keep)
-        finished_attention = gather_beams(all_attention, keep)
+        finished_slot = gather_beams(all_slot, keep)
         finished_log_prob = gather_beams(all_log_prob, keep)
         finished_lengths = gather_beams(all_lengths, keep)
 
@@ -338,14 +342,15 @@ def beam_search(
             state,
             candidate_ids,
             alive_log_prob,
-            candidate_attention,
             candidate_match,
             candidate_coverage,
+            step_attention_ta,
+            origin_ta,
             finished_ids,
             finished_log_prob,
             finished_score,
             finished_lengths,
-            finished_attention,
+            finished_slot,
             finished_capped,
             done,
         )
@@ -356,14 +361,15 @@ def beam_search(
         state,
         empty_ids,
         alive_log_prob,
-        empty_attention,
         empty_ids,  # no suffix matches yet
         tf.zeros([batch, beam_size, memory_length], tf.float32),  # coverage
+        step_attention_ta,
+        origin_ta,
         empty_ids,
         tf.fill([batch, beam_size], NEGATIVE),
         tf.fill([batch, beam_size], NEGATIVE),
         tf.zeros([batch, beam_size], tf.int32),
-        empty_attention,
+        tf.zeros([batch, beam_size], tf.int32),  # finished_slot
         tf.zeros([batch, beam_size], tf.bool),  # finished_capped
         tf.zeros([batch], tf.bool),
     )
@@ -376,24 +382,62 @@ def beam_search(
         shape_invariants=(
             *(tf.TensorShape([None] * t.shape.rank) for t in initial[:2]),
             tf.nest.map_structure(lambda t: tf.TensorShape([None]).concatenate(t.shape[1:]), state),
-            *(tf.TensorShape([None] * t.shape.rank) for t in initial[3:]),
+            *(tf.TensorShape([None] * t.shape.rank) for t in initial[3:7]),
+            tf.TensorShape(None),  # the step TensorArrays
+            tf.TensorShape(None),
+            *(tf.TensorShape([None] * t.shape.rank) for t in initial[9:]),
         ),
         maximum_iterations=width,
     )
-    finished_ids, finished_log_prob, finished_score, finished_lengths, finished_attention = loop[
-        8:13
-    ]
+    steps = loop[0]
+    finished_ids, finished_log_prob, finished_score, finished_lengths, finished_slot = loop[9:14]
+    attention = _attention_histories(
+        *loop[7:9],
+        steps,
+        width if static_shapes else steps,
+        finished_slot,
+        finished_lengths,
+        memory_length,
+    )
     if not static_shapes:  # only the steps that ran
-        steps = loop[0]
-        finished_ids, finished_attention = (
-            finished_ids[:, :, :steps],
-            finished_attention[:, :, :steps],
-        )
+        finished_ids = finished_ids[:, :, :steps]
     # Tokens after a hypothesis's EOS are 0: columns are written only while it is alive.
     return {
         "ids": finished_ids,
         "lengths": finished_lengths,
         "log_prob": finished_log_prob,
         "score": finished_score,
-        "attention": finished_attention,
+        "attention": attention,
     }
+
+
+def _attention_histories(step_attention_ta, origin_ta, steps, width, slots, lengths, memory):
+    """The attention weights of each finished hypothesis, (batch, beam, width, memory).
+
+    Walks back from the last column: a hypothesis that ended at step `lengths - 1` in
+    candidate slot `slots` took that step's weights from its slot and came from the slot
+    `origin` names at the step before; columns after its end (and unused slots, length 0)
+    are zeros. `width` >= `steps` columns (the buffer width under static shapes).
+    """
+    last = lengths - 1  # (batch, beam): the step each hypothesis ended at; -1 when unused
+    no_weights = tf.zeros(tf.concat([tf.shape(slots), [memory]], axis=0), tf.float32)
+
+    def body(step, slots, columns):
+        ran = step < steps  # columns past the last step: nothing was written there
+        weights = tf.cond(ran, lambda: step_attention_ta.read(step), lambda: no_weights)
+        origin = tf.cond(ran, lambda: origin_ta.read(step), lambda: tf.zeros_like(slots))
+        active = step <= last
+        taken = tf.gather(weights, slots, batch_dims=1)
+        columns = columns.write(step, tf.where(active[..., tf.newaxis], taken, 0.0))
+        slots = tf.where(active, tf.gather(origin, slots, batch_dims=1), slots)
+        return step - 1, slots, columns
+
+    columns_made = tf.maximum(width, 1)  # an empty TensorArray of unknown shape cannot stack
+    columns = tf.TensorArray(tf.float32, size=columns_made, element_shape=[None, None, None])
+    _, _, columns = tf.while_loop(
+        lambda step, *_: step >= 0,
+        body,
+        (columns_made - 1, slots, columns),
+        maximum_iterations=columns_made,
+    )
+    return tf.transpose(columns.stack(), [1, 2, 0, 3])[:, :, :width]
