@@ -7,7 +7,8 @@ The model is a `step_fn(ids, state) -> (log_probs, state, attention)`:
   attention  float32 (n, memory) attention weights of this step (zeros if none)
 Anything per sentence that the step reads but never updates (encoder outputs,
 source mask) is closed over by step_fn, tiled with `tile_beams` for beams.
-Both searches are one `tf.while_loop` each (documented kernels; they compile under XLA).
+Both searches are one `tf.while_loop` each (documented kernels; they compile under XLA); beam
+search then walks its per-step attention records back once (`_attention_histories`).
 Both take `no_repeat_ngram` (block repeated n-grams) and `coverage_penalty` (GNMT's, added
 to finished hypotheses' scores): `textrnn.decoding.penalties` says what they compute.
 """
