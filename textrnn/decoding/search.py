@@ -224,10 +224,10 @@ def beam_search(
     width = tf.maximum(limit, 1)
     positions = tf.range(width)
     empty_ids = tf.zeros([batch, beam_size, width], tf.int32)
-    # Attention weights are not copied along with each hypothesis (a (width, memory) history
-    # gathered and rewritten at every step was most of the search's bookkeeping): each step
-    # writes its candidates' weights and where they came from, and `_attention_histories`
-    # follows those back from where the finished hypotheses ended.
+    # Attention weights are not copied along with each hypothesis (gathering and rewriting
+    # every (width, memory) history at every step cost 4% of the CPU of beam-5 decoding to
+    # 80 tokens, issue 21): each step writes its candidates' weights and where they came
+    # from, and `_attention_histories` follows those back from where the finished ones ended.
     step_attention_ta = tf.TensorArray(tf.float32, size=width, element_shape=[None, None, None])
     origin_ta = tf.TensorArray(tf.int32, size=width, element_shape=[None, None])
     beam_offsets = (tf.range(batch) * beam_size)[:, tf.newaxis]  # (batch, 1)
