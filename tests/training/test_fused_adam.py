@@ -21,7 +21,7 @@ PAIRS = {
 }
 
 
-def _trained(optimizer, sparse_embedding: bool = True):
+def _trained(optimizer, id_range: int = 20):
     """A small embedding -> LSTM -> dense model after 3 epochs; its weights and optimizer state."""
     keras.utils.set_random_seed(0)
     inputs = keras.Input((5,), dtype="int32")
@@ -31,7 +31,7 @@ def _trained(optimizer, sparse_embedding: bool = True):
     model.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     rng = np.random.default_rng(0)
     # Repeated ids in a batch: the embedding's sparse gradient has duplicate rows.
-    tokens = rng.integers(0, 20 if sparse_embedding else 4, (48, 5))
+    tokens = rng.integers(0, id_range, (48, 5))
     labels = rng.integers(0, 3, 48)
     model.fit(tokens, labels, epochs=3, batch_size=16, verbose=0, shuffle=False)
     return model
@@ -78,7 +78,7 @@ def test_dense_and_sparse_gradients_take_the_fused_kernel():
 def test_state_saved_by_keras_adam_loads_into_fused_adam(tmp_path):
     model = _trained(keras.optimizers.Adam(0.01))
     model.save_weights(tmp_path / "model.weights.h5")
-    fresh = _trained(FusedAdam(0.01), sparse_embedding=False)  # other weights and state
+    fresh = _trained(FusedAdam(0.01), id_range=4)  # other weights and state
     fresh.load_weights(tmp_path / "model.weights.h5")
     for e, a in zip(_values(model), _values(fresh), strict=True):
         np.testing.assert_array_equal(a, e)

@@ -424,9 +424,11 @@ def _attention_histories(step_attention_ta, origin_ta, steps, width, slots, leng
     no_weights = tf.zeros(tf.concat([tf.shape(slots), [memory]], axis=0), tf.float32)
 
     def body(step, slots, columns):
-        ran = step < steps  # columns past the last step: nothing was written there
-        weights = tf.cond(ran, lambda: step_attention_ta.read(step), lambda: no_weights)
-        origin = tf.cond(ran, lambda: origin_ta.read(step), lambda: tf.zeros_like(slots))
+        weights, origin = tf.cond(
+            step < steps,  # columns past the last step: nothing was written there
+            lambda: (step_attention_ta.read(step), origin_ta.read(step)),
+            lambda: (no_weights, tf.zeros_like(slots)),
+        )
         active = step <= last
         taken = tf.gather(weights, slots, batch_dims=1)
         columns = columns.write(step, tf.where(active[..., tf.newaxis], taken, 0.0))

@@ -60,8 +60,8 @@ def _keras_sparse_velocity(v, gradient: tf.IndexedSlices, beta_2):
     with tf.control_dependencies(
         [tf.raw_ops.ResourceScatterAdd(resource=v.handle, indices=rows, updates=correction)]
     ):
-        # The dense gradient: Adam's moments decay on every row.
-        return tf.identity(tf.convert_to_tensor(gradient))
+        # The dense gradient (Adam's moments decay on every row), from the rows summed above.
+        return tf.scatter_nd(rows[:, tf.newaxis], summed, tf.shape(v, out_type=rows.dtype))
 
 
 class _FusedAdamUpdate:
