@@ -45,15 +45,12 @@ import tensorflow as tf
 from keras import ops
 
 from textrnn.layers.fast_rnn_kernels import gru_sequence, lstm_sequence
+from textrnn.layers.variables import tf_value
 from textrnn.layers.weight_drop import WeightDropMixin
 
 _FAST_DTYPES = ("float32", "float64")
 
 # ----------------------------------------------------------------------------- layers
-
-
-def _is_tensor_value(variable):
-    return variable.value if hasattr(variable, "value") else variable
 
 
 class _FastLoopMixin:
@@ -98,8 +95,7 @@ class _FastLoopMixin:
                 mask = tf.reverse(mask, [0])
         cell = self.cell
         weights = [
-            tf.cast(_is_tensor_value(w), x.dtype)
-            for w in (cell.kernel, cell.recurrent_kernel, cell.bias)
+            tf.cast(tf_value(w), x.dtype) for w in (cell.kernel, cell.recurrent_kernel, cell.bias)
         ]
         states = [tf.cast(s, x.dtype) for s in initial_state]
         outputs, *final_states = self._run_sequence(x, states, mask, *weights)

@@ -36,6 +36,8 @@ import dataclasses
 
 import tensorflow as tf
 
+from textrnn.layers.fast_rnn_kernels import compile_once
+
 _PAD_TO = 8
 _NEGATIVE = -1e9
 
@@ -381,14 +383,6 @@ def _cell_weight_gradients(spec, d_gates, cell_saved, h_previous, feed0, outputs
 
 # ----------------------------------------------------------------------------- entry point
 
-_compiled: dict = {}
-
-
-def _jit(function, key):
-    if key not in _compiled:
-        _compiled[key] = tf.function(function, jit_compile=True, autograph=False)
-    return _compiled[key]
-
 
 def _round_up(size, multiple=_PAD_TO):
     return (size + multiple - 1) // multiple * multiple
@@ -438,8 +432,8 @@ def attention_decoder_sequence(
 
 
 def _run(spec, x, states, feed, memory, keys, keep, dropout_mask, weights):
-    forward = _jit(lambda *a: _forward(spec, *a), ("decoder_fwd", spec))
-    backward = _jit(lambda *a: _backward_flat(spec, *a), ("decoder_bwd", spec))
+    forward = compile_once(lambda *a: _forward(spec, *a), ("decoder_fwd", spec))
+    backward = compile_once(lambda *a: _backward_flat(spec, *a), ("decoder_bwd", spec))
     count = spec.state_count
 
     @tf.custom_gradient

@@ -325,7 +325,7 @@ def _gru_backward(
 _compiled: dict = {}
 
 
-def _jit(function, key, xla=True):
+def compile_once(function, key, xla=True):
     """`function` as a `tf.function` (compiled with XLA unless `xla` is False), one per key."""
     key = (*key, xla)
     if key not in _compiled:
@@ -445,12 +445,12 @@ def _lstm_run(x, h0, c0, mask, kernel, recurrent_kernel, bias, zero_output):
     has_mask = mask is not None
     per_gate = _wide(recurrent_kernel.shape[0])
     xla = _lstm_loops_use_xla(recurrent_kernel)
-    forward = _jit(
+    forward = compile_once(
         lambda *a: _lstm_forward(*a[:3], a[3] if has_mask else None, *a[4:], zero_output, per_gate),
         ("lstm_fwd", has_mask, zero_output, per_gate),
         xla,
     )
-    backward = _jit(
+    backward = compile_once(
         lambda *a: _lstm_backward(
             *a[:3], a[3] if has_mask else None, *a[4:], zero_output, per_gate
         ),
@@ -512,11 +512,11 @@ def gru_sequence(x, h0, mask, kernel, recurrent_kernel, bias, zero_output=False)
 
 def _gru_run(x, h0, mask, kernel, recurrent_kernel, bias, zero_output):
     has_mask = mask is not None
-    forward = _jit(
+    forward = compile_once(
         lambda *a: _gru_forward(*a[:2], a[2] if has_mask else None, *a[3:], zero_output),
         ("gru_fwd", has_mask, zero_output),
     )
-    backward = _jit(
+    backward = compile_once(
         lambda *a: _gru_backward(*a[:2], a[2] if has_mask else None, *a[3:], zero_output),
         ("gru_bwd", has_mask, zero_output),
     )

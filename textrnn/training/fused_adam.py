@@ -35,10 +35,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-
-def _resource(variable):
-    """The TensorFlow resource variable behind a Keras variable (or itself)."""
-    return variable.value if isinstance(variable, keras.Variable) else variable
+from textrnn.layers.variables import tf_value
 
 
 def _keras_sparse_velocity(v, gradient: tf.IndexedSlices, beta_2):
@@ -69,9 +66,9 @@ class _FusedAdamUpdate:
 
     def update_step(self, gradient, variable, learning_rate):
         index = self._get_variable_index(variable)
-        m = _resource(self._momentums[index])
-        v = _resource(self._velocities[index])
-        target = _resource(variable)
+        m = tf_value(self._momentums[index])
+        v = tf_value(self._velocities[index])
+        target = tf_value(variable)
         if self.amsgrad or not all(hasattr(x, "handle") for x in (target, m, v)):
             return super().update_step(gradient, variable, learning_rate)
         dtype = target.dtype

@@ -24,6 +24,7 @@ from textrnn.layers import fast_rnn_decoder
 from textrnn.layers.attention import make_attention
 from textrnn.layers.fast_rnn import FastGRU, FastLSTM
 from textrnn.layers.rnn_stack import RNNStack
+from textrnn.layers.variables import tf_value
 
 
 @keras.saving.register_keras_serializable(package="textrnn")
@@ -427,21 +428,24 @@ class AttentionDecoder(keras.layers.Layer):
         """`(flat weights in fast_rnn_decoder.split_weights' order, embedding rows of the
         input kernel (E, kU), input bias (kU,))`, read from this layer's own variables."""
         cell = self.stack.recurrent_layers[0].cell
-        kernel = _tensor(cell.kernel)  # (E + F, kU): embedding rows, then feed rows
-        bias = _tensor(cell.bias)  # GRU: (2, 3U) input and recurrent rows; LSTM: (4U,)
-        weights = [kernel[self.embedding_dim :], _tensor(cell.recurrent_kernel)]
+        kernel = tf_value(cell.kernel)  # (E + F, kU): embedding rows, then feed rows
+        bias = tf_value(cell.bias)  # GRU: (2, 3U) input and recurrent rows; LSTM: (4U,)
+        weights = [kernel[self.embedding_dim :], tf_value(cell.recurrent_kernel)]
         input_bias = bias
         if self.cell == "gru":
             input_bias = bias[0]
             weights.append(bias[1])
         attention = self.attention_layer
         if self.attention == "additive":
-            weights += [_tensor(attention.query_projection.kernel), _tensor(attention.score_vector)]
+            weights += [
+                tf_value(attention.query_projection.kernel),
+                tf_value(attention.score_vector),
+            ]
         elif self.attention == "general":
-            weights.append(_tensor(attention.query_projection.kernel))
+            weights.append(tf_value(attention.query_projection.kernel))
             if attention.use_bias:
-                weights.append(_tensor(attention.query_projection.bias))
-        weights.append(_tensor(self.attentional.kernel))
+                weights.append(tf_value(attention.query_projection.bias))
+        weights.append(tf_value(self.attentional.kernel))
         return weights, kernel[: self.embedding_dim], input_bias
 
     def _fused_loop(self, embedded, memory, processed_memory, source_mask, states, training):
@@ -521,8 +525,3 @@ class AttentionDecoder(keras.layers.Layer):
         config = super().get_config()
         config.update({name: getattr(self, name) for name in self.CONFIG_KEYS})
         return config
-
-
-def _tensor(variable):
-    """A Keras variable's value as a tensor (the tape still sees the read)."""
-    return variable.value if hasattr(variable, "value") else variable
