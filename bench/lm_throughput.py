@@ -21,6 +21,11 @@ one private thread, so the input pipeline does not steal a core from training.
         --seq-len 35 --vocab 10000 --embedding-dim 650 \\
         --torch-python /tmp/torchvenv/bin/python --json
 
+`--precision bfloat16` times every contender in mixed bfloat16 (float32
+variables and logits; Keras's `mixed_bfloat16` policy, PyTorch's CPU autocast),
+where the CPU has bfloat16 instructions (AMX, AVX512-BF16) the fair comparison
+for a `--mixed-precision mixed_bfloat16` run.
+
 (`bench/train_throughput.py` runs this module when given `--seq-len`.) With
 `--json` the last line is one JSON object with `textrnn_tokens_per_s`,
 `keras_tokens_per_s`, `ratio`, `textrnn_gflops` / `keras_gflops` (model
@@ -31,6 +36,7 @@ arithmetic: 3 x the forward multiply-adds x 2 per token), and with
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -68,6 +74,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--rounds", type=int, default=5, help="alternating rounds; medians are quoted"
+    )
+    parser.add_argument(
+        "--precision",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="bfloat16: every contender in mixed bfloat16 (Keras's mixed_bfloat16 policy, "
+        "PyTorch's CPU autocast), float32 variables",
     )
     parser.add_argument("--skip-keras", action="store_true", help="time textrnn (and torch) only")
     parser.add_argument(
@@ -126,17 +139,33 @@ def textrnn_model(args: argparse.Namespace) -> keras.Model:
         },
     )
     keras.utils.set_random_seed(0)
-    return language_model.build_model(config, SimpleNamespace(vocabulary_size=args.vocab))
+    with _policy(args):
+        return language_model.build_model(config, SimpleNamespace(vocabulary_size=args.vocab))
+
+
+@contextlib.contextmanager
+def _policy(args: argparse.Namespace):
+    """Build under `--precision`'s Keras policy (as `textrnn.training.fit` does for a recipe)."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(
+        "mixed_bfloat16" if args.precision == "bfloat16" else "float32"
+    )
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
 
 
 def keras_model(args: argparse.Namespace) -> keras.Model:
     keras.utils.set_random_seed(0)
-    inputs = keras.Input(shape=(args.seq_len,), dtype="int32")
-    x = keras.layers.Embedding(args.vocab, args.embedding_dim)(inputs)
-    layer = keras.layers.LSTM if args.cell == "lstm" else keras.layers.GRU
-    for _ in range(args.layers):
-        x = layer(args.units, return_sequences=True)(x)
-    model = keras.Model(inputs, keras.layers.Dense(args.vocab)(x))
+    with _policy(args):
+        inputs = keras.Input(shape=(args.seq_len,), dtype="int32")
+        x = keras.layers.Embedding(args.vocab, args.embedding_dim)(inputs)
+        layer = keras.layers.LSTM if args.cell == "lstm" else keras.layers.GRU
+        for _ in range(args.layers):
+            x = layer(args.units, return_sequences=True)(x)
+        # float32 logits, as textrnn's output layer under mixed precision
+        model = keras.Model(inputs, keras.layers.Dense(args.vocab, dtype="float32")(x))
     model.compile(
         optimizer=keras.optimizers.Adam(1e-3),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -159,6 +188,7 @@ def torch_round(args: argparse.Namespace) -> float:
         *("--batch-size", str(args.batch_size), "--seq-len", str(args.seq_len)),
         *("--vocab", str(args.vocab), "--embedding-dim", str(args.embedding_dim)),
         *("--steps", str(args.steps), "--warmup", str(args.warmup), "--rounds", "1", "--json"),
+        *(["--bf16"] if args.precision == "bfloat16" else []),
     ]
     result = subprocess.run(
         command, capture_output=True, text=True, timeout=args.timeout, check=False
@@ -205,6 +235,7 @@ def main(argv=None) -> dict:
         "seq_len": args.seq_len,
         "vocab": args.vocab,
         "embedding_dim": args.embedding_dim,
+        "precision": args.precision,
         "implementation": stack.resolved_implementation,
         "rounds": args.rounds,
         "steps_per_round": args.steps,

@@ -9,7 +9,8 @@ PyTorch is not a textrnn dependency; run this from a scratch environment:
         --batch-size 64 --seq-len 100 --json
 
 Embedding(vocab, E) -> nn.LSTM / nn.GRU(num_layers) -> Linear(vocab), Adam,
-cross-entropy; prints `torch_tokens_per_s` (median of `--rounds`), and with
+cross-entropy (with `--bf16`, the forward pass under CPU autocast to bfloat16);
+prints `torch_tokens_per_s` (median of `--rounds`), and with
 `--json` one JSON object on the last line.
 """
 
@@ -37,6 +38,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--bf16", action="store_true", help="forward pass under CPU autocast to bfloat16"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
@@ -61,9 +65,10 @@ def main(argv=None) -> dict:
 
     def step(tokens):
         optimizer.zero_grad(set_to_none=True)
-        hidden, _ = model["rnn"](model["embedding"](tokens[:, :-1]))
-        logits = model["output"](hidden)
-        loss = loss_function(logits.reshape(-1, args.vocab), tokens[:, 1:].reshape(-1))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+            hidden, _ = model["rnn"](model["embedding"](tokens[:, :-1]))
+            logits = model["output"](hidden)
+        loss = loss_function(logits.float().reshape(-1, args.vocab), tokens[:, 1:].reshape(-1))
         loss.backward()
         optimizer.step()
 

@@ -126,6 +126,52 @@ def test_wide_lstm_plain_loops_match_keras(monkeypatch, go_backwards, masked, ze
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("wide", [False, True])
+def test_bfloat16_loops_match_keras_to_bfloat16_precision(monkeypatch, cell, wide):
+    """Under `mixed_bfloat16` the fast loops run (without XLA) and stay as close to float32 as
+    Keras's own bfloat16 layer: each output's and gradient's largest error within 3x Keras's
+    (measured: 0.4-2x; a wrong gate or term is off by the values' scale, 100x more)."""
+    if wide:  # per-gate LSTM layout, two half-batch loops
+        monkeypatch.setattr(fast_rnn_kernels, "_MIN_WIDE_UNITS", UNITS)
+        monkeypatch.setattr(fast_rnn_kernels, "_MIN_HALF_ROWS", 1)
+    monkeypatch.setattr(fast_rnn_kernels, "_compiled", {})
+    keras_class, fast_class = PAIRS[cell]
+    x, mask = _data(13)
+    settings = dict(units=UNITS, return_sequences=True, return_state=True)
+    layers = {
+        "float32": keras_class(**settings),
+        "keras_bfloat16": keras_class(dtype="mixed_bfloat16", **settings),
+        "fast_bfloat16": fast_class(dtype="mixed_bfloat16", **settings),
+    }
+    for layer in layers.values():
+        layer.build(x.shape)
+    _random_weights(layers["float32"])
+    for layer in layers.values():
+        layer.set_weights(layers["float32"].get_weights())
+    fast = layers["fast_bfloat16"]
+    assert fast.compute_dtype == "bfloat16" and fast.fast_path_supported(training=True)
+    rng = np.random.default_rng(14)
+    initial = [
+        tf.constant(rng.normal(size=(BATCH, UNITS)).astype("float32"))
+        for _ in range(2 if cell == "lstm" else 1)
+    ]
+    results = {
+        name: [
+            np.asarray(v, np.float32)
+            for part in _outputs_and_gradients(layer, x, mask, initial)
+            for v in part
+        ]
+        for name, layer in layers.items()
+    }
+    for want, keras_bf16, got in zip(*results.values(), strict=True):
+        keras_error = np.abs(keras_bf16 - want).max()
+        assert 0 < np.abs(got - want).max() <= 3 * keras_error + 1e-3  # bfloat16, not float32
+    loops = fast_rnn_kernels._compiled
+    assert {key[0] for key in loops} == {f"{cell}_fwd", f"{cell}_bwd"}
+    assert not any(key[-1] for key in loops)  # (name, ..., xla): oneDNN's bfloat16 products
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
 @pytest.mark.parametrize("batch", [1, BATCH, 20])
 def test_unknown_batch_size_matches_keras(monkeypatch, cell, batch):
     """A batch of unknown size when traced is split in halves at run time (batch 1: one half

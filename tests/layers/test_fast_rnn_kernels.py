@@ -35,7 +35,17 @@ def test_batch_halves_only_for_wide_layers_with_a_cache_sized_kernel(units, gate
     ],
 )
 def test_lstm_loops_compile_with_xla_unless_wide_and_one_loop(units, xla):
-    assert fast_rnn_kernels._lstm_loops_use_xla(tf.zeros((units, 4 * units))) is xla
+    assert fast_rnn_kernels._loops_use_xla("lstm", tf.zeros((units, 4 * units))) is xla
+
+
+@pytest.mark.parametrize("cell, gates", [("lstm", 4), ("gru", 3)])
+@pytest.mark.parametrize("units", [64, 256, 650])
+def test_gru_loops_compile_with_xla_and_bfloat16_loops_never(cell, gates, units):
+    """bfloat16 products need oneDNN's kernels (XLA's CPU backend does not use AMX)."""
+    kernel = tf.zeros((units, gates * units), tf.bfloat16)
+    assert fast_rnn_kernels._loops_use_xla(cell, kernel) is False
+    if cell == "gru":
+        assert fast_rnn_kernels._loops_use_xla(cell, tf.cast(kernel, tf.float32)) is True
 
 
 @pytest.mark.parametrize("cell, wide", [("lstm", False), ("lstm", True), ("gru", False)])

@@ -21,8 +21,9 @@ measures them):
   bias, instead of TensorFlow's per-step automatic gradient;
 - forward and backward loops are each compiled with XLA (`jit_compile`), except
   for LSTM layers too wide for the batch halves below (LSTM(362) and wider in
-  float32), whose per-gate loops run faster as TensorFlow's own graph
-  (`fast_rnn_kernels._lstm_loops_use_xla`);
+  float32), whose per-gate loops run faster as TensorFlow's own graph, and in
+  bfloat16 (`mixed_bfloat16`), where TensorFlow's oneDNN products use the CPU's
+  bfloat16 instructions and XLA's do not (`fast_rnn_kernels._loops_use_xla`);
 - wide layers (128 units or more) whose recurrent kernel fits a core's cache
   (up to 2 MB: LSTM(362), GRU(418) in float32) run batches of 16 or more as
   two half-batch loops, which TensorFlow's executor runs concurrently, one per
@@ -34,8 +35,10 @@ first real step), or is zero with `zero_output_for_mask=True` (what
 `Bidirectional` sets when returning sequences).
 
 The fast loop is used when the configuration allows it (tanh / sigmoid, bias,
-no recurrent dropout while training, no unroll, float32 / float64); anything
-else falls back to the stock Keras loop, so results never change, only speed.
+no recurrent dropout while training, no unroll, float32 / float64 / bfloat16);
+anything else falls back to the stock Keras loop, so results never change, only
+speed. In bfloat16 it computes what Keras's layer computes under `mixed_bfloat16`
+(every product and state in bfloat16), to bfloat16's precision.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from textrnn.layers.fast_rnn_kernels import gru_sequence, lstm_sequence
 from textrnn.layers.variables import tf_value
 from textrnn.layers.weight_drop import WeightDropMixin
 
-_FAST_DTYPES = ("float32", "float64")
+_FAST_DTYPES = ("float32", "float64", "bfloat16")
 
 # ----------------------------------------------------------------------------- layers
 

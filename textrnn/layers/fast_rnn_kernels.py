@@ -333,22 +333,31 @@ def compile_once(function, key, xla=True):
     return _compiled[key]
 
 
-def _lstm_loops_use_xla(recurrent_kernel) -> bool:
-    """False for wide LSTM layers run as one loop: TensorFlow's own loop is faster there.
+def _loops_use_xla(cell: str, recurrent_kernel) -> bool:
+    """Whether a layer's forward and backward loops are compiled with XLA.
 
-    With a recurrent kernel too large for the two half-batch loops, the
-    per-gate loop runs faster as a plain TensorFlow graph than compiled with
-    XLA: the four per-gate (B, U) x (U, U) products of a step are four oneDNN
-    MatMul ops that TensorFlow's executor runs side by side on the two cores,
-    where XLA runs them one after another, each split across the cores.
-    Forward plus backward of one layer (issue 21, 2-core Xeon with AMX,
-    `tf.function` over the same loops, 7 alternating rounds): LSTM(650) at
-    batch 20, 35 steps, 83.9 against 72.6 ms (1.15x); LSTM(512) at batch 64
-    1.12x; LSTM(384) at batch 32, 100 steps, 1.21x. Where the halves run
-    (LSTM(256), batch 64) XLA stays ahead (0.96x without it), and so does the
-    fused GRU loop (GRU(650), batch 20: 0.91x), so both keep XLA. No XLA also
-    means no compile for each new (T, B).
+    bfloat16 (`mixed_bfloat16` training): never. XLA's CPU backend runs
+    bfloat16 products without the CPU's bfloat16 instructions (AMX,
+    AVX512-BF16), where TensorFlow's oneDNN MatMul uses them. Training step,
+    2 x 650 / 2 x 256 language models (issue 21, 2-core Xeon with AMX):
+    bfloat16 loops with XLA ran 0.90-0.53x float32, without XLA 1.17-1.37x.
+
+    float32 LSTM: XLA except for wide layers run as one loop, where
+    TensorFlow's own loop is faster: the four per-gate (B, U) x (U, U)
+    products of a step are four oneDNN MatMul ops that TensorFlow's executor
+    runs side by side on the two cores, where XLA runs them one after another,
+    each split across the cores. Forward plus backward of one layer (`tf.function`
+    over the same loops, 7 alternating rounds): LSTM(650) at batch 20, 35
+    steps, 83.9 against 72.6 ms (1.15x); LSTM(512) at batch 64 1.12x;
+    LSTM(384) at batch 32, 100 steps, 1.21x. Where the halves run (LSTM(256),
+    batch 64) XLA stays ahead (0.96x without it), and so does the fused GRU
+    loop (GRU(650), batch 20: 0.91x), so both keep XLA. No XLA also means no
+    compile for each new (T, B).
     """
+    if recurrent_kernel.dtype == tf.bfloat16:
+        return False
+    if cell == "gru":
+        return True
     return not _wide(recurrent_kernel.shape[0]) or _halves_pay(recurrent_kernel)
 
 
@@ -444,7 +453,7 @@ def lstm_sequence(x, h0, c0, mask, kernel, recurrent_kernel, bias, zero_output=F
 def _lstm_run(x, h0, c0, mask, kernel, recurrent_kernel, bias, zero_output):
     has_mask = mask is not None
     per_gate = _wide(recurrent_kernel.shape[0])
-    xla = _lstm_loops_use_xla(recurrent_kernel)
+    xla = _loops_use_xla("lstm", recurrent_kernel)
     forward = compile_once(
         lambda *a: _lstm_forward(*a[:3], a[3] if has_mask else None, *a[4:], zero_output, per_gate),
         ("lstm_fwd", has_mask, zero_output, per_gate),
@@ -512,13 +521,16 @@ def gru_sequence(x, h0, mask, kernel, recurrent_kernel, bias, zero_output=False)
 
 def _gru_run(x, h0, mask, kernel, recurrent_kernel, bias, zero_output):
     has_mask = mask is not None
+    xla = _loops_use_xla("gru", recurrent_kernel)
     forward = compile_once(
         lambda *a: _gru_forward(*a[:2], a[2] if has_mask else None, *a[3:], zero_output),
         ("gru_fwd", has_mask, zero_output),
+        xla,
     )
     backward = compile_once(
         lambda *a: _gru_backward(*a[:2], a[2] if has_mask else None, *a[3:], zero_output),
         ("gru_bwd", has_mask, zero_output),
+        xla,
     )
     mask_arg = mask[..., None] if has_mask else tf.zeros((), tf.bool)
 
