@@ -24,7 +24,8 @@ one private thread, so the input pipeline does not steal a core from training.
 `--precision bfloat16` times every contender in mixed bfloat16 (float32
 variables and logits; Keras's `mixed_bfloat16` policy, PyTorch's CPU autocast),
 where the CPU has bfloat16 instructions (AMX, AVX512-BF16) the fair comparison
-for a `--mixed-precision mixed_bfloat16` run.
+for a `--mixed-precision mixed_bfloat16` run; textrnn in float32 runs too
+(`textrnn_float32_tokens_per_s`, `ratio_vs_float32`: what bfloat16 buys).
 
 (`bench/train_throughput.py` runs this module when given `--seq-len`.) With
 `--json` the last line is one JSON object with `textrnn_tokens_per_s`,
@@ -208,6 +209,10 @@ def main(argv=None) -> dict:
     data = dataset(args)
     tokens = args.steps * args.batch_size * args.seq_len
     models = {"textrnn": textrnn_model(args)}
+    if args.precision != "float32":  # what the lower precision buys, in the same run
+        models["textrnn_float32"] = textrnn_model(
+            argparse.Namespace(**{**vars(args), "precision": "float32"})
+        )
     if not args.skip_keras:
         models["keras"] = keras_model(args)
     for name, model in models.items():
@@ -249,12 +254,17 @@ def main(argv=None) -> dict:
         result["ratio"] = round(median_ratio(rates["textrnn"], rates["keras"]), 3)
     if "torch" in rates:
         result["ratio_vs_torch"] = round(median_ratio(rates["textrnn"], rates["torch"]), 3)
+    if "textrnn_float32" in rates:
+        result["ratio_vs_float32"] = round(
+            median_ratio(rates["textrnn"], rates["textrnn_float32"]), 3
+        )
     for key in (
         "textrnn_tokens_per_s",
         "keras_tokens_per_s",
         "torch_tokens_per_s",
         "ratio",
         "ratio_vs_torch",
+        "ratio_vs_float32",
         "textrnn_gflops",
         "keras_gflops",
         "torch_gflops",
