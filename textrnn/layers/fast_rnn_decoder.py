@@ -1,7 +1,8 @@
 """The fast CPU loop of an attention decoder with input feeding (Luong et al. 2015):
 one recurrent layer (GRU with reset_after, or LSTM), attention (additive, dot or
-general) and the attentional vector, fused in one XLA-compiled `tf.while_loop` with a
-hand-written backward loop, as `fast_rnn_kernels` does for the plain stack.
+general) and the attentional vector, fused in one XLA-compiled `tf.while_loop` (plain
+TensorFlow in bfloat16) with a hand-written backward loop, as `fast_rnn_kernels` does
+for the plain stack.
 
 Per target step t, in the weights' Keras layouts (`textrnn.translation.decoder`):
 
@@ -432,8 +433,11 @@ def attention_decoder_sequence(
 
 
 def _run(spec, x, states, feed, memory, keys, keep, dropout_mask, weights):
-    forward = compile_once(lambda *a: _forward(spec, *a), ("decoder_fwd", spec))
-    backward = compile_once(lambda *a: _backward_flat(spec, *a), ("decoder_bwd", spec))
+    # bfloat16: TensorFlow's oneDNN products use the CPU's bfloat16 instructions, XLA's do not
+    # (see `fast_rnn_kernels._loops_use_xla`).
+    xla = x.dtype != tf.bfloat16
+    forward = compile_once(lambda *a: _forward(spec, *a), ("decoder_fwd", spec), xla)
+    backward = compile_once(lambda *a: _backward_flat(spec, *a), ("decoder_bwd", spec), xla)
     count = spec.state_count
 
     @tf.custom_gradient

@@ -381,7 +381,7 @@ class AttentionDecoder(keras.layers.Layer):
             and cell.recurrent_activation is keras.activations.sigmoid
             and cell.use_bias
             and getattr(cell, "reset_after", True)
-            and self.compute_dtype in ("float32", "float64")
+            and self.compute_dtype in ("float32", "float64", "bfloat16")
         )
 
     def _fused_step(self, ids, state, memory, processed_memory, source_mask):
@@ -402,7 +402,8 @@ class AttentionDecoder(keras.layers.Layer):
     def fast_loop_applies(self, training) -> bool:
         """True when teacher forcing with input feeding runs the fused loop of
         `textrnn.layers.fast_rnn_decoder`: training, on the fast stack (CPU), one GRU or
-        LSTM layer in a configuration the fast stack computes exactly, float32 / float64.
+        LSTM layer in a configuration the fast stack computes exactly, float32 / float64 /
+        bfloat16 (mixed precision: float32 variables cast, as Keras's layers cast them).
         Inference keeps the step loop below (XLA compiles per shape; see `fast_rnn`)."""
         layer = self.stack.recurrent_layers[0]
         return (
@@ -412,7 +413,7 @@ class AttentionDecoder(keras.layers.Layer):
             and isinstance(layer, (FastGRU, FastLSTM))
             and layer.fast_path_supported(training)
             and not layer.dropout
-            and self.compute_dtype in ("float32", "float64")
+            and self.compute_dtype in ("float32", "float64", "bfloat16")
         )
 
     def fused_spec(self, dropout: bool = False) -> fast_rnn_decoder.DecoderSpec:
@@ -450,7 +451,10 @@ class AttentionDecoder(keras.layers.Layer):
 
     def _fused_loop(self, embedded, memory, processed_memory, source_mask, states, training):
         """`_input_feeding_loop`'s result from the fused, XLA-compiled loop."""
-        weights, embedding_kernel, input_bias = self.fused_weights()
+        weights, embedding_kernel, input_bias = (
+            tf.nest.map_structure(lambda w: tf.cast(w, embedded.dtype), part)
+            for part in self.fused_weights()
+        )  # float32 variables, cast to the compute dtype (mixed_bfloat16) as Keras's layers do
         time_major = tf.transpose(embedded, [1, 0, 2])  # (time, batch, embedding_dim)
         # Hoisted out of the loop: the embedding part of the input projection, one product.
         projected = tf.einsum("tbe,eg->tbg", time_major, embedding_kernel) + input_bias
