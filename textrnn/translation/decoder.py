@@ -381,7 +381,7 @@ class AttentionDecoder(keras.layers.Layer):
             and cell.recurrent_activation is keras.activations.sigmoid
             and cell.use_bias
             and getattr(cell, "reset_after", True)
-            and self.compute_dtype in ("float32", "float64", "bfloat16")
+            and self.compute_dtype in ("float32", "float64")
         )
 
     def _fused_step(self, ids, state, memory, processed_memory, source_mask):
