@@ -69,8 +69,8 @@ def chain_seconds(batch: int, units: int, gates: int, steps: int, backward: bool
 
     Forward: `h (B, U) x W (U, kU)`; backward: `d (B, kU) x W^T (kU, U)`. Each
     step's product needs the previous step's result, as in the layer. Only a
-    slice or a sum stands in for the cell's element-wise work, which the
-    floor leaves out.
+    slice, a tile or a sum stands in for the cell's element-wise work, which
+    the floor leaves out.
     """
     fused = _random(units, gates * units)
     per_gate = [_random(units, units) for _ in range(gates)]
