@@ -42,7 +42,6 @@ import tensorflow as tf  # noqa: E402
 
 
 def _median_seconds(function, repeats: int) -> float:
-    function()  # trace / compile, untimed
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
@@ -55,22 +54,34 @@ def _random(*shape) -> tf.Tensor:
     return tf.constant(np.random.default_rng(0).standard_normal(shape, dtype=np.float32) * 0.05)
 
 
-def product_seconds(a_shape, b_shape, transpose_a=False, transpose_b=False, repeats=9) -> float:
+def _compiled(function, xla: bool = False):
+    """`function` as a `tf.function` run to completion, traced (and compiled) once, here."""
+    compiled = tf.function(function, jit_compile=xla)
+
+    def run():
+        return compiled().numpy()
+
+    run()
+    return run
+
+
+def product_runs(a_shape, b_shape, transpose_a=False, transpose_b=False) -> list:
     """One `tf.matmul` of these shapes (inputs as given, transposes in the kernel)."""
     a, b = _random(*a_shape), _random(*b_shape)
-    product = tf.function(
-        lambda: tf.reduce_sum(tf.matmul(a, b, transpose_a=transpose_a, transpose_b=transpose_b))
+    product = lambda: tf.reduce_sum(  # noqa: E731
+        tf.matmul(a, b, transpose_a=transpose_a, transpose_b=transpose_b)
     )
-    return _median_seconds(lambda: product().numpy(), repeats)
+    return [_compiled(product)]
 
 
-def chain_seconds(batch: int, units: int, gates: int, steps: int, backward: bool) -> float:
-    """`steps` dependent products of one recurrence direction, in the fastest form tried.
+def chain_runs(batch: int, units: int, gates: int, steps: int, backward: bool) -> list:
+    """`steps` dependent products of one recurrence direction, in each form tried.
 
     Forward: `h (B, U) x W (U, kU)`; backward: `d (B, kU) x W^T (kU, U)`. Each
     step's product needs the previous step's result, as in the layer. Only a
     slice, a tile or a sum stands in for the cell's element-wise work, which
-    the floor leaves out.
+    the floor leaves out. The forms: fused (one product a step) or per gate
+    (k products side by side), each with and without XLA; the fastest counts.
     """
     fused = _random(units, gates * units)
     per_gate = [_random(units, units) for _ in range(gates)]
@@ -91,39 +102,43 @@ def chain_seconds(batch: int, units: int, gates: int, steps: int, backward: bool
             h = tf.add_n([tf.matmul(h, w, transpose_b=backward) for w in per_gate])
         return tf.reduce_sum(h)
 
-    best = float("inf")
-    for loop in (fused_loop, per_gate_loop):
-        for xla in (False, True):
-            compiled = tf.function(loop, jit_compile=xla)
-            best = min(best, _median_seconds(lambda c=compiled: c().numpy(), 7))
-    return best
+    return [_compiled(loop, xla) for loop in (fused_loop, per_gate_loop) for xla in (False, True)]
 
 
-def floor_seconds(args) -> dict[str, float]:
-    """The unavoidable products of one training step, timed; by part."""
+def floor_plan(args) -> dict[str, list[list]]:
+    """The unavoidable products of one training step by part: for each product, its forms."""
     gates = 4 if args.cell == "lstm" else 3
     tokens, batch, units = args.batch_size * args.seq_len, args.batch_size, args.units
-    parts: dict[str, float] = {}
+    plan: dict[str, list[list]] = {}
     features = args.embedding_dim
     for layer in range(args.layers):
         wide = gates * units
-        parts[f"layer{layer}_big"] = (
-            product_seconds((tokens, features), (features, wide))  # input projection
-            + product_seconds((tokens, wide), (features, wide), transpose_b=True)  # d inputs
-            + product_seconds((tokens, features), (tokens, wide), transpose_a=True)  # d W_x
-            + product_seconds((tokens, units), (tokens, wide), transpose_a=True)  # d W_h
-        )
-        parts[f"layer{layer}_chains"] = chain_seconds(
-            batch, units, gates, args.seq_len, backward=False
-        ) + chain_seconds(batch, units, gates, args.seq_len, backward=True)
+        plan[f"layer{layer}_big"] = [
+            product_runs((tokens, features), (features, wide)),  # input projection
+            product_runs((tokens, wide), (features, wide), transpose_b=True),  # d inputs
+            product_runs((tokens, features), (tokens, wide), transpose_a=True),  # d W_x
+            product_runs((tokens, units), (tokens, wide), transpose_a=True),  # d W_h
+        ]
+        plan[f"layer{layer}_chains"] = [
+            chain_runs(batch, units, gates, args.seq_len, backward=False),
+            chain_runs(batch, units, gates, args.seq_len, backward=True),
+        ]
         features = units
     vocab = args.vocab
-    parts["output"] = (
-        product_seconds((tokens, units), (units, vocab))
-        + product_seconds((tokens, vocab), (units, vocab), transpose_b=True)
-        + product_seconds((tokens, units), (tokens, vocab), transpose_a=True)
-    )
-    return parts
+    plan["output"] = [
+        product_runs((tokens, units), (units, vocab)),
+        product_runs((tokens, vocab), (units, vocab), transpose_b=True),
+        product_runs((tokens, units), (tokens, vocab), transpose_a=True),
+    ]
+    return plan
+
+
+def floor_seconds(plan: dict[str, list[list]], repeats: int = 9) -> dict[str, float]:
+    """One round of the plan, timed: per part, the sum over its products of their fastest form."""
+    return {
+        part: sum(min(_median_seconds(run, repeats) for run in forms) for forms in products)
+        for part, products in plan.items()
+    }
 
 
 def textrnn_step_seconds(args, model, data) -> float:
@@ -141,10 +156,11 @@ def main(argv=None) -> dict:
     model = lm_throughput.textrnn_model(args)
     model.fit(data, epochs=1, steps_per_epoch=args.warmup, verbose=0)
     step_tokens = args.batch_size * args.seq_len
+    plan = floor_plan(args)
     rounds: dict[str, list[float]] = {"floor": [], "textrnn": [], "torch": []}
     parts_by_round = []
     for index in range(args.rounds):
-        parts_by_round.append(floor_seconds(args))
+        parts_by_round.append(floor_seconds(plan))
         rounds["floor"].append(sum(parts_by_round[-1].values()))
         rounds["textrnn"].append(textrnn_step_seconds(args, model, data))
         if args.torch_python:
